@@ -1,0 +1,703 @@
+//! The CommitLog: appends records in RocketMQ's format straight into the mapping, keeps the
+//! per topic-queue offsets (`topicQueueTable`), reads and iterates records, and finds the
+//! end of valid data when a store is opened.
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::allocate::Allocator;
+use crate::clock::Clock;
+use crate::config::StoreConfig;
+use crate::error::{CorruptionKind, Error, Result};
+use crate::fault::FaultInjector;
+use crate::flush::GroupCommit;
+use crate::format::{self, Decoded, EncodeError, RecordError, RecordPlan, RecordView, StoreFields};
+use crate::mapped_file_queue::{self, MappedFileQueue};
+use crate::message::{Appended, Message, PhysicalOffset, PutResult, PutStatus, QueueOffset};
+use crate::mmap::{self, CreateOptions, MappedFile, SegmentWriter};
+
+/// How long an append waits for the allocator to hand over the next file (RocketMQ: 5 s).
+const ALLOCATE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Lock holds longer than this count as "page cache busy" only below RocketMQ's sanity bound.
+const BUSY_UPPER_BOUND_MS: i64 = 10_000_000;
+/// Files at the tail scanned with CRC checks on open (RocketMQ: the last three).
+const CRC_SCAN_FILES: usize = 3;
+
+/// `topicQueueTable`: next queue offset per topic and queue id.
+type QueueTable = HashMap<String, HashMap<u32, u64>>;
+
+/// What opening found and changed at the end of the CommitLog.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// End of valid data: the first append goes here.
+    pub valid_end: PhysicalOffset,
+    /// Records found valid.
+    pub records: u64,
+    /// A torn record cut off at the tail: file, offset in it, and what was wrong.
+    pub truncated: Option<(PathBuf, u64, RecordError)>,
+    /// Files after the end of valid data that were removed (empty or torn).
+    pub removed_files: Vec<PathBuf>,
+}
+
+struct PutState {
+    writer: Option<SegmentWriter>,
+    /// Start offset of the file the next roll-over takes.
+    next_file_offset: u64,
+    queue_table: QueueTable,
+}
+
+pub(crate) struct CommitLog {
+    dir: PathBuf,
+    file_size: u64,
+    max_body: u32,
+    with_crc: bool,
+    store_host: SocketAddr,
+    busy_timeout_ms: i64,
+    queue: MappedFileQueue,
+    put: Mutex<PutState>,
+    /// Wall-clock ms when the put lock was taken; 0 while free (OS_PAGECACHE_BUSY check).
+    lock_since_ms: AtomicI64,
+    allocator: Allocator,
+    pub(crate) group: GroupCommit,
+    clock: Arc<dyn Clock>,
+    faults: FaultInjector,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for CommitLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitLog")
+            .field("dir", &self.dir)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CommitLog {
+    /// Opens (creating if needed) the CommitLog directory, finds the end of valid data,
+    /// rebuilds the queue table and starts the allocator.
+    pub(crate) fn open(
+        cfg: &StoreConfig,
+        clock: Arc<dyn Clock>,
+        faults: FaultInjector,
+    ) -> Result<(CommitLog, RecoveryReport)> {
+        let dir = cfg.commit_log_dir();
+        let file_size = cfg.mapped_file_size_commit_log;
+        let mut files = mapped_file_queue::load_dir(&dir, file_size)?;
+        let (report, queue_table) = recover(&dir, &mut files, cfg.check_crc_on_recover)?;
+        let valid_end = report.valid_end.0;
+        let mut writer = None;
+        let mut shared = Vec::with_capacity(files.len());
+        let last_index = files.len().checked_sub(1);
+        for (i, file) in files.into_iter().enumerate() {
+            let (file, w) = file.into_shared();
+            if Some(i) == last_index && !file.is_full() {
+                writer = Some(w);
+            }
+            shared.push(file);
+        }
+        let next_file_offset = shared
+            .last()
+            .map_or(valid_end - valid_end % file_size, |f| {
+                f.from_offset() + file_size
+            });
+        let opts = CreateOptions {
+            warm: cfg.warm_mapped_file_enable,
+            mlock: cfg.mlock_mapped_file,
+        };
+        let allocator = Allocator::start(dir.clone(), file_size, opts, faults.clone())
+            .map_err(|e| Error::io("spawn allocator", &dir, e))?;
+        // Have the next file ready before anyone needs it.
+        allocator.prepare(next_file_offset);
+        let log = CommitLog {
+            dir,
+            file_size,
+            max_body: cfg.max_message_size,
+            with_crc: cfg.enabled_append_prop_crc,
+            store_host: cfg.store_host,
+            busy_timeout_ms: i64::try_from(cfg.os_page_cache_busy_timeout.as_millis())
+                .unwrap_or(i64::MAX),
+            queue: MappedFileQueue::new(file_size, shared),
+            put: Mutex::new(PutState {
+                writer,
+                next_file_offset,
+                queue_table,
+            }),
+            lock_since_ms: AtomicI64::new(0),
+            allocator,
+            group: GroupCommit::new(valid_end),
+            clock,
+            faults,
+            closed: AtomicBool::new(false),
+        };
+        Ok((log, report))
+    }
+
+    fn lock_put(&self) -> MutexGuard<'_, PutState> {
+        self.put.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Status to return before encoding anything, if the log cannot take writes now.
+    fn precheck(&self) -> Result<Option<PutStatus>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(Some(PutStatus::ServiceNotAvailable));
+        }
+        if self.group.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        let since = self.lock_since_ms.load(Ordering::Relaxed);
+        if since != 0 {
+            let held = self.clock.now_millis() - since;
+            if held > self.busy_timeout_ms && held < BUSY_UPPER_BOUND_MS {
+                return Ok(Some(PutStatus::OsPageCacheBusy));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Appends one message. Validation happens before any byte is written.
+    pub(crate) fn put(&self, msg: &Message) -> Result<PutResult> {
+        if let Some(status) = self.precheck()? {
+            return Ok(PutResult::rejected(status));
+        }
+        let plan = match self.plan(msg) {
+            Ok(plan) => plan,
+            Err(e) => return Ok(PutResult::rejected(e.status())),
+        };
+        let total = plan.len() as u64;
+        self.append(
+            std::slice::from_ref(&plan),
+            &msg.topic,
+            msg.queue_id,
+            msg.advances_queue(),
+            total,
+        )
+    }
+
+    /// Appends a batch (same topic and queue, no delay, not transactional) as consecutive
+    /// records in one file with consecutive queue offsets (§4.5).
+    pub(crate) fn put_batch(&self, msgs: &[Message]) -> Result<PutResult> {
+        if let Some(status) = self.precheck()? {
+            return Ok(PutResult::rejected(status));
+        }
+        let Some(first) = msgs.first() else {
+            return Ok(PutResult::rejected(PutStatus::MessageIllegal));
+        };
+        // The batch body as a client sends it: per message 4+4+4+4 + 4+body + 2+properties.
+        let mut batch_body: u64 = 0;
+        for m in msgs {
+            let legal = m.topic == first.topic
+                && m.queue_id == first.queue_id
+                && m.sys_flag & format::TRANSACTION_TYPE_MASK == format::TRANSACTION_NOT_TYPE
+                && m.property(format::keys::DELAY).is_none();
+            if !legal {
+                return Ok(PutResult::rejected(EncodeError::IllegalBatch.status()));
+            }
+            batch_body += 22 + m.body.len() as u64 + m.properties.len() as u64;
+        }
+        if batch_body > u64::from(self.max_body) {
+            return Ok(PutResult::rejected(PutStatus::MessageIllegal));
+        }
+        let mut plans = Vec::with_capacity(msgs.len());
+        let mut total = 0u64;
+        for m in msgs {
+            match self.plan(m) {
+                Ok(plan) => {
+                    total += plan.len() as u64;
+                    plans.push(plan);
+                }
+                Err(e) => return Ok(PutResult::rejected(e.status())),
+            }
+        }
+        if total + format::END_FILE_MIN_BLANK_LENGTH > self.file_size {
+            return Ok(PutResult::rejected(PutStatus::MessageIllegal));
+        }
+        self.append(&plans, &first.topic, first.queue_id, true, total)
+    }
+
+    fn plan<'m>(&self, msg: &'m Message) -> Result<RecordPlan<'m>, EncodeError> {
+        let plan = RecordPlan::new(msg, self.store_host, self.max_body, self.with_crc)?;
+        if plan.len() as u64 + format::END_FILE_MIN_BLANK_LENGTH > self.file_size {
+            return Err(EncodeError::RecordTooLarge {
+                size: plan.len(),
+                max: self.file_size - 8,
+            });
+        }
+        Ok(plan)
+    }
+
+    fn append(
+        &self,
+        plans: &[RecordPlan<'_>],
+        topic: &str,
+        queue_id: u32,
+        advances_queue: bool,
+        total: u64,
+    ) -> Result<PutResult> {
+        let mut st = self.lock_put();
+        let now = self.clock.now_millis();
+        self.lock_since_ms.store(now.max(1), Ordering::Relaxed);
+        let result =
+            self.append_locked(&mut st, plans, topic, queue_id, advances_queue, total, now);
+        self.lock_since_ms.store(0, Ordering::Relaxed);
+        drop(st);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn append_locked(
+        &self,
+        st: &mut PutState,
+        plans: &[RecordPlan<'_>],
+        topic: &str,
+        queue_id: u32,
+        advances_queue: bool,
+        total: u64,
+        store_timestamp: i64,
+    ) -> Result<PutResult> {
+        // Find room: the record (or whole batch) plus 8 bytes for a future BLANK.
+        loop {
+            match &mut st.writer {
+                Some(w) if w.remaining() >= total + format::END_FILE_MIN_BLANK_LENGTH => break,
+                Some(w) => {
+                    w.finish_with_blank();
+                    st.writer = None;
+                }
+                None => {
+                    let offset = st.next_file_offset;
+                    let Some(file) = self.allocator.take(offset, ALLOCATE_TIMEOUT)? else {
+                        return Ok(PutResult::rejected(PutStatus::CreateMappedFileFailed));
+                    };
+                    let (file, writer) = file.into_shared();
+                    self.queue.push(file);
+                    st.writer = Some(writer);
+                    st.next_file_offset = offset + self.file_size;
+                    self.allocator.prepare(st.next_file_offset);
+                }
+            }
+        }
+        let queue_offset = if advances_queue {
+            match st.queue_table.get_mut(topic) {
+                Some(queues) => *queues.entry(queue_id).or_insert(0),
+                None => 0,
+            }
+        } else {
+            0
+        };
+        let Some(writer) = st.writer.as_mut() else {
+            return Ok(PutResult::rejected(PutStatus::UnknownError));
+        };
+        let base = writer.file().from_offset() + writer.write_pos();
+        let store_host = self.store_host;
+        let later_offsets = writer.append(total as usize, |buf| {
+            let mut at = 0usize;
+            let mut later = Vec::new();
+            for (i, plan) in plans.iter().enumerate() {
+                let len = plan.len();
+                let fields = StoreFields {
+                    queue_offset: if advances_queue {
+                        (queue_offset + i as u64) as i64
+                    } else {
+                        0
+                    },
+                    physical_offset: (base + at as u64) as i64,
+                    store_timestamp,
+                    store_host,
+                };
+                plan.write(&mut buf[at..at + len], &fields);
+                if i > 0 {
+                    later.push(base + at as u64);
+                }
+                at += len;
+            }
+            later
+        });
+        let count = plans.len() as u64;
+        if advances_queue {
+            match st.queue_table.get_mut(topic) {
+                Some(queues) => {
+                    queues.insert(queue_id, queue_offset + count);
+                }
+                None => {
+                    st.queue_table
+                        .insert(topic.to_owned(), HashMap::from([(queue_id, count)]));
+                }
+            }
+        }
+        Ok(PutResult {
+            status: PutStatus::PutOk,
+            appended: Some(Appended {
+                physical_offset: PhysicalOffset(base),
+                wrote_bytes: total,
+                queue_offset: QueueOffset(queue_offset),
+                msg_count: count as u32,
+                store_timestamp,
+                later_offsets,
+                store_host,
+            }),
+        })
+    }
+
+    /// Flushes published data: each file from the durable offset on, by the page rule.
+    /// Returns the new durable offset. Call through [`GroupCommit`] only.
+    pub(crate) fn flush_files(&self, least_pages: u32) -> Result<u64> {
+        let durable = self.group.durable();
+        let mut reached = durable;
+        for file in self.queue.files_from(durable) {
+            file.flush(least_pages, &self.faults)?;
+            let flushed = file.flushed();
+            reached = file.from_offset() + flushed;
+            if flushed < file.size() {
+                break;
+            }
+        }
+        Ok(reached.max(durable))
+    }
+
+    /// Flushes through the group-commit lock, as the background flusher does.
+    pub(crate) fn flush(&self, least_pages: u32) -> Result<()> {
+        self.group.flush_with(|| self.flush_files(least_pages))
+    }
+
+    pub(crate) fn min_offset(&self) -> u64 {
+        self.queue.min_offset()
+    }
+
+    pub(crate) fn max_offset(&self) -> u64 {
+        self.queue.max_offset()
+    }
+
+    pub(crate) fn file_count(&self) -> usize {
+        self.queue.file_count()
+    }
+
+    pub(crate) fn next_queue_offset(&self, topic: &str, queue_id: u32) -> u64 {
+        let st = self.lock_put();
+        st.queue_table
+            .get(topic)
+            .and_then(|q| q.get(&queue_id))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The record starting at `offset`, CRC-checked. `None` past the end, below the
+    /// minimum, or at an end-of-file blank.
+    pub(crate) fn read(&self, offset: u64) -> Result<Option<RecordGuard>> {
+        let Some(file) = self.queue.find(offset) else {
+            return Ok(None);
+        };
+        let pos = offset - file.from_offset();
+        let bytes = file.readable_from(pos);
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        match format::decode_record(bytes, true) {
+            Ok(Decoded::Message(v)) if v.physical_offset as u64 == offset => {
+                let len = v.total_size;
+                Ok(Some(RecordGuard { file, pos, len }))
+            }
+            Ok(Decoded::Message(v)) => Err(Error::Corrupted {
+                path: file.path().to_owned(),
+                offset: pos,
+                kind: CorruptionKind::MisplacedRecord {
+                    stored: v.physical_offset as u64,
+                },
+            }),
+            Ok(Decoded::Blank { .. }) => Ok(None),
+            Err(e) => Err(Error::Corrupted {
+                path: file.path().to_owned(),
+                offset: pos,
+                kind: CorruptionKind::Record(e),
+            }),
+        }
+    }
+
+    /// Stops taking writes and stops the allocator.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        // Taking the lock waits for an append in progress to finish.
+        drop(self.lock_put());
+        self.allocator.stop();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// A record in the CommitLog, kept mapped while the guard lives.
+#[derive(Debug, Clone)]
+pub struct RecordGuard {
+    file: Arc<MappedFile>,
+    pos: u64,
+    len: u32,
+}
+
+impl RecordGuard {
+    /// Where the record starts.
+    pub fn physical_offset(&self) -> PhysicalOffset {
+        PhysicalOffset(self.file.from_offset() + self.pos)
+    }
+
+    /// The raw record bytes (what a pull response carries).
+    pub fn bytes(&self) -> &[u8] {
+        let all = self.file.readable_from(self.pos);
+        &all[..(self.len as usize).min(all.len())]
+    }
+
+    /// The decoded record.
+    pub fn view(&self) -> RecordView<'_> {
+        match format::decode_record(self.bytes(), false) {
+            Ok(Decoded::Message(v)) => v,
+            // The bytes were decoded and CRC-checked when the guard was made, and bytes
+            // below a file's published position never change.
+            other => unreachable!("verified record no longer decodes: {other:?}"),
+        }
+    }
+
+    /// Offset just past this record.
+    pub fn next_offset(&self) -> PhysicalOffset {
+        PhysicalOffset(self.physical_offset().0 + u64::from(self.len))
+    }
+}
+
+/// Iterator over the records from an offset to the current end, skipping blanks.
+#[derive(Debug)]
+pub struct Records {
+    log: Arc<CommitLog>,
+    next: u64,
+    done: bool,
+}
+
+impl Records {
+    pub(crate) fn new(log: Arc<CommitLog>, from: u64) -> Self {
+        let next = from.max(log.min_offset());
+        Records {
+            log,
+            next,
+            done: false,
+        }
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<RecordGuard>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let Some(file) = self.log.queue.find(self.next) else {
+                self.done = true;
+                break;
+            };
+            let pos = self.next - file.from_offset();
+            if file.readable_from(pos).is_empty() {
+                if file.is_full() {
+                    self.next = file.from_offset() + file.size();
+                    continue;
+                }
+                self.done = true;
+                break;
+            }
+            match self.log.read(self.next) {
+                Ok(Some(rec)) => {
+                    self.next = rec.next_offset().0;
+                    return Some(Ok(rec));
+                }
+                // A blank: the rest of this file is filler.
+                Ok(None) => self.next = file.from_offset() + file.size(),
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Where scanning stopped in one file.
+enum ScanEnd {
+    /// Reached the end of the file through a BLANK.
+    FileFull,
+    /// Unwritten (zero) space at this position.
+    Zero(u64),
+    /// An invalid record at this position.
+    Invalid(u64, CorruptionKind),
+}
+
+/// Finds the end of valid data, rebuilds the queue table, truncates a torn tail and removes
+/// files past the end. Mid-log corruption (valid records after a bad one) is an error.
+fn recover(
+    dir: &std::path::Path,
+    files: &mut Vec<MappedFile>,
+    check_crc: bool,
+) -> Result<(RecoveryReport, QueueTable)> {
+    let mut report = RecoveryReport::default();
+    let mut table = QueueTable::new();
+    let Some(count) = (!files.is_empty()).then_some(files.len()) else {
+        return Ok((report, table));
+    };
+    let crc_from = count.saturating_sub(CRC_SCAN_FILES);
+    let mut end: Option<(usize, ScanEnd)> = None;
+    for (i, file) in files.iter().enumerate() {
+        let scan = scan_file(
+            file,
+            check_crc && i >= crc_from,
+            &mut table,
+            &mut report.records,
+        );
+        if !matches!(scan, ScanEnd::FileFull) {
+            end = Some((i, scan));
+            break;
+        }
+    }
+    // Where the valid data ends: (file index, position in it).
+    let (end_index, end_pos) = match end {
+        None => (count - 1, files[count - 1].size()),
+        Some((i, ScanEnd::Zero(pos))) => {
+            reject_later_data(
+                files,
+                i,
+                pos,
+                &CorruptionKind::Record(RecordError::ZeroHeader),
+            )?;
+            (i, pos)
+        }
+        Some((i, ScanEnd::Invalid(pos, kind))) => {
+            reject_later_data(files, i, pos, &kind)?;
+            let file = &files[i];
+            if let Some(next) = declared_next(file, pos) {
+                if valid_record_at(file, next) {
+                    return Err(Error::Corrupted {
+                        path: file.path().to_owned(),
+                        offset: pos,
+                        kind,
+                    });
+                }
+            }
+            let CorruptionKind::Record(err) = kind else {
+                return Err(Error::Corrupted {
+                    path: file.path().to_owned(),
+                    offset: pos,
+                    kind,
+                });
+            };
+            tracing::warn!(path = %file.path().display(), offset = pos, error = %err, "truncating a torn tail");
+            report.truncated = Some((file.path().to_owned(), pos, err));
+            (i, pos)
+        }
+        Some((_, ScanEnd::FileFull)) => unreachable!("full files do not end the scan"),
+    };
+    // A full last file: the next append opens a new one. A full file followed by an
+    // (empty) file: that one is the active file.
+    let (end_index, end_pos) = if end_pos == files[end_index].size() && end_index + 1 < count {
+        (end_index + 1, 0)
+    } else {
+        (end_index, end_pos)
+    };
+    for file in files.drain(end_index + 1..) {
+        let path = file.path().to_owned();
+        drop(file);
+        fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+        report.removed_files.push(path);
+    }
+    if !report.removed_files.is_empty() {
+        mmap::sync_dir(dir)?;
+    }
+    let last = &mut files[end_index];
+    if end_pos < last.size() {
+        last.zero_from(end_pos)?;
+    }
+    last.set_wrote(end_pos);
+    report.valid_end = PhysicalOffset(last.from_offset() + end_pos);
+    Ok((report, table))
+}
+
+fn scan_file(
+    file: &MappedFile,
+    verify: bool,
+    table: &mut QueueTable,
+    records: &mut u64,
+) -> ScanEnd {
+    let mut pos = 0u64;
+    loop {
+        let bytes = file.readable_from(pos);
+        if bytes.is_empty() {
+            return ScanEnd::FileFull;
+        }
+        match format::decode_record(bytes, verify) {
+            Ok(Decoded::Blank { len }) if pos + u64::from(len) == file.size() => {
+                return ScanEnd::FileFull
+            }
+            Ok(Decoded::Blank { len }) => {
+                return ScanEnd::Invalid(
+                    pos,
+                    CorruptionKind::Record(RecordError::BadTotalSize(len as i32)),
+                )
+            }
+            Ok(Decoded::Message(v)) => {
+                let at = file.from_offset() + pos;
+                if v.physical_offset as u64 != at {
+                    return ScanEnd::Invalid(
+                        pos,
+                        CorruptionKind::MisplacedRecord {
+                            stored: v.physical_offset as u64,
+                        },
+                    );
+                }
+                let tx = v.transaction_type();
+                if tx == format::TRANSACTION_NOT_TYPE || tx == format::TRANSACTION_COMMIT_TYPE {
+                    let next = v.queue_offset as u64 + 1;
+                    let queues = match table.get_mut(v.topic) {
+                        Some(q) => q,
+                        None => table.entry(v.topic.to_owned()).or_default(),
+                    };
+                    let slot = queues.entry(v.queue_id as u32).or_insert(0);
+                    *slot = (*slot).max(next);
+                }
+                *records += 1;
+                pos += u64::from(v.total_size);
+            }
+            Err(RecordError::ZeroHeader) => return ScanEnd::Zero(pos),
+            Err(e) => return ScanEnd::Invalid(pos, CorruptionKind::Record(e)),
+        }
+    }
+}
+
+/// Data after the end of the valid prefix in a later file means the bad spot is in the
+/// middle of the log, not a torn tail.
+fn reject_later_data(
+    files: &[MappedFile],
+    end_index: usize,
+    pos: u64,
+    kind: &CorruptionKind,
+) -> Result<()> {
+    if files[end_index + 1..].iter().any(|f| valid_record_at(f, 0)) {
+        return Err(Error::Corrupted {
+            path: files[end_index].path().to_owned(),
+            offset: pos,
+            kind: kind.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Where the next record would start if the header at `pos` is believed.
+fn declared_next(file: &MappedFile, pos: u64) -> Option<u64> {
+    let header = file.readable_from(pos).get(..4)?;
+    let size = u64::from(u32::from_be_bytes(header.try_into().ok()?));
+    (size >= format::MIN_RECORD_LEN as u64 && pos + size < file.size()).then_some(pos + size)
+}
+
+fn valid_record_at(file: &MappedFile, pos: u64) -> bool {
+    matches!(
+        format::decode_record(file.readable_from(pos), true),
+        Ok(Decoded::Message(v)) if v.physical_offset as u64 == file.from_offset() + pos
+    )
+}

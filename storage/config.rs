@@ -1,0 +1,330 @@
+//! Store configuration: every knob with RocketMQ's property name and default.
+//!
+//! [`StoreConfig::validate`] runs before a store opens; [`StoreConfig::apply_properties`]
+//! reads RocketMQ-style `key=value` text (a `broker.conf`) using RocketMQ's key names.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::format::{MAX_RECORD_OVERHEAD, OS_PAGE_SIZE};
+
+/// When a put is acknowledged relative to the disk (RocketMQ `flushDiskType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushMode {
+    /// `ASYNC_FLUSH`: acknowledged once the bytes are in the mapping (survives a process
+    /// crash, not a power loss); a background thread flushes periodically.
+    Async,
+    /// `SYNC_FLUSH`: acknowledged only after a flush covering the record's end succeeded
+    /// (group commit: one flush serves every waiting writer).
+    Sync,
+}
+
+/// Configuration of a store. Build it with [`StoreConfig::new`], adjust fields, or read
+/// RocketMQ properties with [`StoreConfig::apply_properties`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreConfig {
+    /// `storePathRootDir`: the store's root directory (holds `lock` and `commitlog/`).
+    pub store_path_root_dir: PathBuf,
+    /// `storePathCommitLog`: the CommitLog directory. Default: `<root>/commitlog`.
+    pub store_path_commit_log: Option<PathBuf>,
+    /// `mappedFileSizeCommitLog`: bytes per CommitLog file. Default: 1 GiB (1 073 741 824).
+    /// Must be a multiple of 4096.
+    pub mapped_file_size_commit_log: u64,
+    /// `maxMessageSize`: the largest body accepted (4.9.4+ semantics; the whole record
+    /// must also stay within this plus 64 KiB, as 4.9.5+). Default: 4 MiB (4 194 304).
+    pub max_message_size: u32,
+    /// `flushDiskType`: `ASYNC_FLUSH` or `SYNC_FLUSH`. Default: `ASYNC_FLUSH`.
+    pub flush_disk_type: FlushMode,
+    /// `syncFlushTimeout`: how long a SYNC_FLUSH put waits for its flush before it
+    /// returns `FLUSH_DISK_TIMEOUT` (the message stays stored). Default: 5 s.
+    pub sync_flush_timeout: Duration,
+    /// `flushIntervalCommitLog`: ASYNC_FLUSH flusher period. Default: 500 ms.
+    pub flush_interval_commit_log: Duration,
+    /// `flushCommitLogLeastPages`: ASYNC_FLUSH flushes only once this many 4 KiB pages
+    /// are dirty (or a file is full). Default: 4.
+    pub flush_commit_log_least_pages: u32,
+    /// `flushCommitLogThoroughInterval`: at least this often ASYNC_FLUSH flushes
+    /// whatever is dirty, ignoring the page threshold. Default: 10 s.
+    pub flush_commit_log_thorough_interval: Duration,
+    /// `flushCommitLogTimed`: `true` sleeps the full interval between flushes; `false`
+    /// lets every put wake the flusher early. Default: true.
+    pub flush_commit_log_timed: bool,
+    /// `warmMapedFileEnable`: pre-fault every page of a new CommitLog file in the
+    /// background allocator (`MADV_POPULATE_WRITE`, else touch each page), so appends never
+    /// take a page fault. Default: false (RocketMQ's default).
+    pub warm_mapped_file_enable: bool,
+    /// `mlockMappedFile` (ours; RocketMQ locks warmed files implicitly): `mlock` each new
+    /// CommitLog file. Needs `RLIMIT_MEMLOCK` headroom. Default: false.
+    pub mlock_mapped_file: bool,
+    /// `enabledAppendPropCRC`: append the whole-record `__CRC32#` property (RocketMQ 5.x
+    /// format, readable by 4.x). Default: true here (false in RocketMQ).
+    pub enabled_append_prop_crc: bool,
+    /// `checkCRCOnRecover`: verify BODYCRC and the whole-record CRC when scanning at open.
+    /// Default: true.
+    pub check_crc_on_recover: bool,
+    /// `osPageCacheBusyTimeOutMills`: a put returns `OS_PAGECACHE_BUSY` when the put lock
+    /// has been held longer than this. Default: 1000 ms.
+    pub os_page_cache_busy_timeout: Duration,
+    /// `brokerIP1` + `listenPort`: the address written into every record's STOREHOST and
+    /// into offset message ids; clients dial it. Default: 127.0.0.1:10911.
+    pub store_host: SocketAddr,
+}
+
+/// RocketMQ's default CommitLog file size: 1 GiB.
+pub const DEFAULT_COMMIT_LOG_FILE_SIZE: u64 = 1024 * 1024 * 1024;
+/// RocketMQ's default maximum message (body) size: 4 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 4 * 1024 * 1024;
+
+impl StoreConfig {
+    /// RocketMQ's defaults, rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            store_path_root_dir: root.into(),
+            store_path_commit_log: None,
+            mapped_file_size_commit_log: DEFAULT_COMMIT_LOG_FILE_SIZE,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            flush_disk_type: FlushMode::Async,
+            sync_flush_timeout: Duration::from_millis(5000),
+            flush_interval_commit_log: Duration::from_millis(500),
+            flush_commit_log_least_pages: 4,
+            flush_commit_log_thorough_interval: Duration::from_millis(10_000),
+            flush_commit_log_timed: true,
+            warm_mapped_file_enable: false,
+            mlock_mapped_file: false,
+            enabled_append_prop_crc: true,
+            check_crc_on_recover: true,
+            os_page_cache_busy_timeout: Duration::from_millis(1000),
+            store_host: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 10911),
+        }
+    }
+
+    /// The CommitLog directory.
+    pub fn commit_log_dir(&self) -> PathBuf {
+        self.store_path_commit_log
+            .clone()
+            .unwrap_or_else(|| self.store_path_root_dir.join("commitlog"))
+    }
+
+    /// Checks every field; the error names the field at fault.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for the first invalid field.
+    pub fn validate(&self) -> Result<()> {
+        let size = self.mapped_file_size_commit_log;
+        if size < OS_PAGE_SIZE || size % OS_PAGE_SIZE != 0 {
+            return Err(Error::config(
+                "mappedFileSizeCommitLog",
+                format!("{size} is not a positive multiple of {OS_PAGE_SIZE}"),
+            ));
+        }
+        if size > i64::MAX as u64 / 2 {
+            return Err(Error::config(
+                "mappedFileSizeCommitLog",
+                format!("{size} is too large"),
+            ));
+        }
+        if usize::try_from(size).is_err() {
+            return Err(Error::config(
+                "mappedFileSizeCommitLog",
+                "larger than the address space",
+            ));
+        }
+        if self.max_message_size == 0
+            || u64::from(self.max_message_size) + MAX_RECORD_OVERHEAD > i32::MAX as u64
+        {
+            return Err(Error::config(
+                "maxMessageSize",
+                format!(
+                    "{} is not in 1..={}",
+                    self.max_message_size,
+                    i32::MAX as u64 - MAX_RECORD_OVERHEAD
+                ),
+            ));
+        }
+        for (field, value) in [
+            ("syncFlushTimeout", self.sync_flush_timeout),
+            ("flushIntervalCommitLog", self.flush_interval_commit_log),
+            (
+                "flushCommitLogThoroughInterval",
+                self.flush_commit_log_thorough_interval,
+            ),
+        ] {
+            if value.is_zero() {
+                return Err(Error::config(field, "must be greater than zero"));
+            }
+        }
+        if self.store_path_root_dir.as_os_str().is_empty() {
+            return Err(Error::config("storePathRootDir", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// Applies RocketMQ-style properties text (`key=value` lines, `#`/`!` comments,
+    /// `key: value` also accepted), using RocketMQ's key names.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the key for an unknown key or an unparsable value.
+    pub fn apply_properties(&mut self, text: &str) -> Result<()> {
+        let mut ip: Option<IpAddr> = None;
+        let mut port: Option<u16> = None;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let Some(split) = line.find(['=', ':']) else {
+                return Err(Error::config(line, "expected `key=value`"));
+            };
+            let key = line[..split].trim();
+            let value = line[split + 1..].trim();
+            match key {
+                "brokerIP1" => ip = Some(parse(key, value)?),
+                "listenPort" => port = Some(parse(key, value)?),
+                _ => self.set(key, value)?,
+            }
+        }
+        if ip.is_some() || port.is_some() {
+            self.store_host = SocketAddr::new(
+                ip.unwrap_or(self.store_host.ip()),
+                port.unwrap_or(self.store_host.port()),
+            );
+        }
+        Ok(())
+    }
+
+    /// Sets one field from a RocketMQ property.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the key for an unknown key or an unparsable value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        match key {
+            "storePathRootDir" => self.store_path_root_dir = PathBuf::from(value),
+            "storePathCommitLog" => self.store_path_commit_log = Some(PathBuf::from(value)),
+            "mappedFileSizeCommitLog" => self.mapped_file_size_commit_log = parse(key, value)?,
+            "maxMessageSize" => self.max_message_size = parse(key, value)?,
+            "flushDiskType" => {
+                self.flush_disk_type = match value {
+                    "ASYNC_FLUSH" => FlushMode::Async,
+                    "SYNC_FLUSH" => FlushMode::Sync,
+                    _ => {
+                        return Err(Error::config(
+                            key,
+                            format!("`{value}` is neither ASYNC_FLUSH nor SYNC_FLUSH"),
+                        ))
+                    }
+                }
+            }
+            "syncFlushTimeout" => self.sync_flush_timeout = millis(key, value)?,
+            "flushIntervalCommitLog" => self.flush_interval_commit_log = millis(key, value)?,
+            "flushCommitLogLeastPages" => self.flush_commit_log_least_pages = parse(key, value)?,
+            "flushCommitLogThoroughInterval" => {
+                self.flush_commit_log_thorough_interval = millis(key, value)?;
+            }
+            "flushCommitLogTimed" => self.flush_commit_log_timed = parse(key, value)?,
+            "warmMapedFileEnable" => self.warm_mapped_file_enable = parse(key, value)?,
+            "mlockMappedFile" => self.mlock_mapped_file = parse(key, value)?,
+            "enabledAppendPropCRC" => self.enabled_append_prop_crc = parse(key, value)?,
+            "checkCRCOnRecover" => self.check_crc_on_recover = parse(key, value)?,
+            "osPageCacheBusyTimeOutMills" => self.os_page_cache_busy_timeout = millis(key, value)?,
+            _ => return Err(Error::config(key, "unknown store property")),
+        }
+        Ok(())
+    }
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e| Error::config(key, format!("cannot parse `{value}`: {e}")))
+}
+
+fn millis(key: &str, value: &str) -> Result<Duration> {
+    parse::<u64>(key, value).map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_rocketmq_defaults_and_valid() {
+        let c = StoreConfig::new("/tmp/x");
+        assert_eq!(c.mapped_file_size_commit_log, 1_073_741_824);
+        assert_eq!(c.max_message_size, 4_194_304);
+        assert_eq!(c.flush_disk_type, FlushMode::Async);
+        assert_eq!(c.flush_interval_commit_log, Duration::from_millis(500));
+        assert_eq!(c.flush_commit_log_least_pages, 4);
+        assert_eq!(
+            c.flush_commit_log_thorough_interval,
+            Duration::from_secs(10)
+        );
+        assert_eq!(c.sync_flush_timeout, Duration::from_secs(5));
+        assert!(c.enabled_append_prop_crc);
+        c.validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn properties_use_rocketmq_keys() {
+        let mut c = StoreConfig::new("/tmp/x");
+        c.apply_properties(
+            "# broker.conf\nmappedFileSizeCommitLog=65536\nflushDiskType = SYNC_FLUSH\n\
+             syncFlushTimeout=250\n! comment\nbrokerIP1=10.0.0.7\nlistenPort=10912\n\
+             storePathRootDir=/data/store\nwarmMapedFileEnable=true\n",
+        )
+        .expect("valid properties");
+        assert_eq!(c.mapped_file_size_commit_log, 65536);
+        assert_eq!(c.flush_disk_type, FlushMode::Sync);
+        assert_eq!(c.sync_flush_timeout, Duration::from_millis(250));
+        assert_eq!(c.store_host, "10.0.0.7:10912".parse().expect("addr"));
+        assert_eq!(c.commit_log_dir(), PathBuf::from("/data/store/commitlog"));
+        assert!(c.warm_mapped_file_enable);
+    }
+
+    #[test]
+    fn unknown_or_bad_values_name_the_key() {
+        let mut c = StoreConfig::new("/tmp/x");
+        let e = c.apply_properties("noSuchKey=1").expect_err("unknown key");
+        assert!(
+            matches!(&e, Error::InvalidConfig { field, .. } if field == "noSuchKey"),
+            "{e}"
+        );
+        let e = c
+            .apply_properties("flushDiskType=SOMETIMES")
+            .expect_err("bad enum");
+        assert!(matches!(&e, Error::InvalidConfig { field, .. } if field == "flushDiskType"));
+        let e = c
+            .apply_properties("maxMessageSize=lots")
+            .expect_err("bad number");
+        assert!(e.to_string().contains("maxMessageSize"), "{e}");
+        let e = c.apply_properties("justtext").expect_err("no separator");
+        assert!(matches!(e, Error::InvalidConfig { .. }));
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let mut c = StoreConfig::new("/tmp/x");
+        c.mapped_file_size_commit_log = 1000;
+        let e = c.validate().expect_err("not page aligned");
+        assert!(e.to_string().contains("mappedFileSizeCommitLog"), "{e}");
+        let mut c = StoreConfig::new("/tmp/x");
+        c.max_message_size = 0;
+        assert!(c
+            .validate()
+            .expect_err("zero")
+            .to_string()
+            .contains("maxMessageSize"));
+        let mut c = StoreConfig::new("/tmp/x");
+        c.sync_flush_timeout = Duration::ZERO;
+        assert!(c
+            .validate()
+            .expect_err("zero")
+            .to_string()
+            .contains("syncFlushTimeout"));
+    }
+}

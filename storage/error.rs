@@ -1,0 +1,177 @@
+//! The store's error type.
+//!
+//! Expected outcomes of a put (an illegal message, a flush timeout) are
+//! [`PutStatus`](crate::PutStatus) values; an `Err` means the store could not do
+//! its job: I/O failed, the disk is full, data on disk is corrupt, or the write
+//! path was poisoned by a failed flush.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Result with the store's [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What exactly is wrong with bytes read from disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CorruptionKind {
+    /// A record failed to decode (magic, lengths, CRCs, encoding).
+    Record(crate::format::RecordError),
+    /// A record decoded but its PHYSICALOFFSET field is not the position it was read from.
+    MisplacedRecord {
+        /// The physical offset written in the record.
+        stored: u64,
+    },
+    /// A mapped file's length differs from the configured file size.
+    WrongFileSize {
+        /// Actual length on disk.
+        actual: u64,
+        /// Configured size.
+        expected: u64,
+    },
+    /// A file in a store directory whose name is not a 20-digit offset.
+    ForeignFile,
+    /// The file names of a queue do not follow each other by exactly one file size.
+    GapInFileNames {
+        /// The start offset the file should have had.
+        expected_offset: u64,
+    },
+    /// A file name that is not a multiple of the configured file size.
+    MisalignedFileName,
+}
+
+impl fmt::Display for CorruptionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Record(e) => write!(f, "bad record: {e}"),
+            Self::MisplacedRecord { stored } => {
+                write!(
+                    f,
+                    "record claims physical offset {stored}, which is not where it lies"
+                )
+            }
+            Self::WrongFileSize { actual, expected } => {
+                write!(f, "file is {actual} bytes, expected {expected}")
+            }
+            Self::ForeignFile => f.write_str("file name is not a 20-digit offset"),
+            Self::GapInFileNames { expected_offset } => {
+                write!(
+                    f,
+                    "gap in file names: expected a file starting at {expected_offset}"
+                )
+            }
+            Self::MisalignedFileName => {
+                f.write_str("file name is not a multiple of the configured file size")
+            }
+        }
+    }
+}
+
+/// Everything that can go wrong in the store.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation failed.
+    Io {
+        /// What the store was doing (`"fallocate"`, `"msync"`, ...).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The disk (or quota) is full. The store stays usable: nothing was written, and
+    /// appends succeed again once space is freed.
+    DiskFull {
+        /// The file that could not be allocated.
+        path: PathBuf,
+    },
+    /// Bytes on disk are corrupt. Opening refuses rather than guessing.
+    Corrupted {
+        /// The file holding the bad bytes.
+        path: PathBuf,
+        /// Offset of the bad bytes within that file.
+        offset: u64,
+        /// What is wrong.
+        kind: CorruptionKind,
+    },
+    /// A configuration value is invalid.
+    InvalidConfig {
+        /// The field (or RocketMQ property key) at fault.
+        field: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// Another process (or another open store in this process) holds the directory.
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A flush failed earlier. Data above the last good flush may not be on disk,
+    /// and the kernel may already have dropped the dirty pages, so the store refuses
+    /// every further write until it is reopened and recovered from disk.
+    Poisoned,
+    /// The store has been shut down.
+    ShutDown,
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let path = path.into();
+        match source.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::DiskFull { path },
+            _ => Error::Io { op, path, source },
+        }
+    }
+
+    pub(crate) fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidConfig {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
+            Error::DiskFull { path } => write!(f, "disk full while allocating {}", path.display()),
+            Error::Corrupted { path, offset, kind } => {
+                write!(
+                    f,
+                    "corrupt data in {} at offset {offset}: {kind}",
+                    path.display()
+                )
+            }
+            Error::InvalidConfig { field, reason } => {
+                write!(f, "invalid configuration `{field}`: {reason}")
+            }
+            Error::Locked { path } => {
+                write!(
+                    f,
+                    "store directory is locked by another process ({})",
+                    path.display()
+                )
+            }
+            Error::Poisoned => f.write_str(
+                "a flush to disk failed earlier; the store refuses writes until it is reopened",
+            ),
+            Error::ShutDown => f.write_str("the store has been shut down"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Corrupted {
+                kind: CorruptionKind::Record(e),
+                ..
+            } => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! # mqstore
+//!
+//! The commit-log core of Apache RocketMQ, in Rust and byte-compatible with RocketMQ's
+//! on-disk format: fixed-size, pre-allocated, memory-mapped CommitLog files; records in
+//! RocketMQ's v1 layout with BODYCRC and the whole-record `__CRC32#` property; per
+//! topic-queue offsets; SYNC_FLUSH group commit and ASYNC_FLUSH periodic flushing.
+//!
+//! ```
+//! use mqstore::{Message, MessageStore, PutStatus};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = MessageStore::builder(dir.path())
+//!     .configure(|c| c.mapped_file_size_commit_log = 1 << 20)
+//!     .open()?;
+//! let msg = Message::new("orders", 0, b"hello".to_vec()).with_property("KEYS", "order-1");
+//! let put = store.put(&msg)?;
+//! assert_eq!(put.status, PutStatus::PutOk);
+//! let at = put.appended.expect("stored").physical_offset;
+//! let record = store.read(at)?.expect("present");
+//! assert_eq!(record.view().body, b"hello");
+//! store.shutdown()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Modules: `format` (the byte layout and a total codec, no I/O), `mmap` (the only
+//! `unsafe`: mapped files), `mapped_file_queue` and `allocate` (a queue's files and the
+//! background creation of the next one), `commit_log` (append, read, recover the end),
+//! `flush` (group commit, periodic flush), `store` (the facade).
+
+#[allow(unsafe_code)]
+mod mmap;
+
+mod allocate;
+mod clock;
+mod commit_log;
+mod config;
+mod error;
+mod fault;
+mod flush;
+pub mod format;
+mod mapped_file_queue;
+mod message;
+mod service;
+mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use commit_log::{RecordGuard, Records, RecoveryReport};
+pub use config::{FlushMode, StoreConfig, DEFAULT_COMMIT_LOG_FILE_SIZE, DEFAULT_MAX_MESSAGE_SIZE};
+pub use error::{CorruptionKind, Error, Result};
+#[cfg(feature = "fault-injection")]
+pub use fault::{FaultInjector, IoOp};
+pub use message::{Appended, Message, PhysicalOffset, PutResult, PutStatus, QueueOffset};
+pub use store::{MessageStore, StoreBuilder};

@@ -1,0 +1,137 @@
+//! The ordered files of one queue directory: loading and checking them, finding the file
+//! that holds an offset, and the queue's min/max offsets.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::error::{CorruptionKind, Error, Result};
+use crate::format;
+use crate::mmap::{self, MappedFile};
+
+/// Opens every file of `dir` (creating the directory if needed), in offset order, and
+/// checks the set: each name is a 20-digit offset that is a multiple of `file_size`, each
+/// file is exactly `file_size` bytes, and consecutive names differ by `file_size`.
+/// Leftover `*.tmp` files (a creation cut short by a crash) are removed.
+pub(crate) fn load_dir(dir: &Path, file_size: u64) -> Result<Vec<MappedFile>> {
+    fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    let entries = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    let mut removed_tmp = false;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".tmp") && format::parse_file_name(&name[..name.len() - 4]).is_some() {
+            fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            removed_tmp = true;
+            continue;
+        }
+        let is_file = entry
+            .file_type()
+            .map_err(|e| Error::io("stat", &path, e))?
+            .is_file();
+        match format::parse_file_name(&name) {
+            Some(offset) if is_file => found.push((offset, path)),
+            _ => return Err(corrupt(path, CorruptionKind::ForeignFile)),
+        }
+    }
+    if removed_tmp {
+        mmap::sync_dir(dir)?;
+    }
+    found.sort_unstable_by_key(|(o, _)| *o);
+    let mut files = Vec::with_capacity(found.len());
+    let mut expected: Option<u64> = None;
+    for (offset, path) in found {
+        if offset % file_size != 0 {
+            return Err(corrupt(path, CorruptionKind::MisalignedFileName));
+        }
+        if let Some(expected_offset) = expected.filter(|&e| e != offset) {
+            return Err(corrupt(
+                path,
+                CorruptionKind::GapInFileNames { expected_offset },
+            ));
+        }
+        expected = Some(offset + file_size);
+        files.push(MappedFile::open(path, offset, file_size)?);
+    }
+    Ok(files)
+}
+
+fn corrupt(path: PathBuf, kind: CorruptionKind) -> Error {
+    Error::Corrupted {
+        path,
+        offset: 0,
+        kind,
+    }
+}
+
+/// The shared, ordered files of one queue.
+#[derive(Debug)]
+pub(crate) struct MappedFileQueue {
+    file_size: u64,
+    files: RwLock<Vec<Arc<MappedFile>>>,
+}
+
+impl MappedFileQueue {
+    pub(crate) fn new(file_size: u64, files: Vec<Arc<MappedFile>>) -> Self {
+        MappedFileQueue {
+            file_size,
+            files: RwLock::new(files),
+        }
+    }
+
+    /// Appends a new last file (it must follow the current last one).
+    pub(crate) fn push(&self, file: Arc<MappedFile>) {
+        let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(last) = files.last() {
+            assert_eq!(
+                last.from_offset() + self.file_size,
+                file.from_offset(),
+                "queue files must be contiguous"
+            );
+        }
+        files.push(file);
+    }
+
+    /// The file holding `offset`, if any.
+    pub(crate) fn find(&self, offset: u64) -> Option<Arc<MappedFile>> {
+        let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
+        let first = files.first()?.from_offset();
+        let index = usize::try_from(offset.checked_sub(first)? / self.file_size).ok()?;
+        files
+            .get(index)
+            .filter(|f| offset - f.from_offset() < self.file_size)
+            .cloned()
+    }
+
+    /// The files from the one holding `offset` to the last.
+    pub(crate) fn files_from(&self, offset: u64) -> Vec<Arc<MappedFile>> {
+        let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
+        files
+            .iter()
+            .filter(|f| f.from_offset() + self.file_size > offset)
+            .cloned()
+            .collect()
+    }
+
+    /// Offset of the first byte still stored.
+    pub(crate) fn min_offset(&self) -> u64 {
+        let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
+        files.first().map_or(0, |f| f.from_offset())
+    }
+
+    /// Offset just past the last published byte.
+    pub(crate) fn max_offset(&self) -> u64 {
+        let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
+        files.last().map_or(0, |f| f.from_offset() + f.wrote())
+    }
+
+    pub(crate) fn file_count(&self) -> usize {
+        self.files
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}

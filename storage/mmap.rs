@@ -1,0 +1,510 @@
+//! The one module with `unsafe`: pre-allocated, memory-mapped files of fixed size.
+//!
+//! Invariants that make the raw-pointer accesses below sound (memmap2's own contract is
+//! "UB if the underlying file is modified while mapped"):
+//!
+//! 1. **Allocated before mapped, never shrunk.** A file gets its full size with
+//!    `posix_fallocate` (never a sparse `ftruncate`) before it is mapped, so touching any
+//!    mapped page cannot SIGBUS on a full disk. Nothing here truncates a mapped file;
+//!    zeroing a tail uses `FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE`, which keeps size and
+//!    blocks.
+//! 2. **One process.** The store holds an exclusive lock on its directory for its whole
+//!    life, so no other process writes the files.
+//! 3. **One writer, readers below the published position.** A [`SegmentWriter`] can only
+//!    be made by consuming an owned [`MappedFile`], so each shared file has at most one; it
+//!    writes only at or above `wrote` and publishes with a Release store. Readers build
+//!    slices only below `wrote` (Acquire load), which is never lowered while the file is
+//!    shared: lowering it (`set_wrote`, `zero_from`) takes `&mut self` on an owned file.
+//!    So no `&[u8]` ever overlaps a `&mut [u8]`.
+//! 4. **Mappings outlive borrows.** Slices borrow the `MappedFile`; readers keep an
+//!    `Arc<MappedFile>`, so a file is unmapped (and, if retired, unlinked) only when the
+//!    last holder lets go. No raw pointer is stored anywhere else.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+use memmap2::{Advice, MmapOptions, MmapRaw};
+
+use crate::error::{CorruptionKind, Error, Result};
+use crate::fault::{guarded, FaultInjector, IoOp};
+use crate::format::{self, OS_PAGE_SIZE};
+
+/// How a new file is prepared.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CreateOptions {
+    /// Pre-fault every page (`MADV_POPULATE_WRITE`, else touch each page).
+    pub warm: bool,
+    /// `mlock` the mapping.
+    pub mlock: bool,
+}
+
+/// One fixed-size file of a queue, mapped read-write.
+#[derive(Debug)]
+pub(crate) struct MappedFile {
+    path: PathBuf,
+    // Kept open for the mapping's life and for fallocate / fdatasync.
+    file: File,
+    map: MmapRaw,
+    from_offset: u64,
+    size: u64,
+    /// Bytes written and published; readers never look past it.
+    wrote: CachePadded<AtomicU64>,
+    /// Bytes known durable.
+    flushed: CachePadded<AtomicU64>,
+    remove_on_drop: AtomicBool,
+}
+
+impl MappedFile {
+    /// Creates `<dir>/<20-digit from_offset>` of `size` bytes: written as a `.tmp` file,
+    /// fully allocated, fsynced, renamed into place, directory fsynced, then mapped.
+    /// On failure nothing is left behind.
+    pub(crate) fn create(
+        dir: &Path,
+        from_offset: u64,
+        size: u64,
+        opts: CreateOptions,
+        faults: &FaultInjector,
+    ) -> Result<MappedFile> {
+        let name = format::file_name(from_offset);
+        let path = dir.join(&name);
+        let tmp = dir.join(format!("{name}.tmp"));
+        if path.exists() {
+            // Renaming over it would destroy data; the queue never asks for an existing file.
+            return Err(Error::io(
+                "create",
+                &path,
+                io::ErrorKind::AlreadyExists.into(),
+            ));
+        }
+        let made = (|| {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+                .map_err(|e| Error::io("create", &tmp, e))?;
+            guarded(faults, IoOp::Allocate, || preallocate(&file, size))
+                .map_err(|e| Error::io("fallocate", &tmp, e))?;
+            file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+            fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+            Ok(file)
+        })();
+        let file = match made {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        sync_dir(dir)?;
+        let mut mapped = Self::map(path, file, from_offset, size)?;
+        mapped.wrote = CachePadded::new(AtomicU64::new(0));
+        mapped.flushed = CachePadded::new(AtomicU64::new(0));
+        if opts.warm {
+            mapped.warm();
+        }
+        if opts.mlock {
+            if let Err(e) = mapped.map.lock() {
+                tracing::warn!(path = %mapped.path.display(), error = %e, "mlock failed; continuing unlocked");
+            }
+        }
+        Ok(mapped)
+    }
+
+    /// Opens an existing file, which must be exactly `size` bytes. It starts out treated
+    /// as full (every byte readable); recovery then sets the real end with `set_wrote`.
+    pub(crate) fn open(path: PathBuf, from_offset: u64, size: u64) -> Result<MappedFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        let actual = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &path, e))?
+            .len();
+        if actual != size {
+            return Err(Error::Corrupted {
+                path,
+                offset: 0,
+                kind: CorruptionKind::WrongFileSize {
+                    actual,
+                    expected: size,
+                },
+            });
+        }
+        Self::map(path, file, from_offset, size)
+    }
+
+    fn map(path: PathBuf, file: File, from_offset: u64, size: u64) -> Result<MappedFile> {
+        let len = usize::try_from(size).map_err(|_| {
+            Error::config("mappedFileSizeCommitLog", "larger than the address space")
+        })?;
+        let map = MmapOptions::new()
+            .len(len)
+            .map_raw(&file)
+            .map_err(|e| Error::io("mmap", &path, e))?;
+        Ok(MappedFile {
+            path,
+            file,
+            map,
+            from_offset,
+            size,
+            wrote: CachePadded::new(AtomicU64::new(size)),
+            flushed: CachePadded::new(AtomicU64::new(size)),
+            remove_on_drop: AtomicBool::new(false),
+        })
+    }
+
+    fn warm(&mut self) {
+        if self.map.advise(Advice::PopulateWrite).is_ok() {
+            return;
+        }
+        // Kernels before 5.14 lack MADV_POPULATE_WRITE: fault each page by writing a zero
+        // into it (the file is new and all zeros, so its content does not change).
+        let base = self.map.as_mut_ptr();
+        let mut at = 0usize;
+        while (at as u64) < self.size {
+            // SAFETY: `at < size` = mapping length, so the pointer is inside the mapping.
+            // The file is owned (`&mut self`), not yet shared, so no slice aliases it.
+            unsafe { base.add(at).write_volatile(0) };
+            at += OS_PAGE_SIZE as usize;
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The queue offset of this file's first byte.
+    pub(crate) fn from_offset(&self) -> u64 {
+        self.from_offset
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Published write position (relative to the file start).
+    pub(crate) fn wrote(&self) -> u64 {
+        self.wrote.load(Ordering::Acquire)
+    }
+
+    /// Durable position (relative to the file start).
+    pub(crate) fn flushed(&self) -> u64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.wrote() == self.size
+    }
+
+    /// The published bytes `[pos, wrote)`; empty if `pos` is at or past `wrote`.
+    pub(crate) fn readable_from(&self, pos: u64) -> &[u8] {
+        let wrote = self.wrote();
+        if pos >= wrote {
+            return &[];
+        }
+        // SAFETY: `pos < wrote <= size` = mapping length, so the range is inside the
+        // mapping, which lives as long as `&self`. Bytes below the published `wrote` are
+        // never written while the file is shared (module invariant 3), and the Acquire
+        // load above orders the writer's stores before this read.
+        unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().add(pos as usize), (wrote - pos) as usize)
+        }
+    }
+
+    /// Sets the end of valid data of an owned (unshared) file, e.g. after recovery.
+    pub(crate) fn set_wrote(&mut self, pos: u64) {
+        assert!(pos <= self.size, "write position beyond the file");
+        *self.wrote.get_mut() = pos;
+        *self.flushed.get_mut() = pos;
+    }
+
+    /// Zeroes `[pos, size)` of an owned file and makes it durable, so stale bytes past a
+    /// recovered end can never be mistaken for records later. Blocks stay allocated.
+    pub(crate) fn zero_from(&mut self, pos: u64) -> Result<()> {
+        assert!(pos <= self.size, "zeroing beyond the file");
+        let page_end = pos.div_ceil(OS_PAGE_SIZE) * OS_PAGE_SIZE;
+        let head = page_end.min(self.size) - pos;
+        // SAFETY: `[pos, pos + head)` lies inside the mapping (`pos + head <= size`); the
+        // file is owned (`&mut self`), so no slice aliases it.
+        unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(pos as usize), 0, head as usize) };
+        if page_end < self.size && zero_range(&self.file, page_end, self.size - page_end).is_err() {
+            // No FALLOC_FL_ZERO_RANGE on this filesystem: zero the pages that need it.
+            let mut at = page_end;
+            while at < self.size {
+                let page = OS_PAGE_SIZE.min(self.size - at) as usize;
+                // SAFETY: as above: in bounds, owned file, no aliasing slice.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(at as usize), page)
+                };
+                if bytes.iter().any(|&b| b != 0) {
+                    bytes.fill(0);
+                }
+                at += page as u64;
+            }
+        }
+        let start = pos / OS_PAGE_SIZE * OS_PAGE_SIZE;
+        self.map
+            .flush_range(start as usize, (self.size - start) as usize)
+            .map_err(|e| Error::io("msync", &self.path, e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync", &self.path, e))
+    }
+
+    /// Flushes published bytes by RocketMQ's rule (§2.3): when the file is full, when at
+    /// least `least_pages` pages are dirty, or (`least_pages == 0`) when anything is.
+    /// Returns whether a flush happened. Callers serialize flushes of one file.
+    pub(crate) fn flush(&self, least_pages: u32, faults: &FaultInjector) -> Result<bool> {
+        let wrote = self.wrote();
+        let flushed = self.flushed();
+        if !should_flush(wrote, flushed, self.size, least_pages) {
+            return Ok(false);
+        }
+        let start = flushed / OS_PAGE_SIZE * OS_PAGE_SIZE;
+        guarded(faults, IoOp::Flush, || {
+            self.map
+                .flush_range(start as usize, (wrote - start) as usize)
+        })
+        .map_err(|e| Error::io("msync", &self.path, e))?;
+        self.flushed.fetch_max(wrote, Ordering::AcqRel);
+        Ok(true)
+    }
+
+    /// Unlinks the file once the last holder drops it (the mapping goes first).
+    #[allow(dead_code)] // used by expiry cleanup, which builds on this module
+    pub(crate) fn remove_when_dropped(&self) {
+        self.remove_on_drop.store(true, Ordering::Release);
+    }
+
+    /// Shares the file and returns its one writer.
+    pub(crate) fn into_shared(self) -> (Arc<MappedFile>, SegmentWriter) {
+        let file = Arc::new(self);
+        (Arc::clone(&file), SegmentWriter { file })
+    }
+}
+
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        // Unlinking a mapped file is safe (the inode lives until the mapping is gone,
+        // which happens right after this, when the fields drop).
+        if self.remove_on_drop.load(Ordering::Acquire) {
+            if let Err(e) = fs::remove_file(&self.path) {
+                tracing::warn!(path = %self.path.display(), error = %e, "could not remove retired file");
+            }
+        }
+    }
+}
+
+/// RocketMQ's flush decision (§2.3), pure so it can be tested on its own.
+pub(crate) fn should_flush(wrote: u64, flushed: u64, size: u64, least_pages: u32) -> bool {
+    if wrote <= flushed {
+        return false;
+    }
+    if wrote == size {
+        return true;
+    }
+    if least_pages > 0 {
+        return wrote / OS_PAGE_SIZE - flushed / OS_PAGE_SIZE >= u64::from(least_pages);
+    }
+    true
+}
+
+/// The single writer of one shared [`MappedFile`].
+#[derive(Debug)]
+pub(crate) struct SegmentWriter {
+    file: Arc<MappedFile>,
+}
+
+impl SegmentWriter {
+    pub(crate) fn file(&self) -> &Arc<MappedFile> {
+        &self.file
+    }
+
+    /// Current write position; only this writer moves it.
+    pub(crate) fn write_pos(&self) -> u64 {
+        self.file.wrote.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn remaining(&self) -> u64 {
+        self.file.size - self.write_pos()
+    }
+
+    /// Lets `fill` write `len` bytes at the write position, then publishes them.
+    ///
+    /// # Panics
+    /// If fewer than `len` bytes remain (callers check `remaining` first).
+    pub(crate) fn append<R>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> R {
+        let pos = self.write_pos();
+        assert!(
+            len as u64 <= self.file.size - pos,
+            "append beyond the end of the file"
+        );
+        // SAFETY: `[pos, pos + len)` is inside the mapping (checked above) and at or above
+        // the published `wrote`, where no reader builds slices; `&mut self` on the file's
+        // only writer excludes other writers (module invariant 3). The mapping lives as
+        // long as `self.file`.
+        let buf = unsafe {
+            std::slice::from_raw_parts_mut(self.file.map.as_mut_ptr().add(pos as usize), len)
+        };
+        let out = fill(buf);
+        self.file.wrote.store(pos + len as u64, Ordering::Release);
+        out
+    }
+
+    /// Ends the file: writes the 8-byte BLANK header declaring the remaining bytes (if at
+    /// least 8 remain) and publishes the file as full.
+    pub(crate) fn finish_with_blank(&mut self) {
+        let remaining = self.remaining();
+        if remaining >= format::END_FILE_MIN_BLANK_LENGTH {
+            let declared = u32::try_from(remaining).unwrap_or(u32::MAX);
+            self.append(8, |buf| {
+                let mut header = [0u8; 8];
+                format::write_blank(&mut header, declared);
+                buf.copy_from_slice(&header);
+            });
+        }
+        self.file.wrote.store(self.file.size, Ordering::Release);
+    }
+}
+
+fn preallocate(file: &File, size: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: plain FFI call on a valid, open file descriptor; no memory is passed.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+fn zero_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    let mode = libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: plain FFI call on a valid, open file descriptor; no memory is passed. The
+    // kernel drops the range from every mapping of the file; callers hold the file
+    // exclusively, so no Rust reference points into that range.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset, len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// fsyncs a directory, making creates, renames and unlinks in it durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_rule_matches_rocketmq() {
+        let size = 64 * 4096;
+        assert!(!should_flush(100, 100, size, 0), "nothing dirty");
+        assert!(should_flush(101, 100, size, 0), "least 0 flushes any dirt");
+        assert!(!should_flush(3 * 4096, 0, size, 4), "3 pages < 4");
+        assert!(should_flush(4 * 4096, 0, size, 4), "4 pages");
+        assert!(
+            should_flush(size, size - 1, size, 4),
+            "a full file always flushes"
+        );
+        assert!(
+            should_flush(4096 + 10, 4096 - 10, size, 1),
+            "crossing a page boundary is one page"
+        );
+        assert!(!should_flush(4096 + 10, 4096 + 5, size, 1), "same page");
+    }
+
+    #[test]
+    fn create_allocates_writes_publishes_and_reopens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let faults = FaultInjector::default();
+        let size = 16 * 4096;
+        let file = MappedFile::create(
+            dir.path(),
+            size,
+            size,
+            CreateOptions {
+                warm: true,
+                mlock: false,
+            },
+            &faults,
+        )
+        .expect("create");
+        assert_eq!(
+            file.path().file_name().and_then(|n| n.to_str()),
+            Some("00000000000000065536")
+        );
+        // Really allocated, not sparse.
+        let meta = fs::metadata(file.path()).expect("stat");
+        assert_eq!(meta.len(), size);
+        assert!(
+            std::os::unix::fs::MetadataExt::blocks(&meta) * 512 >= size,
+            "file is sparse"
+        );
+        let (shared, mut writer) = file.into_shared();
+        assert!(shared.readable_from(0).is_empty());
+        writer.append(5, |b| b.copy_from_slice(b"hello"));
+        assert_eq!(shared.readable_from(0), b"hello");
+        assert!(shared.flush(0, &faults).expect("flush"));
+        assert_eq!(shared.flushed(), 5);
+        writer.finish_with_blank();
+        assert!(shared.is_full());
+        assert_eq!(
+            &shared.readable_from(5)[4..8],
+            &format::BLANK_MAGIC_CODE.to_be_bytes()
+        );
+        let path = shared.path().to_owned();
+        drop((shared, writer));
+        let mut reopened = MappedFile::open(path.clone(), size, size).expect("open");
+        assert_eq!(&reopened.readable_from(0)[..5], b"hello");
+        reopened.zero_from(3).expect("zero");
+        assert_eq!(&reopened.readable_from(0)[..8], b"hel\0\0\0\0\0");
+        let e = MappedFile::open(path, size, size * 2).expect_err("wrong size");
+        assert!(matches!(
+            e,
+            Error::Corrupted {
+                kind: CorruptionKind::WrongFileSize { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn retired_file_is_removed_when_last_holder_drops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = MappedFile::create(
+            dir.path(),
+            0,
+            4096,
+            CreateOptions::default(),
+            &FaultInjector::default(),
+        )
+        .expect("create");
+        let (shared, writer) = f.into_shared();
+        let reader = Arc::clone(&shared);
+        let path = shared.path().to_owned();
+        shared.remove_when_dropped();
+        drop((shared, writer));
+        assert!(path.exists(), "a reader still holds it");
+        drop(reader);
+        assert!(!path.exists());
+    }
+}

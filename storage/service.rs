@@ -1,0 +1,117 @@
+//! A named background thread that runs one bounded unit of work per tick, can be woken
+//! early, and is stopped and joined explicitly or on drop.
+
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+struct Signal {
+    stop: bool,
+    woken: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    signal: Mutex<Signal>,
+    cv: Condvar,
+}
+
+/// A background thread running `body` every `tick` (or sooner when woken) until stopped.
+#[derive(Debug)]
+pub(crate) struct ServiceThread {
+    shared: Arc<Shared>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl ServiceThread {
+    /// Spawns the thread. `body` must do a bounded amount of work per call.
+    pub(crate) fn spawn(
+        name: &str,
+        tick: Duration,
+        mut body: impl FnMut() + Send + 'static,
+    ) -> std::io::Result<ServiceThread> {
+        let shared = Arc::new(Shared::default());
+        let s = Arc::clone(&shared);
+        let handle = thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || loop {
+                {
+                    let mut sig = s.signal.lock().unwrap_or_else(PoisonError::into_inner);
+                    if !sig.stop && !sig.woken {
+                        sig =
+                            s.cv.wait_timeout(sig, tick)
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .0;
+                    }
+                    if sig.stop {
+                        return;
+                    }
+                    sig.woken = false;
+                }
+                body();
+            })?;
+        Ok(ServiceThread {
+            shared,
+            handle: Some(handle),
+        })
+    }
+
+    /// Runs the body soon, without waiting for the tick.
+    pub(crate) fn wakeup(&self) {
+        let mut sig = self
+            .shared
+            .signal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !sig.woken {
+            sig.woken = true;
+            self.shared.cv.notify_one();
+        }
+    }
+
+    /// Signals the thread to stop and joins it (the current body call finishes first).
+    pub(crate) fn stop(&mut self) {
+        self.shared
+            .signal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stop = true;
+        self.shared.cv.notify_all();
+        if let Some(handle) = self.handle.take() {
+            if handle.join().is_err() {
+                tracing::error!("background thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for ServiceThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn runs_on_wakeup_and_stops() {
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = Arc::clone(&runs);
+        let mut t = ServiceThread::spawn("test-svc", Duration::from_secs(3600), move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .expect("spawn");
+        t.wakeup();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while runs.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "woken once, long tick");
+        t.stop();
+        t.stop(); // idempotent
+    }
+}
