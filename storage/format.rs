@@ -395,15 +395,17 @@ impl<'a> RecordPlan<'a> {
                 return Err(EncodeError::PropertiesTooLong { chars });
             }
         }
-        let crc_separator = with_crc
-            && !properties.is_empty()
-            && !properties.ends_with(char::from(PROPERTY_SEPARATOR));
+        // With the CRC property: a 0x02 before it unless the user part already ends with one.
+        // Without: a trailing 0x02 (legal since 4.9.0) when the properties would otherwise end
+        // in a zero byte, which readers take for a zero-filled torn write.
+        let crc_separator = if with_crc {
+            !properties.is_empty() && !properties.ends_with(char::from(PROPERTY_SEPARATOR))
+        } else {
+            properties.ends_with('\0')
+        };
         let props_len = properties.len()
-            + if with_crc {
-                CRC32_RESERVED_LEN + usize::from(crc_separator)
-            } else {
-                0
-            };
+            + usize::from(crc_separator)
+            + if with_crc { CRC32_RESERVED_LEN } else { 0 };
         if props_len > MAX_PROPERTIES_LENGTH {
             return Err(EncodeError::PropertiesSizeExceeded { bytes: props_len });
         }
@@ -483,10 +485,10 @@ impl<'a> RecordPlan<'a> {
         let props_len = self.len - w.at - 2;
         w.put(&(props_len as i16).to_be_bytes());
         w.put(self.properties.as_bytes());
+        if self.crc_separator {
+            w.put(&[PROPERTY_SEPARATOR]);
+        }
         if self.with_crc {
-            if self.crc_separator {
-                w.put(&[PROPERTY_SEPARATOR]);
-            }
             let crc = crc32(&w.buf[..self.len - CRC32_RESERVED_LEN]);
             w.put(CRC32_PROPERTY.as_bytes());
             w.put(&[NAME_VALUE_SEPARATOR]);
@@ -697,7 +699,7 @@ impl RecordView<'_> {
     /// The properties without the trailing `__CRC32#` property.
     pub fn user_properties(&self) -> &str {
         let p = self.properties;
-        if crc_trailer(p.as_bytes()).is_some() {
+        if matches!(crc_trailer(p.as_bytes()), Trailer::Valid(_)) {
             let rest = &p[..p.len() - CRC32_RESERVED_LEN];
             rest.strip_suffix(char::from(PROPERTY_SEPARATOR))
                 .unwrap_or(rest)
@@ -733,20 +735,46 @@ impl RecordView<'_> {
     }
 }
 
-/// Returns the 10 digit bytes if `props` ends with a well-formed-looking CRC property.
-fn crc_trailer(props: &[u8]) -> Option<&[u8]> {
-    let start = props.len().checked_sub(CRC32_RESERVED_LEN)?;
-    let t = &props[start..];
-    let name_ok = t.starts_with(CRC32_PROPERTY.as_bytes()) && t[8] == NAME_VALUE_SEPARATOR;
-    let at_boundary = start == 0 || props[start - 1] == PROPERTY_SEPARATOR;
-    (name_ok && at_boundary && t[19] == PROPERTY_SEPARATOR).then(|| &t[9..19])
+/// What the end of a properties string says about the whole-record CRC.
+#[derive(Debug, PartialEq, Eq)]
+enum Trailer<'a> {
+    /// A well-formed `__CRC32#` property; the ten digit bytes.
+    Valid(&'a [u8]),
+    /// Something that was a CRC property (or a zero-filled torn tail) but is damaged.
+    Damaged,
+    /// No CRC property: a record written by RocketMQ 4.x or with the option off.
+    Absent,
+}
+
+fn crc_trailer(props: &[u8]) -> Trailer<'_> {
+    let name = CRC32_PROPERTY.as_bytes();
+    if let Some(start) = props.len().checked_sub(CRC32_RESERVED_LEN) {
+        let t = &props[start..];
+        let framed = t[8] == NAME_VALUE_SEPARATOR && t[19] == PROPERTY_SEPARATOR;
+        let at_boundary = start == 0 || props[start - 1] == PROPERTY_SEPARATOR;
+        if framed && at_boundary && &t[..8] == name {
+            return Trailer::Valid(&t[9..19]);
+        }
+        let name_distance = t[..8].iter().zip(name).filter(|(a, b)| a != b).count();
+        if framed && name_distance <= 2 {
+            return Trailer::Damaged;
+        }
+    }
+    // A CRC property anywhere but intact at the end, or properties ending in a zero byte
+    // (RocketMQ never writes one; a torn write zero-fills from a page boundary), mean the
+    // record was damaged rather than written without a CRC.
+    if props.windows(name.len()).any(|w| w == name) || props.last() == Some(&0) {
+        return Trailer::Damaged;
+    }
+    Trailer::Absent
 }
 
 /// Decodes the record at the start of `buf`.
 ///
 /// With `verify_crc`, BODYCRC is checked (for a non-empty body) and so is the
-/// whole-record `__CRC32#` property when present (records without it, as written by
-/// RocketMQ 4.x, are accepted). Never panics and never reads outside `buf`.
+/// whole-record `__CRC32#` property when present. Records without it (RocketMQ 4.x) are
+/// accepted unless their properties show a damaged CRC property or end in a zero byte, the
+/// mark of a zero-filled torn write. Never panics and never reads outside `buf`.
 ///
 /// # Errors
 /// A [`RecordError`] describing the first problem found.
@@ -820,7 +848,12 @@ pub fn decode_record(buf: &[u8], verify_crc: bool) -> Result<Decoded<'_>, Record
                 });
             }
         }
-        if let Some(digits) = crc_trailer(props) {
+        let digits = match crc_trailer(props) {
+            Trailer::Valid(digits) => Some(digits),
+            Trailer::Damaged => return Err(RecordError::BadCrcProperty),
+            Trailer::Absent => None,
+        };
+        if let Some(digits) = digits {
             let mut stored: u64 = 0;
             for &d in digits.iter().rev() {
                 if !d.is_ascii_digit() {

@@ -1,0 +1,230 @@
+//! Opening a store over damaged files: torn tails are cut, corruption in the middle and
+//! inconsistent file sets are typed errors naming file and offset.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use mqstore::{CorruptionKind, Error, FlushMode, Message, MessageStore, PhysicalOffset};
+
+const FILE_SIZE: u64 = 64 * 1024;
+
+fn fill(root: &Path, count: u32, body_len: usize) -> Vec<(u64, u64)> {
+    let store = common::open_small(root, FILE_SIZE, 8192, FlushMode::Async);
+    let mut out = Vec::new();
+    for i in 0..count {
+        let a = store
+            .put(&Message::new("r", 0, vec![i as u8; body_len]))
+            .expect("put")
+            .appended
+            .expect("stored");
+        out.push((a.physical_offset.0, a.wrote_bytes));
+    }
+    store.shutdown().expect("shutdown");
+    out
+}
+
+fn file_of(root: &Path, offset: u64) -> PathBuf {
+    root.join("commitlog")
+        .join(format!("{:020}", offset / FILE_SIZE * FILE_SIZE))
+}
+
+fn patch(path: &Path, at: u64, bytes: &[u8]) {
+    let mut f = OpenOptions::new().write(true).open(path).expect("open");
+    f.seek(SeekFrom::Start(at)).expect("seek");
+    f.write_all(bytes).expect("write");
+}
+
+fn open(root: &Path) -> Result<MessageStore, Error> {
+    MessageStore::builder(root)
+        .configure(|c| c.mapped_file_size_commit_log = FILE_SIZE)
+        .open()
+}
+
+#[test]
+fn torn_last_record_is_cut_at_every_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recs = fill(dir.path(), 5, 300);
+    let (last, size) = recs[4];
+    let path = file_of(dir.path(), last);
+    let pristine = std::fs::read(&path).expect("read");
+    for keep in (1..size).step_by(7) {
+        let mut bytes = pristine.clone();
+        for b in &mut bytes[(last + keep) as usize..(last + size) as usize] {
+            *b = 0;
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        let store = open(dir.path()).expect("a torn tail opens");
+        assert_eq!(
+            store.max_offset(),
+            PhysicalOffset(last),
+            "cut at the torn record (keep {keep})"
+        );
+        let report = store.recovery_report().clone();
+        assert!(
+            keep < 8 || report.truncated.is_some(),
+            "reported (keep {keep})"
+        );
+        // The next append lands where the torn record was, and it reads back.
+        let a = store
+            .put(&Message::new("r", 0, b"again".to_vec()))
+            .expect("put")
+            .appended
+            .expect("stored");
+        assert_eq!(a.physical_offset.0, last);
+        assert_eq!(
+            a.queue_offset.0, 4,
+            "queue offset of the torn record reused"
+        );
+        store.shutdown().expect("shutdown");
+        let store = open(dir.path()).expect("reopen");
+        assert!(
+            store.recovery_report().truncated.is_none(),
+            "the tail was zeroed: nothing stale remains"
+        );
+        assert_eq!(
+            store
+                .read(PhysicalOffset(last))
+                .expect("read")
+                .expect("present")
+                .view()
+                .body,
+            b"again"
+        );
+        store.shutdown().expect("shutdown");
+        std::fs::write(&path, &pristine).expect("restore");
+    }
+}
+
+#[test]
+fn garbage_tail_is_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recs = fill(dir.path(), 3, 100);
+    let end = recs[2].0 + recs[2].1;
+    patch(&file_of(dir.path(), end), end, &[0xAB; 200]);
+    let store = open(dir.path()).expect("opens");
+    assert_eq!(store.max_offset(), PhysicalOffset(end));
+    let (path, offset, _) = store.recovery_report().truncated.clone().expect("reported");
+    assert_eq!((path, offset), (file_of(dir.path(), end), end));
+}
+
+#[test]
+fn corruption_followed_by_valid_records_is_an_error_naming_file_and_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recs = fill(dir.path(), 6, 400);
+    let (victim, _) = recs[2];
+    // Flip a byte in the body of a middle record.
+    let path = file_of(dir.path(), victim);
+    patch(&path, victim + 100, &[0x55]);
+    let e = open(dir.path()).expect_err("mid-log corruption refuses to open");
+    match e {
+        Error::Corrupted {
+            path: p,
+            offset,
+            kind: CorruptionKind::Record(_),
+        } => {
+            assert_eq!(p, path);
+            assert_eq!(offset, victim % FILE_SIZE);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(e_message_names_file(&path, victim));
+}
+
+fn e_message_names_file(path: &Path, offset: u64) -> bool {
+    let e = open(path.parent().and_then(Path::parent).expect("root")).expect_err("still corrupt");
+    let text = e.to_string();
+    text.contains(&path.display().to_string()) && text.contains(&(offset % FILE_SIZE).to_string())
+}
+
+#[test]
+fn bad_record_in_an_earlier_file_with_data_after_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recs = fill(dir.path(), 40, 5000); // spans several files
+    let (victim, _) = recs[1];
+    assert_eq!(victim / FILE_SIZE, 0);
+    patch(&file_of(dir.path(), victim), victim + 4, &[0, 0, 0, 0]); // break the magic
+    assert!(matches!(open(dir.path()), Err(Error::Corrupted { .. })));
+}
+
+#[test]
+fn wrong_size_gap_and_foreign_files_are_typed_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fill(dir.path(), 40, 5000);
+    let log = dir.path().join("commitlog");
+    // Foreign file.
+    std::fs::write(log.join("notes.txt"), b"hi").expect("write");
+    assert!(matches!(
+        open(dir.path()),
+        Err(Error::Corrupted {
+            kind: CorruptionKind::ForeignFile,
+            ..
+        })
+    ));
+    std::fs::remove_file(log.join("notes.txt")).expect("rm");
+    // Wrong size.
+    let second = log.join(format!("{:020}", FILE_SIZE));
+    let f = OpenOptions::new().write(true).open(&second).expect("open");
+    f.set_len(FILE_SIZE - 1).expect("truncate");
+    match open(dir.path()) {
+        Err(Error::Corrupted {
+            path,
+            kind: CorruptionKind::WrongFileSize { actual, expected },
+            ..
+        }) => {
+            assert_eq!(path, second);
+            assert_eq!((actual, expected), (FILE_SIZE - 1, FILE_SIZE));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Gap.
+    std::fs::remove_file(&second).expect("rm");
+    assert!(matches!(
+        open(dir.path()),
+        Err(Error::Corrupted {
+            kind: CorruptionKind::GapInFileNames { .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn leftover_tmp_file_from_a_crashed_creation_is_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fill(dir.path(), 3, 100);
+    let tmp = dir
+        .path()
+        .join("commitlog")
+        .join(format!("{:020}.tmp", 5 * FILE_SIZE));
+    std::fs::write(&tmp, b"half").expect("write");
+    let store = open(dir.path()).expect("opens");
+    assert!(!tmp.exists());
+    store.shutdown().expect("shutdown");
+}
+
+/// RELIABILITY.md F11: a valid record at the wrong position is stale or misdirected data,
+/// never replayed; the strict default refuses to open and names the spot.
+#[test]
+fn misplaced_record_copy_refuses_to_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recs = fill(dir.path(), 3, 100);
+    let (first, size) = recs[0];
+    let end = recs[2].0 + recs[2].1;
+    // Copy a valid record to the end: a stale/misdirected write.
+    let path = file_of(dir.path(), first);
+    let bytes = std::fs::read(&path).expect("read");
+    patch(&path, end, &bytes[first as usize..(first + size) as usize]);
+    match open(dir.path()) {
+        Err(Error::Corrupted {
+            offset,
+            kind: CorruptionKind::MisplacedRecord { stored },
+            ..
+        }) => {
+            assert_eq!(offset, end);
+            assert_eq!(stored, first);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
