@@ -1,1 +1,133 @@
+//! Injected I/O failures (feature `fault-injection`): allocation failing with ENOSPC and a
+//! failed flush poisoning the write path (RELIABILITY.md F13, F15).
 
+mod common;
+
+use std::sync::Arc;
+
+use mqstore::{
+    Error, FaultInjector, FlushMode, IoOp, Message, MessageStore, PhysicalOffset, PutStatus,
+};
+
+const FILE_SIZE: u64 = 64 * 1024;
+
+fn open(root: &std::path::Path, mode: FlushMode, faults: &FaultInjector) -> MessageStore {
+    MessageStore::builder(root)
+        .configure(|c| {
+            c.mapped_file_size_commit_log = FILE_SIZE;
+            c.flush_disk_type = mode;
+        })
+        .fault_injector(faults.clone())
+        .open()
+        .expect("open")
+}
+
+#[test]
+fn allocation_failure_is_disk_full_and_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = FaultInjector::new();
+    // The first file (made at open) succeeds; every later allocation fails until cleared.
+    faults.fail_nth(IoOp::Allocate, 2, libc_enospc(), true);
+    let store = open(dir.path(), FlushMode::Async, &faults);
+    let mut stored = 0u32;
+    let err = loop {
+        match store.put(&Message::new("f", 0, vec![7u8; 3000])) {
+            Ok(r) => {
+                assert_eq!(r.status, PutStatus::PutOk);
+                stored += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, Error::DiskFull { .. }), "{err:?}");
+    assert!(stored > 10, "the first file was usable");
+    let max = store.max_offset();
+    assert!(
+        store.put(&Message::new("f", 0, vec![7u8; 3000])).is_err(),
+        "still failing"
+    );
+    assert_eq!(store.max_offset(), max, "nothing written by failed puts");
+    assert!(
+        !std::fs::read_dir(dir.path().join("commitlog"))
+            .expect("dir")
+            .any(|e| e
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")),
+        "half-made file removed"
+    );
+    faults.clear();
+    let r = store
+        .put(&Message::new("f", 0, vec![8u8; 3000]))
+        .expect("resumes");
+    assert_eq!(r.status, PutStatus::PutOk);
+    assert_eq!(
+        r.appended.expect("stored").queue_offset.0,
+        u64::from(stored)
+    );
+    store.shutdown().expect("shutdown");
+    let store = open(dir.path(), FlushMode::Async, &FaultInjector::new());
+    assert_eq!(
+        store.records_from(PhysicalOffset(0)).count(),
+        stored as usize + 1
+    );
+}
+
+#[test]
+fn failed_flush_poisons_sync_writes_and_acked_data_survives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = FaultInjector::new();
+    let store = Arc::new(open(dir.path(), FlushMode::Sync, &faults));
+    let mut acked = Vec::new();
+    for i in 0..20u8 {
+        let r = store.put(&Message::new("p", 0, vec![i; 100])).expect("put");
+        assert_eq!(r.status, PutStatus::PutOk);
+        acked.push(r.appended.expect("stored").physical_offset);
+    }
+    let durable = store.flushed_offset();
+    faults.fail_nth(IoOp::Flush, 1, libc_eio(), false);
+    // Every writer waiting above the last good flush gets an error, not PUT_OK.
+    let waiters: Vec<_> = (0..4)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || store.put(&Message::new("p", 1, vec![t; 100])))
+        })
+        .collect();
+    for w in waiters {
+        match w.join().expect("thread") {
+            // The first msync after arming fails; nobody above it is acknowledged.
+            Err(Error::Io { op: "msync", .. }) | Err(Error::Poisoned) => {}
+            other => panic!("a waiter above the failed flush got {other:?}"),
+        }
+    }
+    // The failure is not retried into a success: the store stays poisoned.
+    assert!(matches!(
+        store.put(&Message::new("p", 0, b"x".to_vec())),
+        Err(Error::Poisoned)
+    ));
+    assert!(matches!(store.flush(), Err(Error::Poisoned)));
+    assert!(store.flushed_offset() >= durable);
+    let store = Arc::into_inner(store).expect("sole owner");
+    drop(store);
+    let store = open(dir.path(), FlushMode::Sync, &FaultInjector::new());
+    for (i, off) in acked.iter().enumerate() {
+        let r = store
+            .read(*off)
+            .expect("read")
+            .expect("acked record survives");
+        assert_eq!(r.view().body, vec![i as u8; 100].as_slice());
+    }
+    let r = store
+        .put(&Message::new("p", 0, b"fresh".to_vec()))
+        .expect("writable after reopen");
+    assert_eq!(r.status, PutStatus::PutOk);
+}
+
+fn libc_enospc() -> i32 {
+    28
+}
+
+fn libc_eio() -> i32 {
+    5
+}
