@@ -1,1 +1,378 @@
-fn main() {}
+//! Append throughput and latency, next to the raw limits of this machine.
+//!
+//! `cargo bench --bench append` measures, in one run:
+//! - raw limits: memcpy of an encoded record plus one crc32 of its body into an already
+//!   faulted mapping; a 4 KiB append + fdatasync on this disk;
+//! - puts: 128 B / 1 KiB / 4 KiB bodies; ASYNC_FLUSH with 1 and 4 threads; SYNC_FLUSH with 1
+//!   and 16 threads;
+//! - per-put latency across many file roll-overs (p50 / p99 / p99.9 / max), with and
+//!   without pre-faulted (warmed) files;
+//!
+//! and prints a summary with every result as a fraction of its raw limit.
+//! `MQSTORE_BENCH_QUICK=1` shortens every measurement (a smoke run).
+
+// criterion's macros generate undocumented public functions.
+#![allow(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::hint::black_box;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use mqstore::format::{RecordPlan, StoreFields};
+use mqstore::{FlushMode, Message, MessageStore, PutStatus};
+
+const SIZES: [(usize, &str); 3] = [(128, "128B"), (1024, "1KiB"), (4096, "4KiB")];
+/// Bench stores use 64 MiB files and are replaced after this many bytes (bounded disk use).
+const BENCH_FILE_SIZE: u64 = 64 << 20;
+const RESET_AFTER_BYTES: u64 = 256 << 20;
+
+/// ns per message of each measured sample, by benchmark name.
+static RESULTS: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
+
+fn record(name: &str, elapsed: Duration, msgs: u64) {
+    let ns = elapsed.as_nanos() as f64 / msgs.max(1) as f64;
+    RESULTS
+        .lock()
+        .expect("results")
+        .entry(name.to_owned())
+        .or_default()
+        .push(ns);
+}
+
+fn median(name: &str) -> Option<f64> {
+    let results = RESULTS.lock().expect("results");
+    let mut v = results.get(name)?.clone();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
+fn quick() -> bool {
+    std::env::var_os("MQSTORE_BENCH_QUICK").is_some()
+}
+
+fn message(body_len: usize, queue: u32) -> Message {
+    Message::new("BenchTopic", queue, vec![0x5A; body_len])
+        .with_property("UNIQ_KEY", "7F0000010001B4AAC2E9114AC4D10000")
+        .with_property("TAGS", "TagA")
+        .with_property("KEYS", "order-12345")
+}
+
+/// A store that is replaced by a fresh one once it has taken `RESET_AFTER_BYTES`.
+struct BenchStore {
+    mode: FlushMode,
+    warm: bool,
+    dir: Option<tempfile::TempDir>,
+    store: Option<Arc<MessageStore>>,
+}
+
+impl BenchStore {
+    fn new(mode: FlushMode, warm: bool) -> Self {
+        let mut s = BenchStore {
+            mode,
+            warm,
+            dir: None,
+            store: None,
+        };
+        s.reset();
+        s
+    }
+
+    fn reset(&mut self) {
+        if let Some(store) = self.store.take() {
+            Arc::into_inner(store)
+                .expect("no other holders")
+                .shutdown()
+                .expect("shutdown");
+        }
+        let dir = tempfile::tempdir_in(
+            std::env::var("MQSTORE_BENCH_DIR").unwrap_or_else(|_| "target".into()),
+        )
+        .expect("tempdir");
+        let (mode, warm) = (self.mode, self.warm);
+        let store = MessageStore::builder(dir.path())
+            .configure(|c| {
+                c.mapped_file_size_commit_log = BENCH_FILE_SIZE;
+                c.flush_disk_type = mode;
+                c.warm_mapped_file_enable = warm;
+            })
+            .open()
+            .expect("open");
+        // Let the allocator finish the first spare file before timing starts.
+        std::thread::sleep(Duration::from_millis(100));
+        self.dir = Some(dir);
+        self.store = Some(Arc::new(store));
+    }
+
+    fn get(&mut self) -> Arc<MessageStore> {
+        if self
+            .store
+            .as_ref()
+            .is_some_and(|s| s.max_offset().0 > RESET_AFTER_BYTES)
+        {
+            self.reset();
+        }
+        Arc::clone(self.store.as_ref().expect("store"))
+    }
+}
+
+/// Runs `iters` puts spread over `threads` threads; returns the wall time.
+fn put_many(store: &Arc<MessageStore>, threads: u64, iters: u64, msg: &Message) -> Duration {
+    let per_thread = iters.div_ceil(threads);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (store, mut msg) = (Arc::clone(store), msg.clone());
+            msg.queue_id = t as u32 % 8;
+            s.spawn(move || {
+                for _ in 0..per_thread {
+                    let r = store.put(black_box(&msg)).expect("put");
+                    debug_assert_eq!(r.status, PutStatus::PutOk);
+                    black_box(r);
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn raw_limits(c: &mut Criterion) {
+    let mut g = c.benchmark_group("raw");
+    let region: usize = 64 << 20;
+    let mut map = memmap2::MmapOptions::new()
+        .len(region)
+        .map_anon()
+        .expect("anonymous map");
+    map.fill(1); // fault every page in
+    for (size, label) in SIZES {
+        let msg = message(size, 0);
+        let host = "127.0.0.1:10911".parse().expect("addr");
+        let plan = RecordPlan::new(&msg, host, 4 << 20, true).expect("plan");
+        let mut encoded = vec![0u8; plan.len()];
+        plan.write(
+            &mut encoded,
+            &StoreFields {
+                queue_offset: 0,
+                physical_offset: 0,
+                store_timestamp: 0,
+                store_host: host,
+            },
+        );
+        let name = format!("raw/copy_crc/{label}");
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(BenchmarkId::new("copy_crc", label), |b| {
+            b.iter_custom(|iters| {
+                let mut at = 0usize;
+                let start = Instant::now();
+                for _ in 0..iters {
+                    if at + encoded.len() > region {
+                        at = 0;
+                    }
+                    map[at..at + encoded.len()].copy_from_slice(black_box(&encoded));
+                    black_box(crc32fast::hash(black_box(&msg.body)));
+                    at += encoded.len();
+                }
+                let e = start.elapsed();
+                record(&name, e, iters);
+                e
+            });
+        });
+    }
+    // One 4 KiB write + fdatasync at the end of a pre-allocated file on this disk.
+    let dir = tempfile::tempdir_in("target").expect("tempdir");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.path().join("raw"))
+        .expect("file");
+    // Really allocated and written once, like the store's pre-allocated files.
+    let chunk = vec![0u8; 1 << 20];
+    for i in 0..256u64 {
+        file.write_all_at(&chunk, i << 20).expect("pre-write");
+    }
+    file.sync_all().expect("sync");
+    let page = vec![0x33u8; 4096];
+    let mut at = 0u64;
+    g.bench_function("fdatasync_4KiB", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                if at + 4096 > 256 << 20 {
+                    at = 0;
+                }
+                file.write_all_at(&page, at).expect("write");
+                file.sync_data().expect("fdatasync");
+                at += 4096;
+            }
+            let e = start.elapsed();
+            record("raw/fdatasync_4KiB", e, iters);
+            e
+        });
+    });
+    g.finish();
+}
+
+fn puts(
+    c: &mut Criterion,
+    mode: FlushMode,
+    thread_counts: &[u64],
+    sizes: &[(usize, &str)],
+    warm: bool,
+) {
+    let mode_name = match (mode, warm) {
+        (FlushMode::Async, true) => "async",
+        (FlushMode::Async, false) => "async_cold",
+        (FlushMode::Sync, _) => "sync",
+    };
+    let mut g = c.benchmark_group(format!("put_{mode_name}"));
+    if mode == FlushMode::Sync {
+        g.sample_size(10);
+    }
+    let mut bench_store = BenchStore::new(mode, warm);
+    for &threads in thread_counts {
+        for &(size, label) in sizes {
+            let msg = message(size, 0);
+            let name = format!("{mode_name}/{threads}t/{label}");
+            g.throughput(Throughput::Elements(1));
+            g.bench_function(BenchmarkId::new(format!("{threads}t"), label), |b| {
+                b.iter_custom(|iters| {
+                    let store = bench_store.get();
+                    let e = put_many(&store, threads, iters, &msg);
+                    record(&name, e, iters.div_ceil(threads) * threads);
+                    e
+                });
+            });
+        }
+    }
+    g.finish();
+}
+
+fn async_puts(c: &mut Criterion) {
+    puts(c, FlushMode::Async, &[1, 4], &SIZES, true);
+    puts(c, FlushMode::Async, &[1], &SIZES[1..2], false);
+}
+
+fn sync_puts(c: &mut Criterion) {
+    puts(c, FlushMode::Sync, &[1, 16], &SIZES, false);
+}
+
+struct Latency {
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+    rollovers: usize,
+}
+
+/// Per-put latency of single-thread ASYNC 1 KiB appends across many file roll-overs.
+fn latency_across_rollovers(warm: bool) -> Latency {
+    let dir = tempfile::tempdir_in("target").expect("tempdir");
+    let file_size = 16u64 << 20;
+    let store = MessageStore::builder(dir.path())
+        .configure(|c| {
+            c.mapped_file_size_commit_log = file_size;
+            c.warm_mapped_file_enable = warm;
+        })
+        .open()
+        .expect("open");
+    std::thread::sleep(Duration::from_millis(100));
+    let msg = message(1024, 0);
+    let n = if quick() { 50_000 } else { 300_000 };
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        black_box(store.put(black_box(&msg)).expect("put"));
+        lat.push(t.elapsed().as_nanos() as u64);
+    }
+    let rollovers = store.commit_log_file_count() - 1;
+    store.shutdown().expect("shutdown");
+    lat.sort_unstable();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    Latency {
+        p50: pct(0.5),
+        p99: pct(0.99),
+        p999: pct(0.999),
+        max: lat[lat.len() - 1],
+        rollovers,
+    }
+}
+
+fn summary() {
+    let rate = |name: &str| median(name).map(|ns| 1e9 / ns);
+    println!("\n=== append summary (median of criterion samples; msgs/s) ===");
+    let fsync = rate("raw/fdatasync_4KiB");
+    if let Some(f) = fsync {
+        println!(
+            "raw fdatasync of a 4 KiB append: {f:>12.0} /s ({:.1} us each)",
+            1e6 / f
+        );
+    }
+    for (_, label) in SIZES {
+        let raw = rate(&format!("raw/copy_crc/{label}"));
+        println!("--- {label} body ---");
+        if let Some(r) = raw {
+            println!("  raw copy+crc                  {r:>12.0} /s");
+        }
+        for name in [
+            format!("async/1t/{label}"),
+            format!("async/4t/{label}"),
+            format!("async_cold/1t/{label}"),
+        ] {
+            if let (Some(v), Some(r)) = (rate(&name), raw) {
+                println!(
+                    "  {name:<28}  {v:>12.0} /s  = {:>5.1} % of raw copy+crc",
+                    100.0 * v / r
+                );
+            }
+        }
+        let sync1 = rate(&format!("sync/1t/{label}"));
+        for name in [format!("sync/1t/{label}"), format!("sync/16t/{label}")] {
+            if let (Some(v), Some(f)) = (rate(&name), fsync) {
+                let vs1 = sync1.map_or(String::new(), |s| format!(", {:.1}x sync/1t", v / s));
+                println!(
+                    "  {name:<28}  {v:>12.0} /s  = {:>5.2}x raw fdatasync rate{vs1}",
+                    v / f
+                );
+            }
+        }
+    }
+    for warm in [true, false] {
+        let l = latency_across_rollovers(warm);
+        println!(
+            "latency async 1t 1KiB, {} files, {} roll-overs: p50 {} ns, p99 {} ns, p99.9 {} ns ({:.1}x p50), max {} us",
+            if warm { "warmed" } else { "cold" },
+            l.rollovers,
+            l.p50,
+            l.p99,
+            l.p999,
+            l.p999 as f64 / l.p50 as f64,
+            l.max / 1000
+        );
+    }
+}
+
+fn config() -> Criterion {
+    let (warm, measure) = if quick() { (200, 500) } else { (1000, 3000) };
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(warm))
+        .measurement_time(Duration::from_millis(measure))
+        .sample_size(20)
+        .configure_from_args()
+}
+
+criterion_group! { name = raw; config = config(); targets = raw_limits }
+criterion_group! { name = async_group; config = config(); targets = async_puts }
+criterion_group! { name = sync_group; config = config(); targets = sync_puts }
+
+fn main() {
+    raw();
+    async_group();
+    sync_group();
+    Criterion::default().configure_from_args().final_summary();
+    summary();
+}

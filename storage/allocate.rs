@@ -159,10 +159,10 @@ fn run(s: &Shared) {
         let made = MappedFile::create(&s.dir, offset, s.file_size, s.opts, &s.faults);
         match &made {
             Ok(f) => {
-                tracing::debug!(path = %f.path().display(), took = ?started.elapsed(), "allocated")
+                tracing::debug!(path = %f.path().display(), took = ?started.elapsed(), "allocated");
             }
             Err(e) => {
-                tracing::warn!(offset, error = %e, "could not allocate the next commitlog file")
+                tracing::warn!(offset, error = %e, "could not allocate the next commitlog file");
             }
         }
         st = s.lock();

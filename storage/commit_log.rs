@@ -105,7 +105,7 @@ impl CommitLog {
         let next_file_offset = shared
             .last()
             .map_or(valid_end - valid_end % file_size, |f| {
-                f.from_offset() + file_size
+                f.start_offset() + file_size
             });
         let opts = CreateOptions {
             warm: cfg.warm_mapped_file_enable,
@@ -293,7 +293,7 @@ impl CommitLog {
         let Some(writer) = st.writer.as_mut() else {
             return Ok(PutResult::rejected(PutStatus::UnknownError));
         };
-        let base = writer.file().from_offset() + writer.write_pos();
+        let base = writer.file().start_offset() + writer.write_pos();
         let store_host = self.store_host;
         let later_offsets = writer.append(total as usize, |buf| {
             let mut at = 0usize;
@@ -352,7 +352,7 @@ impl CommitLog {
         for file in self.queue.files_from(durable) {
             file.flush(least_pages, &self.faults)?;
             let flushed = file.flushed();
-            reached = file.from_offset() + flushed;
+            reached = file.start_offset() + flushed;
             if flushed < file.size() {
                 break;
             }
@@ -392,7 +392,7 @@ impl CommitLog {
         let Some(file) = self.queue.find(offset) else {
             return Ok(None);
         };
-        let pos = offset - file.from_offset();
+        let pos = offset - file.start_offset();
         let bytes = file.readable_from(pos);
         if bytes.is_empty() {
             return Ok(None);
@@ -442,7 +442,7 @@ pub struct RecordGuard {
 impl RecordGuard {
     /// Where the record starts.
     pub fn physical_offset(&self) -> PhysicalOffset {
-        PhysicalOffset(self.file.from_offset() + self.pos)
+        PhysicalOffset(self.file.start_offset() + self.pos)
     }
 
     /// The raw record bytes (what a pull response carries).
@@ -495,10 +495,10 @@ impl Iterator for Records {
                 self.done = true;
                 break;
             };
-            let pos = self.next - file.from_offset();
+            let pos = self.next - file.start_offset();
             if file.readable_from(pos).is_empty() {
                 if file.is_full() {
-                    self.next = file.from_offset() + file.size();
+                    self.next = file.start_offset() + file.size();
                     continue;
                 }
                 self.done = true;
@@ -510,7 +510,7 @@ impl Iterator for Records {
                     return Some(Ok(rec));
                 }
                 // A blank: the rest of this file is filler.
-                Ok(None) => self.next = file.from_offset() + file.size(),
+                Ok(None) => self.next = file.start_offset() + file.size(),
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e));
@@ -615,7 +615,7 @@ fn recover(
         last.zero_from(end_pos)?;
     }
     last.set_wrote(end_pos);
-    report.valid_end = PhysicalOffset(last.from_offset() + end_pos);
+    report.valid_end = PhysicalOffset(last.start_offset() + end_pos);
     Ok((report, table))
 }
 
@@ -642,7 +642,7 @@ fn scan_file(
                 )
             }
             Ok(Decoded::Message(v)) => {
-                let at = file.from_offset() + pos;
+                let at = file.start_offset() + pos;
                 if v.physical_offset as u64 != at {
                     return ScanEnd::Invalid(
                         pos,
@@ -698,6 +698,6 @@ fn declared_next(file: &MappedFile, pos: u64) -> Option<u64> {
 fn valid_record_at(file: &MappedFile, pos: u64) -> bool {
     matches!(
         format::decode_record(file.readable_from(pos), true),
-        Ok(Decoded::Message(v)) if v.physical_offset as u64 == file.from_offset() + pos
+        Ok(Decoded::Message(v)) if v.physical_offset as u64 == file.start_offset() + pos
     )
 }

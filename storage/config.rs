@@ -87,16 +87,16 @@ impl StoreConfig {
             mapped_file_size_commit_log: DEFAULT_COMMIT_LOG_FILE_SIZE,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             flush_disk_type: FlushMode::Async,
-            sync_flush_timeout: Duration::from_millis(5000),
+            sync_flush_timeout: Duration::from_secs(5),
             flush_interval_commit_log: Duration::from_millis(500),
             flush_commit_log_least_pages: 4,
-            flush_commit_log_thorough_interval: Duration::from_millis(10_000),
+            flush_commit_log_thorough_interval: Duration::from_secs(10),
             flush_commit_log_timed: true,
             warm_mapped_file_enable: false,
             mlock_mapped_file: false,
             enabled_append_prop_crc: true,
             check_crc_on_recover: true,
-            os_page_cache_busy_timeout: Duration::from_millis(1000),
+            os_page_cache_busy_timeout: Duration::from_secs(1),
             store_host: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 10911),
         }
     }
@@ -114,7 +114,7 @@ impl StoreConfig {
     /// [`Error::InvalidConfig`] for the first invalid field.
     pub fn validate(&self) -> Result<()> {
         let size = self.mapped_file_size_commit_log;
-        if size < OS_PAGE_SIZE || size % OS_PAGE_SIZE != 0 {
+        if size < OS_PAGE_SIZE || !size.is_multiple_of(OS_PAGE_SIZE) {
             return Err(Error::config(
                 "mappedFileSizeCommitLog",
                 format!("{size} is not a positive multiple of {OS_PAGE_SIZE}"),

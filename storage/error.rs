@@ -120,7 +120,7 @@ impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         let path = path.into();
         match source.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::DiskFull { path },
+            Some(libc::ENOSPC | libc::EDQUOT) => Error::DiskFull { path },
             _ => Error::Io { op, path, source },
         }
     }

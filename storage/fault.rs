@@ -92,10 +92,13 @@ mod imp {
 
     /// Without the `fault-injection` feature: never fails, costs nothing.
     #[derive(Debug, Clone, Default)]
-    pub struct FaultInjector;
+    pub struct FaultInjector {
+        _private: (),
+    }
 
     impl FaultInjector {
-        #[inline(always)]
+        #[inline]
+        #[allow(clippy::unused_self, clippy::unnecessary_wraps)] // same signature as with the feature
         pub(crate) fn check(&self, _op: IoOp) -> io::Result<()> {
             Ok(())
         }
@@ -105,7 +108,7 @@ mod imp {
 pub use imp::FaultInjector;
 
 /// Runs `f` unless the injector says this call of `op` fails.
-#[inline(always)]
+#[inline]
 pub(crate) fn guarded<T>(
     faults: &FaultInjector,
     op: IoOp,

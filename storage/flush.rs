@@ -6,17 +6,41 @@
 //! that appended before it started; the others sleep until that round ends and re-check.
 //! One flush thus serves all waiting writers without a hand-off to another thread.
 //!
+//! A leader that starts right after a round ended would flush only the few writers that
+//! have re-entered so far while the others are still waking up, which halves the groups.
+//! So a leader first gathers: it parks until a target number of writers has arrived since
+//! the last flush, for at most half the last flush's duration (capped at [`MAX_GATHER`]).
+//! The target follows what works: it stays at the group size reached, and every
+//! [`PROBE_EVERY`] steady rounds it tries one more; a timeout brings it back down.
+//!
 //! A failed flush poisons the write path (RELIABILITY.md rule 2): the kernel may already
 //! have marked the pages clean, so a retry could "succeed" without the data being on disk.
 //! Waiters above the last good flush get an error and later puts are refused.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
 use crate::error::{Error, Result};
+
+/// Longest time a group-commit leader waits for more writers to join its flush.
+pub(crate) const MAX_GATHER: Duration = Duration::from_millis(1);
+/// Steady rounds after which a leader tries to gather one writer more than the target.
+pub(crate) const PROBE_EVERY: u32 = 8;
+
+/// Group-commit sizing, owned by whoever holds the flush lock.
+#[derive(Debug)]
+struct FlushState {
+    /// Arrivals covered by the last flush.
+    covered_arrivals: u64,
+    /// Writers a leader gathers before flushing.
+    target: u64,
+    /// Rounds in a row that reached the target.
+    steady_rounds: u32,
+}
 
 /// Outcome of waiting for a record's flush.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,26 +51,55 @@ pub(crate) enum FlushWait {
     TimedOut,
 }
 
+/// A writer parked until a flush covers `end` (or it is picked to lead the next one).
+#[derive(Debug)]
+struct Waiter {
+    end: u64,
+    thread: Thread,
+    woken: AtomicBool,
+}
+
 #[derive(Debug)]
 pub(crate) struct GroupCommit {
-    /// Held while a flush runs.
-    flush_lock: Mutex<()>,
+    /// Held while a flush runs (by a leader also while it gathers).
+    flush_lock: Mutex<FlushState>,
+    /// True while a leader holds `flush_lock` (gathering or flushing); read under `parked`
+    /// so a writer never parks after the round that should have woken it.
+    flushing: AtomicBool,
     /// Everything below this CommitLog offset is on disk.
     durable: CachePadded<AtomicU64>,
-    /// Bumped after every flush attempt, so waiters know a round ended.
-    round: Mutex<u64>,
-    round_done: Condvar,
+    /// Writers waiting for a running flush.
+    parked: Mutex<Vec<Arc<Waiter>>>,
     poisoned: AtomicBool,
+    /// Writers that have appended and started waiting, counted since open.
+    arrivals: AtomicU64,
+    /// While a leader gathers: the arrival count that ends its gathering (else `u64::MAX`).
+    gather_goal: AtomicU64,
+    /// The leader parked in `gather`.
+    gatherer: Mutex<Option<Thread>>,
+    /// Duration of the last leader flush.
+    last_flush_ns: AtomicU64,
+    /// Flushes run by group-commit leaders (for statistics).
+    leader_flushes: AtomicU64,
 }
 
 impl GroupCommit {
     pub(crate) fn new(durable: u64) -> Self {
         GroupCommit {
-            flush_lock: Mutex::new(()),
+            flush_lock: Mutex::new(FlushState {
+                covered_arrivals: 0,
+                target: 1,
+                steady_rounds: 0,
+            }),
+            flushing: AtomicBool::new(false),
             durable: CachePadded::new(AtomicU64::new(durable)),
-            round: Mutex::new(0),
-            round_done: Condvar::new(),
+            parked: Mutex::new(Vec::new()),
             poisoned: AtomicBool::new(false),
+            arrivals: AtomicU64::new(0),
+            gather_goal: AtomicU64::new(u64::MAX),
+            gatherer: Mutex::new(None),
+            last_flush_ns: AtomicU64::new(0),
+            leader_flushes: AtomicU64::new(0),
         }
     }
 
@@ -54,8 +107,17 @@ impl GroupCommit {
         self.durable.load(Ordering::Acquire)
     }
 
+    /// Flushes run by writers waiting for SYNC_FLUSH (not by the background flusher).
+    pub(crate) fn leader_flushes(&self) -> u64 {
+        self.leader_flushes.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Acquire)
+    }
+
+    fn lock_parked(&self) -> MutexGuard<'_, Vec<Arc<Waiter>>> {
+        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs one flush; `flush` returns the new durable offset.
@@ -69,12 +131,15 @@ impl GroupCommit {
 
     fn run_round(
         &self,
-        guard: MutexGuard<'_, ()>,
+        mut guard: MutexGuard<'_, FlushState>,
         flush: impl FnOnce() -> Result<u64>,
     ) -> Result<()> {
         if self.is_poisoned() {
             return Err(Error::Poisoned);
         }
+        self.flushing.store(true, Ordering::Release);
+        // Every writer that arrived so far appended before arriving: this flush covers it.
+        guard.covered_arrivals = self.arrivals.load(Ordering::Acquire);
         let outcome = flush();
         match &outcome {
             Ok(durable) => {
@@ -85,10 +150,28 @@ impl GroupCommit {
                 self.poisoned.store(true, Ordering::Release);
             }
         }
+        self.flushing.store(false, Ordering::Release);
         drop(guard);
-        *self.round.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        self.round_done.notify_all();
+        self.wake();
         outcome.map(|_| ())
+    }
+
+    /// Wakes every parked writer the durable offset now covers (all of them after a
+    /// failure), plus one that is not covered, to lead the next flush.
+    fn wake(&self) {
+        let durable = self.durable();
+        let poisoned = self.is_poisoned();
+        let mut next_leader_picked = false;
+        let mut parked = self.lock_parked();
+        parked.retain(|w| {
+            let wake =
+                poisoned || w.end <= durable || !std::mem::replace(&mut next_leader_picked, true);
+            if wake {
+                w.woken.store(true, Ordering::Release);
+                w.thread.unpark();
+            }
+            !wake
+        });
     }
 
     /// Waits until `end` is durable, flushing as the leader when no flush is running.
@@ -99,48 +182,110 @@ impl GroupCommit {
         flush: impl Fn() -> Result<u64>,
     ) -> Result<FlushWait> {
         let deadline = Instant::now() + timeout;
-        loop {
+        let arrived = self.arrivals.fetch_add(1, Ordering::AcqRel) + 1;
+        if arrived >= self.gather_goal.load(Ordering::Acquire) {
+            if let Some(leader) = self
+                .gatherer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+            {
+                leader.unpark();
+            }
+        }
+        let me = Arc::new(Waiter {
+            end,
+            thread: thread::current(),
+            woken: AtomicBool::new(false),
+        });
+        let outcome = loop {
             if self.durable() >= end {
-                return Ok(FlushWait::Durable);
+                break Ok(FlushWait::Durable);
             }
             if self.is_poisoned() {
-                return Err(Error::Poisoned);
+                break Err(Error::Poisoned);
             }
             if Instant::now() >= deadline {
-                return Ok(FlushWait::TimedOut);
+                break Ok(FlushWait::TimedOut);
             }
-            let round = *self.round.lock().unwrap_or_else(PoisonError::into_inner);
-            match self.flush_lock.try_lock() {
-                Ok(guard) => {
-                    if self.durable() < end {
-                        self.run_round(guard, &flush)?;
+            let guard = match self.flush_lock.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut guard) = guard {
+                if self.durable() < end {
+                    // From here on followers park instead of retrying the lock.
+                    self.flushing.store(true, Ordering::Release);
+                    self.gather(&mut guard, deadline);
+                    let started = Instant::now();
+                    let outcome = self.run_round(guard, &flush);
+                    let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    self.last_flush_ns.store(took, Ordering::Relaxed);
+                    self.leader_flushes.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = outcome {
+                        break Err(e);
                     }
+                }
+                continue;
+            }
+            // A flush is running: park until it covers us or picks us to lead the next.
+            {
+                let mut parked = self.lock_parked();
+                if self.durable() >= end || !self.flushing.load(Ordering::Acquire) {
                     continue;
                 }
-                Err(TryLockError::Poisoned(p)) => {
-                    if self.durable() < end {
-                        self.run_round(p.into_inner(), &flush)?;
-                    }
-                    continue;
-                }
-                Err(TryLockError::WouldBlock) => {}
+                me.woken.store(false, Ordering::Relaxed);
+                parked.push(Arc::clone(&me));
             }
-            let mut current = self.round.lock().unwrap_or_else(PoisonError::into_inner);
-            while *current == round {
+            while !me.woken.load(Ordering::Acquire) {
                 let now = Instant::now();
                 if now >= deadline {
-                    return Ok(if self.durable() >= end {
-                        FlushWait::Durable
-                    } else {
-                        FlushWait::TimedOut
-                    });
+                    break;
                 }
-                current = self
-                    .round_done
-                    .wait_timeout(current, deadline - now)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
+                thread::park_timeout(deadline - now);
             }
+        };
+        // Leave no stale entry behind (one could be picked as the next leader).
+        if !me.woken.load(Ordering::Acquire) {
+            self.lock_parked().retain(|w| !Arc::ptr_eq(w, &me));
+        }
+        outcome
+    }
+
+    /// Parks until `target` writers have arrived since the last flush, or half the last
+    /// flush's duration has passed; then adjusts the target (see the module doc).
+    fn gather(&self, st: &mut FlushState, deadline: Instant) {
+        let goal = st.covered_arrivals + st.target;
+        if self.arrivals.load(Ordering::Acquire) < goal {
+            let budget = Duration::from_nanos(self.last_flush_ns.load(Ordering::Relaxed) / 2)
+                .min(MAX_GATHER);
+            let until = (Instant::now() + budget).min(deadline);
+            *self.gatherer.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread::current());
+            self.gather_goal.store(goal, Ordering::Release);
+            loop {
+                let now = Instant::now();
+                if self.arrivals.load(Ordering::Acquire) >= goal || now >= until {
+                    break;
+                }
+                thread::park_timeout(until - now);
+            }
+            self.gather_goal.store(u64::MAX, Ordering::Release);
+            self.gatherer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+        }
+        let group = self.arrivals.load(Ordering::Acquire) - st.covered_arrivals;
+        if group >= st.target {
+            st.steady_rounds += 1;
+            if st.steady_rounds >= PROBE_EVERY {
+                st.target = group + 1;
+                st.steady_rounds = 0;
+            }
+        } else {
+            st.target = group.max(1);
+            st.steady_rounds = 0;
         }
     }
 }

@@ -220,19 +220,21 @@ fn strip_crc_property(encoded: &str) -> Cow<'_, str> {
 
 /// The offset message id (§3.5): store host address + port + physical offset, upper hex.
 pub fn offset_msg_id(store_host: SocketAddr, physical_offset: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut bytes = Vec::with_capacity(28);
     put_host(&mut bytes, store_host);
     bytes.extend_from_slice(&physical_offset.to_be_bytes());
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push_str(&format!("{b:02X}"));
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xF)]));
     }
     s
 }
 
 /// Parses an offset message id (32 hex chars for IPv4, 56 for IPv6; any case).
 pub fn parse_offset_msg_id(id: &str) -> Option<(SocketAddr, u64)> {
-    if !id.is_ascii() || id.len() % 2 != 0 {
+    if !id.is_ascii() || !id.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..id.len() / 2)
@@ -481,7 +483,7 @@ impl<'a> RecordPlan<'a> {
         w.put(&(m.body.len() as i32).to_be_bytes());
         w.put(&m.body);
         w.put(&[m.topic.len() as u8]);
-        w.put(&m.topic.as_bytes());
+        w.put(m.topic.as_bytes());
         let props_len = self.len - w.at - 2;
         w.put(&(props_len as i16).to_be_bytes());
         w.put(self.properties.as_bytes());

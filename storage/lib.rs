@@ -52,4 +52,4 @@ pub use error::{CorruptionKind, Error, Result};
 #[cfg(feature = "fault-injection")]
 pub use fault::{FaultInjector, IoOp};
 pub use message::{Appended, Message, PhysicalOffset, PutResult, PutStatus, QueueOffset};
-pub use store::{MessageStore, StoreBuilder};
+pub use store::{MessageStore, StoreBuilder, StoreStats};

@@ -87,8 +87,8 @@ impl MappedFileQueue {
         let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(last) = files.last() {
             assert_eq!(
-                last.from_offset() + self.file_size,
-                file.from_offset(),
+                last.start_offset() + self.file_size,
+                file.start_offset(),
                 "queue files must be contiguous"
             );
         }
@@ -98,11 +98,11 @@ impl MappedFileQueue {
     /// The file holding `offset`, if any.
     pub(crate) fn find(&self, offset: u64) -> Option<Arc<MappedFile>> {
         let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
-        let first = files.first()?.from_offset();
+        let first = files.first()?.start_offset();
         let index = usize::try_from(offset.checked_sub(first)? / self.file_size).ok()?;
         files
             .get(index)
-            .filter(|f| offset - f.from_offset() < self.file_size)
+            .filter(|f| offset - f.start_offset() < self.file_size)
             .cloned()
     }
 
@@ -111,7 +111,7 @@ impl MappedFileQueue {
         let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
         files
             .iter()
-            .filter(|f| f.from_offset() + self.file_size > offset)
+            .filter(|f| f.start_offset() + self.file_size > offset)
             .cloned()
             .collect()
     }
@@ -119,13 +119,13 @@ impl MappedFileQueue {
     /// Offset of the first byte still stored.
     pub(crate) fn min_offset(&self) -> u64 {
         let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
-        files.first().map_or(0, |f| f.from_offset())
+        files.first().map_or(0, |f| f.start_offset())
     }
 
     /// Offset just past the last published byte.
     pub(crate) fn max_offset(&self) -> u64 {
         let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
-        files.last().map_or(0, |f| f.from_offset() + f.wrote())
+        files.last().map_or(0, |f| f.start_offset() + f.wrote())
     }
 
     pub(crate) fn file_count(&self) -> usize {

@@ -50,7 +50,7 @@ pub(crate) struct MappedFile {
     // Kept open for the mapping's life and for fallocate / fdatasync.
     file: File,
     map: MmapRaw,
-    from_offset: u64,
+    start_offset: u64,
     size: u64,
     /// Bytes written and published; readers never look past it.
     wrote: CachePadded<AtomicU64>,
@@ -60,17 +60,17 @@ pub(crate) struct MappedFile {
 }
 
 impl MappedFile {
-    /// Creates `<dir>/<20-digit from_offset>` of `size` bytes: written as a `.tmp` file,
+    /// Creates `<dir>/<20-digit start_offset>` of `size` bytes: written as a `.tmp` file,
     /// fully allocated, fsynced, renamed into place, directory fsynced, then mapped.
     /// On failure nothing is left behind.
     pub(crate) fn create(
         dir: &Path,
-        from_offset: u64,
+        start_offset: u64,
         size: u64,
         opts: CreateOptions,
         faults: &FaultInjector,
     ) -> Result<MappedFile> {
-        let name = format::file_name(from_offset);
+        let name = format::file_name(start_offset);
         let path = dir.join(&name);
         let tmp = dir.join(format!("{name}.tmp"));
         if path.exists() {
@@ -103,7 +103,7 @@ impl MappedFile {
             }
         };
         sync_dir(dir)?;
-        let mut mapped = Self::map(path, file, from_offset, size)?;
+        let mut mapped = Self::map(path, file, start_offset, size)?;
         mapped.wrote = CachePadded::new(AtomicU64::new(0));
         mapped.flushed = CachePadded::new(AtomicU64::new(0));
         if opts.warm {
@@ -119,7 +119,7 @@ impl MappedFile {
 
     /// Opens an existing file, which must be exactly `size` bytes. It starts out treated
     /// as full (every byte readable); recovery then sets the real end with `set_wrote`.
-    pub(crate) fn open(path: PathBuf, from_offset: u64, size: u64) -> Result<MappedFile> {
+    pub(crate) fn open(path: PathBuf, start_offset: u64, size: u64) -> Result<MappedFile> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -139,10 +139,10 @@ impl MappedFile {
                 },
             });
         }
-        Self::map(path, file, from_offset, size)
+        Self::map(path, file, start_offset, size)
     }
 
-    fn map(path: PathBuf, file: File, from_offset: u64, size: u64) -> Result<MappedFile> {
+    fn map(path: PathBuf, file: File, start_offset: u64, size: u64) -> Result<MappedFile> {
         let len = usize::try_from(size).map_err(|_| {
             Error::config("mappedFileSizeCommitLog", "larger than the address space")
         })?;
@@ -154,7 +154,7 @@ impl MappedFile {
             path,
             file,
             map,
-            from_offset,
+            start_offset,
             size,
             wrote: CachePadded::new(AtomicU64::new(size)),
             flushed: CachePadded::new(AtomicU64::new(size)),
@@ -183,8 +183,8 @@ impl MappedFile {
     }
 
     /// The queue offset of this file's first byte.
-    pub(crate) fn from_offset(&self) -> u64 {
-        self.from_offset
+    pub(crate) fn start_offset(&self) -> u64 {
+        self.start_offset
     }
 
     pub(crate) fn size(&self) -> u64 {

@@ -21,6 +21,15 @@ const SYNC_MODE_TICK: Duration = Duration::from_millis(10);
 /// Shutdown flushes until nothing moves, at most this many times (RocketMQ: 10).
 const SHUTDOWN_FLUSH_RETRIES: usize = 10;
 
+/// Counters from [`MessageStore::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// SYNC_FLUSH flushes run by waiting writers (group-commit rounds). Puts divided by
+    /// this is the average group size.
+    pub group_commit_flushes: u64,
+}
+
 /// Builder for [`MessageStore`].
 #[must_use]
 #[derive(Debug)]
@@ -137,7 +146,7 @@ impl MessageStore {
     /// I/O errors.
     pub fn put(&self, msg: &Message) -> Result<PutResult> {
         let result = self.log.put(msg)?;
-        self.after_append(result, msg.waits_for_store())
+        self.after_append(result, || msg.waits_for_store())
     }
 
     /// Stores a batch: same topic and queue, no delay level, not transactional. The records
@@ -147,10 +156,16 @@ impl MessageStore {
     /// As [`put`](Self::put).
     pub fn put_batch(&self, msgs: &[Message]) -> Result<PutResult> {
         let result = self.log.put_batch(msgs)?;
-        self.after_append(result, msgs.iter().all(Message::waits_for_store))
+        self.after_append(result, || msgs.iter().all(Message::waits_for_store))
     }
 
-    fn after_append(&self, mut result: PutResult, wait: bool) -> Result<PutResult> {
+    /// Applies the flush mode; `wait` (the `WAIT` property, parsed only in SYNC_FLUSH)
+    /// says whether the caller waits for its flush.
+    fn after_append(
+        &self,
+        mut result: PutResult,
+        wait: impl FnOnce() -> bool,
+    ) -> Result<PutResult> {
         let Some(appended) = &result.appended else {
             return Ok(result);
         };
@@ -160,7 +175,7 @@ impl MessageStore {
                     self.wake_flusher();
                 }
             }
-            FlushMode::Sync if wait => {
+            FlushMode::Sync if wait() => {
                 let end = appended.end_offset().0;
                 let log = &self.log;
                 let waited = log
@@ -218,6 +233,13 @@ impl MessageStore {
     /// The queue offset the next message to `topic`/`queue_id` gets.
     pub fn next_queue_offset(&self, topic: &str, queue_id: u32) -> QueueOffset {
         QueueOffset(self.log.next_queue_offset(topic, queue_id))
+    }
+
+    /// Counters describing what the store has done so far.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            group_commit_flushes: self.log.group.leader_flushes(),
+        }
     }
 
     /// Number of CommitLog files in use.

@@ -97,7 +97,7 @@ fn failed_flush_poisons_sync_writes_and_acked_data_survives() {
     for w in waiters {
         match w.join().expect("thread") {
             // The first msync after arming fails; nobody above it is acknowledged.
-            Err(Error::Io { op: "msync", .. }) | Err(Error::Poisoned) => {}
+            Err(Error::Io { op: "msync", .. } | Error::Poisoned) => {}
             other => panic!("a waiter above the failed flush got {other:?}"),
         }
     }

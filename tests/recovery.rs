@@ -165,7 +165,7 @@ fn wrong_size_gap_and_foreign_files_are_typed_errors() {
     ));
     std::fs::remove_file(log.join("notes.txt")).expect("rm");
     // Wrong size.
-    let second = log.join(format!("{:020}", FILE_SIZE));
+    let second = log.join(format!("{FILE_SIZE:020}"));
     let f = OpenOptions::new().write(true).open(&second).expect("open");
     f.set_len(FILE_SIZE - 1).expect("truncate");
     match open(dir.path()) {
