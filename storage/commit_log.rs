@@ -28,8 +28,32 @@ const BUSY_UPPER_BOUND_MS: i64 = 10_000_000;
 /// Files at the tail scanned with CRC checks on open (RocketMQ: the last three).
 const CRC_SCAN_FILES: usize = 3;
 
-/// `topicQueueTable`: next queue offset per topic and queue id.
-type QueueTable = HashMap<String, HashMap<u32, u64>>;
+/// `topicQueueTable`: next queue offset per topic and queue id. Topics map to an index so
+/// that a put hashes its topic once and allocates its name only the first time.
+#[derive(Debug, Default)]
+struct QueueTable {
+    topics: HashMap<String, usize>,
+    queues: Vec<HashMap<u32, u64>>,
+}
+
+impl QueueTable {
+    /// The next-offset slot of a queue, created at 0.
+    fn slot(&mut self, topic: &str, queue_id: u32) -> &mut u64 {
+        let index = if let Some(&i) = self.topics.get(topic) {
+            i
+        } else {
+            self.queues.push(HashMap::new());
+            self.topics.insert(topic.to_owned(), self.queues.len() - 1);
+            self.queues.len() - 1
+        };
+        self.queues[index].entry(queue_id).or_insert(0)
+    }
+
+    fn get(&self, topic: &str, queue_id: u32) -> Option<u64> {
+        let &i = self.topics.get(topic)?;
+        self.queues[i].get(&queue_id).copied()
+    }
+}
 
 /// What opening found and changed at the end of the CommitLog.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -282,14 +306,10 @@ impl CommitLog {
                 }
             }
         }
-        let queue_offset = if advances_queue {
-            match st.queue_table.get_mut(topic) {
-                Some(queues) => *queues.entry(queue_id).or_insert(0),
-                None => 0,
-            }
-        } else {
-            0
-        };
+        // One lookup: the slot is read now and advanced after the write (the topic's key
+        // is allocated only the first time the topic is seen).
+        let slot = advances_queue.then(|| st.queue_table.slot(topic, queue_id));
+        let queue_offset = slot.as_deref().copied().unwrap_or(0);
         let Some(writer) = st.writer.as_mut() else {
             return Ok(PutResult::rejected(PutStatus::UnknownError));
         };
@@ -319,16 +339,8 @@ impl CommitLog {
             later
         });
         let count = plans.len() as u64;
-        if advances_queue {
-            match st.queue_table.get_mut(topic) {
-                Some(queues) => {
-                    queues.insert(queue_id, queue_offset + count);
-                }
-                None => {
-                    st.queue_table
-                        .insert(topic.to_owned(), HashMap::from([(queue_id, count)]));
-                }
-            }
+        if let Some(slot) = slot {
+            *slot = queue_offset + count;
         }
         Ok(PutResult {
             status: PutStatus::PutOk,
@@ -379,11 +391,7 @@ impl CommitLog {
 
     pub(crate) fn next_queue_offset(&self, topic: &str, queue_id: u32) -> u64 {
         let st = self.lock_put();
-        st.queue_table
-            .get(topic)
-            .and_then(|q| q.get(&queue_id))
-            .copied()
-            .unwrap_or(0)
+        st.queue_table.get(topic, queue_id).unwrap_or(0)
     }
 
     /// The record starting at `offset`, CRC-checked. `None` past the end, below the
@@ -539,7 +547,7 @@ fn recover(
     check_crc: bool,
 ) -> Result<(RecoveryReport, QueueTable)> {
     let mut report = RecoveryReport::default();
-    let mut table = QueueTable::new();
+    let mut table = QueueTable::default();
     let Some(count) = (!files.is_empty()).then_some(files.len()) else {
         return Ok((report, table));
     };
@@ -653,13 +661,8 @@ fn scan_file(
                 }
                 let tx = v.transaction_type();
                 if tx == format::TRANSACTION_NOT_TYPE || tx == format::TRANSACTION_COMMIT_TYPE {
-                    let next = v.queue_offset as u64 + 1;
-                    let queues = match table.get_mut(v.topic) {
-                        Some(q) => q,
-                        None => table.entry(v.topic.to_owned()).or_default(),
-                    };
-                    let slot = queues.entry(v.queue_id as u32).or_insert(0);
-                    *slot = (*slot).max(next);
+                    let slot = table.slot(v.topic, v.queue_id as u32);
+                    *slot = (*slot).max(v.queue_offset as u64 + 1);
                 }
                 *records += 1;
                 pos += u64::from(v.total_size);

@@ -53,3 +53,8 @@ pub use error::{CorruptionKind, Error, Result};
 pub use fault::{FaultInjector, IoOp};
 pub use message::{Appended, Message, PhysicalOffset, PutResult, PutStatus, QueueOffset};
 pub use store::{MessageStore, StoreBuilder, StoreStats};
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
