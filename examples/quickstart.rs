@@ -75,7 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     for (i, offset) in offsets.iter().enumerate() {
         let record = store.read(*offset)?.ok_or("record missing")?;
-        let view = record.view();
+        let view = record.view()?;
         if view.body != format!("message {i} of {count}").as_bytes() {
             return Err(format!("record {i} at {} reads back wrong", offset.0).into());
         }

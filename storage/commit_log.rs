@@ -460,12 +460,14 @@ impl RecordGuard {
     }
 
     /// The decoded record.
-    pub fn view(&self) -> RecordView<'_> {
-        match format::decode_record(self.bytes(), false) {
-            Ok(Decoded::Message(v)) => v,
-            // The bytes were decoded and CRC-checked when the guard was made, and bytes
-            // below a file's published position never change.
-            other => unreachable!("verified record no longer decodes: {other:?}"),
+    ///
+    /// # Errors
+    /// Only if the file was changed behind the store's back since the guard was made (the
+    /// bytes were CRC-checked then, and the store never rewrites published bytes).
+    pub fn view(&self) -> std::result::Result<RecordView<'_>, RecordError> {
+        match format::decode_record(self.bytes(), false)? {
+            Decoded::Message(v) => Ok(v),
+            Decoded::Blank { .. } => Err(RecordError::BadMagic(format::BLANK_MAGIC_CODE as u32)),
         }
     }
 
@@ -662,7 +664,7 @@ fn scan_file(
                 let tx = v.transaction_type();
                 if tx == format::TRANSACTION_NOT_TYPE || tx == format::TRANSACTION_COMMIT_TYPE {
                     let slot = table.slot(v.topic, v.queue_id as u32);
-                    *slot = (*slot).max(v.queue_offset as u64 + 1);
+                    *slot = (*slot).max((v.queue_offset as u64).saturating_add(1));
                 }
                 *records += 1;
                 pos += u64::from(v.total_size);
@@ -703,4 +705,34 @@ fn valid_record_at(file: &MappedFile, pos: u64) -> bool {
         format::decode_record(file.readable_from(pos), true),
         Ok(Decoded::Message(v)) if v.physical_offset as u64 == file.start_offset() + pos
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn put_lock_held_too_long_is_os_pagecache_busy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.mapped_file_size_commit_log = 64 * 1024;
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let (log, _) =
+            CommitLog::open(&cfg, clock.clone(), FaultInjector::default()).expect("open");
+        let msg = Message::new("t", 0, b"x".to_vec());
+        // Pretend another put took the lock 1.5 s ago and still holds it.
+        log.lock_since_ms.store(1_000_000 - 1500, Ordering::Relaxed);
+        assert_eq!(
+            log.put(&msg).expect("put").status,
+            PutStatus::OsPageCacheBusy
+        );
+        log.lock_since_ms.store(0, Ordering::Relaxed);
+        assert_eq!(log.put(&msg).expect("put").status, PutStatus::PutOk);
+        // Within the timeout it is not busy.
+        log.lock_since_ms.store(1_000_000 - 900, Ordering::Relaxed);
+        let r = log.precheck().expect("precheck");
+        assert_eq!(r, None);
+        log.close();
+    }
 }

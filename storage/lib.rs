@@ -18,7 +18,7 @@
 //! assert_eq!(put.status, PutStatus::PutOk);
 //! let at = put.appended.expect("stored").physical_offset;
 //! let record = store.read(at)?.expect("present");
-//! assert_eq!(record.view().body, b"hello");
+//! assert_eq!(record.view()?.body, b"hello");
 //! store.shutdown()?;
 //! # Ok(())
 //! # }

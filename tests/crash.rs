@@ -105,7 +105,7 @@ fn run_round(seed: u64, threads: u64) {
                     panic!("seed {seed} cycle {cycle}: acked record at {offset} lost")
                 });
             assert_eq!(
-                rec.view().body,
+                rec.view().expect("decodes").body,
                 body(seq).as_slice(),
                 "seed {seed}: record {offset} differs"
             );

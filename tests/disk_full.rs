@@ -73,7 +73,10 @@ fn full_disk_is_a_typed_error_and_appends_resume_after_space_is_freed() {
     assert_eq!(store.max_offset(), max);
     for (i, off) in acked.iter().enumerate() {
         let r = store.read(*off).expect("read").expect("present");
-        assert_eq!(r.view().body, vec![(i % 251) as u8; 1000].as_slice());
+        assert_eq!(
+            r.view().expect("decodes").body,
+            vec![(i % 251) as u8; 1000].as_slice()
+        );
     }
     std::fs::remove_file(&filler).expect("free space");
     let r = store

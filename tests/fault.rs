@@ -116,7 +116,10 @@ fn failed_flush_poisons_sync_writes_and_acked_data_survives() {
             .read(*off)
             .expect("read")
             .expect("acked record survives");
-        assert_eq!(r.view().body, vec![i as u8; 100].as_slice());
+        assert_eq!(
+            r.view().expect("decodes").body,
+            vec![i as u8; 100].as_slice()
+        );
     }
     let r = store
         .put(&Message::new("p", 0, b"fresh".to_vec()))

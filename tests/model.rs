@@ -108,7 +108,7 @@ proptest! {
         let read: Vec<_> = store.records_from(PhysicalOffset(0)).collect::<Result<_, _>>().expect("iterate");
         prop_assert_eq!(read.len(), model.len());
         for (rec, exp) in read.iter().zip(&model) {
-            let v = rec.view();
+            let v = rec.view().expect("decodes");
             prop_assert_eq!(rec.physical_offset().0, exp.offset);
             prop_assert_eq!(v.topic, exp.topic.as_str());
             prop_assert_eq!(v.queue_id as u32, exp.queue_id);

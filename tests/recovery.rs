@@ -90,6 +90,7 @@ fn torn_last_record_is_cut_at_every_byte() {
                 .expect("read")
                 .expect("present")
                 .view()
+                .expect("decodes")
                 .body,
             b"again"
         );

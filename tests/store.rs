@@ -271,7 +271,7 @@ fn async_flush_reaches_everything_on_shutdown_and_reads_survive() {
     assert_eq!(store.flushed_offset(), store.max_offset());
     store.shutdown().expect("shutdown");
     // A guard keeps its file mapped after the store is gone.
-    assert_eq!(guard.view().body, 5u32.to_be_bytes());
+    assert_eq!(guard.view().expect("decodes").body, 5u32.to_be_bytes());
     let store = common::open_small(dir.path(), FILE_SIZE, 4096, FlushMode::Async);
     assert_eq!(
         store
@@ -279,6 +279,7 @@ fn async_flush_reaches_everything_on_shutdown_and_reads_survive() {
             .expect("read")
             .expect("present")
             .view()
+            .expect("decodes")
             .body,
         299u32.to_be_bytes()
     );
