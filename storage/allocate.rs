@@ -6,6 +6,7 @@
 
 use std::fs;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -33,6 +34,8 @@ struct Shared {
     file_size: u64,
     opts: CreateOptions,
     faults: FaultInjector,
+    /// Set on stop: cuts a warm-up in progress short.
+    cancel: AtomicBool,
 }
 
 impl Shared {
@@ -62,6 +65,7 @@ impl Allocator {
             file_size,
             opts,
             faults,
+            cancel: AtomicBool::new(false),
         });
         let s = Arc::clone(&shared);
         let handle = thread::Builder::new()
@@ -122,6 +126,7 @@ impl Allocator {
     /// Stops and joins the thread. A file made in advance stays on disk, where the next
     /// open finds it as an empty last file.
     pub(crate) fn stop(&self) {
+        self.shared.cancel.store(true, Ordering::Release);
         self.shared.lock().stop = true;
         self.shared.cv.notify_all();
         let handle = self
@@ -156,7 +161,7 @@ fn run(s: &Shared) {
         st.busy = Some(offset);
         drop(st);
         let started = Instant::now();
-        let made = MappedFile::create(&s.dir, offset, s.file_size, s.opts, &s.faults);
+        let made = MappedFile::create(&s.dir, offset, s.file_size, s.opts, &s.faults, &s.cancel);
         match &made {
             Ok(f) => {
                 tracing::debug!(path = %f.path().display(), took = ?started.elapsed(), "allocated");

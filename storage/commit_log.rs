@@ -285,6 +285,11 @@ impl CommitLog {
         total: u64,
         store_timestamp: i64,
     ) -> Result<PutResult> {
+        // `close` takes this lock after setting the flag: a put that passed the precheck
+        // before that must not append once shutdown has begun.
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(PutResult::rejected(PutStatus::ServiceNotAvailable));
+        }
         // Find room: the record (or whole batch) plus 8 bytes for a future BLANK.
         loop {
             match &mut st.writer {

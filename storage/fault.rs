@@ -23,17 +23,23 @@ mod imp {
     use super::IoOp;
     use std::io;
     use std::sync::{Arc, Mutex, PoisonError};
+    use std::time::Duration;
+
+    #[derive(Debug)]
+    enum Action {
+        Fail { errno: i32, forever: bool },
+        Delay(Duration),
+    }
 
     #[derive(Debug)]
     struct Rule {
         op: IoOp,
-        /// Calls of `op` still to pass before the first failure (0 = fail the next call).
+        /// Calls of `op` still to pass before the rule applies (0 = from the next call).
         pass: u64,
-        errno: i32,
-        forever: bool,
+        action: Action,
     }
 
-    /// Makes chosen I/O operations of a store fail. Cloning shares the rules.
+    /// Makes chosen I/O operations of a store fail or stall. Cloning shares the rules.
     #[derive(Debug, Clone, Default)]
     pub struct FaultInjector {
         rules: Arc<Mutex<Vec<Rule>>>,
@@ -52,8 +58,16 @@ mod imp {
             self.lock().push(Rule {
                 op,
                 pass,
-                errno,
-                forever,
+                action: Action::Fail { errno, forever },
+            });
+        }
+
+        /// Makes every call of `op` take `delay` longer (a slow disk), until cleared.
+        pub fn delay(&self, op: IoOp, delay: Duration) {
+            self.lock().push(Rule {
+                op,
+                pass: 0,
+                action: Action::Delay(delay),
             });
         }
 
@@ -67,19 +81,33 @@ mod imp {
         }
 
         pub(crate) fn check(&self, op: IoOp) -> io::Result<()> {
-            let mut rules = self.lock();
+            let mut stall = Duration::ZERO;
             let mut failure = None;
-            rules.retain_mut(|rule| {
-                if rule.op != op || failure.is_some() {
-                    return true;
-                }
-                if rule.pass > 0 {
-                    rule.pass -= 1;
-                    return true;
-                }
-                failure = Some(rule.errno);
-                rule.forever
-            });
+            {
+                let mut rules = self.lock();
+                rules.retain_mut(|rule| {
+                    if rule.op != op || failure.is_some() {
+                        return true;
+                    }
+                    if rule.pass > 0 {
+                        rule.pass -= 1;
+                        return true;
+                    }
+                    match rule.action {
+                        Action::Delay(d) => {
+                            stall += d;
+                            true
+                        }
+                        Action::Fail { errno, forever } => {
+                            failure = Some(errno);
+                            forever
+                        }
+                    }
+                });
+            }
+            if !stall.is_zero() {
+                std::thread::sleep(stall);
+            }
             failure.map_or(Ok(()), |errno| Err(io::Error::from_raw_os_error(errno)))
         }
     }

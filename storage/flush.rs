@@ -200,7 +200,13 @@ impl GroupCommit {
         });
         let outcome = loop {
             if self.durable() >= end {
-                break Ok(FlushWait::Durable);
+                // Durability reached only after the deadline (a leader stuck in a slow
+                // flush) is still a timeout: the status says whether it came in time.
+                break Ok(if Instant::now() <= deadline {
+                    FlushWait::Durable
+                } else {
+                    FlushWait::TimedOut
+                });
             }
             if self.is_poisoned() {
                 break Err(Error::Poisoned);

@@ -34,6 +34,10 @@ use crate::error::{CorruptionKind, Error, Result};
 use crate::fault::{guarded, FaultInjector, IoOp};
 use crate::format::{self, OS_PAGE_SIZE};
 
+/// Warm-up pre-faults this many bytes at a time, checking for cancellation in between, so
+/// that stopping the allocator never waits for a whole 1 GiB file to be populated.
+const WARM_CHUNK: u64 = 32 << 20;
+
 /// How a new file is prepared.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct CreateOptions {
@@ -61,14 +65,15 @@ pub(crate) struct MappedFile {
 
 impl MappedFile {
     /// Creates `<dir>/<20-digit start_offset>` of `size` bytes: written as a `.tmp` file,
-    /// fully allocated, fsynced, renamed into place, directory fsynced, then mapped.
-    /// On failure nothing is left behind.
+    /// fully allocated, fsynced, renamed into place, directory fsynced, then mapped (and
+    /// warmed unless `cancel` is set meanwhile). On failure nothing is left behind.
     pub(crate) fn create(
         dir: &Path,
         start_offset: u64,
         size: u64,
         opts: CreateOptions,
         faults: &FaultInjector,
+        cancel: &AtomicBool,
     ) -> Result<MappedFile> {
         let name = format::file_name(start_offset);
         let path = dir.join(&name);
@@ -107,7 +112,7 @@ impl MappedFile {
         mapped.wrote = CachePadded::new(AtomicU64::new(0));
         mapped.flushed = CachePadded::new(AtomicU64::new(0));
         if opts.warm {
-            mapped.warm();
+            mapped.warm(cancel);
         }
         if opts.mlock {
             if let Err(e) = mapped.map.lock() {
@@ -162,19 +167,33 @@ impl MappedFile {
         })
     }
 
-    fn warm(&mut self) {
-        if self.map.advise(Advice::PopulateWrite).is_ok() {
-            return;
+    /// Pre-faults the pages chunk by chunk until done or `cancel` is set. A partly warmed
+    /// file is as valid as a cold one; its remaining pages fault in on first write.
+    fn warm(&mut self, cancel: &AtomicBool) {
+        let mut at = 0u64;
+        while at < self.size && !cancel.load(Ordering::Acquire) {
+            let len = WARM_CHUNK.min(self.size - at);
+            if self
+                .map
+                .advise_range(Advice::PopulateWrite, at as usize, len as usize)
+                .is_err()
+            {
+                self.touch_pages(at, len);
+            }
+            at += len;
         }
-        // Kernels before 5.14 lack MADV_POPULATE_WRITE: fault each page by writing a zero
-        // into it (the file is new and all zeros, so its content does not change).
+    }
+
+    /// Faults pages by writing a zero into each (kernels before 5.14 lack
+    /// MADV_POPULATE_WRITE). The file is new and all zeros, so its content does not change.
+    fn touch_pages(&mut self, from: u64, len: u64) {
         let base = self.map.as_mut_ptr();
-        let mut at = 0usize;
-        while (at as u64) < self.size {
-            // SAFETY: `at < size` = mapping length, so the pointer is inside the mapping.
-            // The file is owned (`&mut self`), not yet shared, so no slice aliases it.
-            unsafe { base.add(at).write_volatile(0) };
-            at += OS_PAGE_SIZE as usize;
+        let mut at = from;
+        while at < from + len {
+            // SAFETY: `at < from + len <= size` = mapping length, so the pointer is inside the
+            // mapping. The file is owned (`&mut self`), not yet shared, so no slice aliases it.
+            unsafe { base.add(at as usize).write_volatile(0) };
+            at += OS_PAGE_SIZE;
         }
     }
 
@@ -443,9 +462,10 @@ mod tests {
             size,
             CreateOptions {
                 warm: true,
-                mlock: false,
+                mlock: true,
             },
             &faults,
+            &AtomicBool::new(false),
         )
         .expect("create");
         assert_eq!(
@@ -496,6 +516,7 @@ mod tests {
             4096,
             CreateOptions::default(),
             &FaultInjector::default(),
+            &AtomicBool::new(false),
         )
         .expect("create");
         let (shared, writer) = f.into_shared();

@@ -127,6 +127,46 @@ fn failed_flush_poisons_sync_writes_and_acked_data_survives() {
     assert_eq!(r.status, PutStatus::PutOk);
 }
 
+#[test]
+fn slow_flush_gives_flush_disk_timeout_and_the_message_stays_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = FaultInjector::new();
+    let store = MessageStore::builder(dir.path())
+        .configure(|c| {
+            c.mapped_file_size_commit_log = FILE_SIZE;
+            c.flush_disk_type = FlushMode::Sync;
+            c.sync_flush_timeout = std::time::Duration::from_millis(50);
+        })
+        .fault_injector(faults.clone())
+        .open()
+        .expect("open");
+    faults.delay(IoOp::Flush, std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let r = store
+        .put(&Message::new("slow", 0, b"late".to_vec()))
+        .expect("put");
+    assert_eq!(r.status, PutStatus::FlushDiskTimeout);
+    let at = r.appended.expect("stored anyway").physical_offset;
+    // The leader returns once its (slow) flush is done; it never reports PUT_OK.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+    faults.clear();
+    let r = store
+        .put(&Message::new("slow", 0, b"fast".to_vec()))
+        .expect("put");
+    assert_eq!(
+        r.status,
+        PutStatus::PutOk,
+        "a healthy disk acknowledges again"
+    );
+    store.shutdown().expect("shutdown");
+    let store = open(dir.path(), FlushMode::Sync, &FaultInjector::new());
+    let rec = store
+        .read(at)
+        .expect("read")
+        .expect("the timed-out message is stored");
+    assert_eq!(rec.view().expect("decodes").body, b"late");
+}
+
 fn libc_enospc() -> i32 {
     28
 }
