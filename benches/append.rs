@@ -32,6 +32,8 @@ const RESET_AFTER_BYTES: u64 = 256 << 20;
 
 /// ns per message of each measured sample, by benchmark name.
 static RESULTS: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
+/// (puts, group-commit flushes) per SYNC_FLUSH benchmark, for the average group size.
+static GROUPS: Mutex<BTreeMap<String, (u64, u64)>> = Mutex::new(BTreeMap::new());
 
 fn record(name: &str, elapsed: Duration, msgs: u64) {
     let ns = elapsed.as_nanos() as f64 / msgs.max(1) as f64;
@@ -242,8 +244,15 @@ fn puts(
             g.bench_function(BenchmarkId::new(format!("{threads}t"), label), |b| {
                 b.iter_custom(|iters| {
                     let store = bench_store.get();
+                    let flushes_before = store.stats().group_commit_flushes;
                     let e = put_many(&store, threads, iters, &msg);
-                    record(&name, e, iters.div_ceil(threads) * threads);
+                    let puts = iters.div_ceil(threads) * threads;
+                    record(&name, e, puts);
+                    let flushes = store.stats().group_commit_flushes - flushes_before;
+                    let mut groups = GROUPS.lock().expect("groups");
+                    let entry = groups.entry(name.clone()).or_default();
+                    entry.0 += puts;
+                    entry.1 += flushes;
                     e
                 });
             });
@@ -334,8 +343,15 @@ fn summary() {
         for name in [format!("sync/1t/{label}"), format!("sync/16t/{label}")] {
             if let (Some(v), Some(f)) = (rate(&name), fsync) {
                 let vs1 = sync1.map_or(String::new(), |s| format!(", {:.1}x sync/1t", v / s));
+                let (puts, flushes) = GROUPS
+                    .lock()
+                    .expect("groups")
+                    .get(&name)
+                    .copied()
+                    .unwrap_or_default();
+                let per_flush = puts as f64 / flushes.max(1) as f64;
                 println!(
-                    "  {name:<28}  {v:>12.0} /s  = {:>5.2}x raw fdatasync rate{vs1}",
+                    "  {name:<28}  {v:>12.0} /s  = {:>5.2}x raw fdatasync rate{vs1}, {per_flush:.1} records/flush",
                     v / f
                 );
             }
