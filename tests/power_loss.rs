@@ -15,7 +15,7 @@ use mqstore::{FlushMode, Message, PhysicalOffset, PutStatus};
 const FILE_SIZE: u64 = 64 * 1024;
 
 fn body(seq: u64) -> Vec<u8> {
-    let len = (seq * 2654435761 % 900) as usize;
+    let len = (seq * 2_654_435_761 % 900) as usize;
     (0..len).map(|i| (seq as usize ^ i) as u8).collect()
 }
 
@@ -94,7 +94,7 @@ fn sync_acks_survive_losing_everything_past_the_durable_offset() {
             let acked: Vec<(u64, u64)> = acks.lock().expect("acks").clone();
             let durable = store.flushed_offset().0;
             let copy = tempfile::tempdir().expect("tempdir");
-            let garble = rng.next() % 2 == 0;
+            let garble = rng.next().is_multiple_of(2);
             power_cut_copy(dir.path(), copy.path(), durable, garble.then_some(&mut rng));
             let recovered = common::open_small(copy.path(), FILE_SIZE, 4096, FlushMode::Sync);
             assert!(
