@@ -666,8 +666,7 @@ fn scan_file(
                         },
                     );
                 }
-                let tx = v.transaction_type();
-                if tx == format::TRANSACTION_NOT_TYPE || tx == format::TRANSACTION_COMMIT_TYPE {
+                if format::enters_consume_queue(v.sys_flag) {
                     let slot = table.slot(v.topic, v.queue_id as u32);
                     *slot = (*slot).max((v.queue_offset as u64).saturating_add(1));
                 }

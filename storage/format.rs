@@ -76,6 +76,15 @@ pub const TRANSACTION_PREPARED_TYPE: i32 = 0x4;
 pub const TRANSACTION_COMMIT_TYPE: i32 = 0x8;
 /// Transaction type: rolled back.
 pub const TRANSACTION_ROLLBACK_TYPE: i32 = 0xC;
+/// Whether a record with this SYSFLAG gets a queue offset and enters its ConsumeQueue
+/// (transaction type NOT or COMMIT; PREPARED and ROLLBACK records do not).
+pub fn enters_consume_queue(sys_flag: i32) -> bool {
+    matches!(
+        sys_flag & TRANSACTION_TYPE_MASK,
+        TRANSACTION_NOT_TYPE | TRANSACTION_COMMIT_TYPE
+    )
+}
+
 /// SYSFLAG: born host is IPv6.
 pub const FLAG_BORNHOST_V6: i32 = 0x10;
 /// SYSFLAG: store host is IPv6.

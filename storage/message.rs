@@ -84,10 +84,7 @@ impl Message {
 
     /// Whether the message enters a consume queue (transaction type NOT or COMMIT).
     pub fn advances_queue(&self) -> bool {
-        matches!(
-            self.sys_flag & format::TRANSACTION_TYPE_MASK,
-            format::TRANSACTION_NOT_TYPE | format::TRANSACTION_COMMIT_TYPE
-        )
+        format::enters_consume_queue(self.sys_flag)
     }
 }
 

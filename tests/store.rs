@@ -318,3 +318,43 @@ fn shutdown_does_not_wait_for_a_whole_warm_up() {
         "shutdown took {took:?}"
     );
 }
+
+#[test]
+fn prepared_and_rollback_records_do_not_take_queue_offsets() {
+    use mqstore::format::{
+        TRANSACTION_COMMIT_TYPE, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = common::open_small(dir.path(), FILE_SIZE, 1024, FlushMode::Async);
+    let put = |sys_flag: i32| {
+        let mut m = Message::new("tx", 0, b"t".to_vec());
+        m.sys_flag = sys_flag;
+        store
+            .put(&m)
+            .expect("put")
+            .appended
+            .expect("stored")
+            .queue_offset
+            .0
+    };
+    assert_eq!(put(0), 0);
+    assert_eq!(
+        put(TRANSACTION_PREPARED_TYPE),
+        0,
+        "half messages get queue offset 0"
+    );
+    assert_eq!(put(TRANSACTION_ROLLBACK_TYPE), 0);
+    assert_eq!(
+        put(TRANSACTION_COMMIT_TYPE),
+        1,
+        "the queue did not advance for them"
+    );
+    assert_eq!(put(0), 2);
+    store.shutdown().expect("shutdown");
+    let store = common::open_small(dir.path(), FILE_SIZE, 1024, FlushMode::Async);
+    assert_eq!(
+        store.next_queue_offset("tx", 0).0,
+        3,
+        "rebuilt the same way on open"
+    );
+}
