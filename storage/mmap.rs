@@ -23,7 +23,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,8 +37,6 @@ use crate::format::{self, OS_PAGE_SIZE};
 /// Warm-up pre-faults this many bytes at a time, checking for cancellation in between, so
 /// that stopping the allocator never waits for a whole 1 GiB file to be populated.
 const WARM_CHUNK: u64 = 32 << 20;
-/// Size of the zero buffer warm-up writes from.
-const WARM_WRITE_BUF: u64 = 1 << 20;
 
 /// How a new file is prepared.
 #[derive(Debug, Clone, Copy, Default)]
@@ -172,24 +169,10 @@ impl MappedFile {
 
     /// Pre-faults the pages chunk by chunk until done or `cancel` is set. A partly warmed
     /// file is as valid as a cold one; its remaining pages fault in on first write.
-    ///
-    /// Each chunk is first written with zeros through the file (full-page writes fill the
-    /// page cache without the kernel's separate zeroing of unwritten extents; measured 1.5x
-    /// faster on ext4 than populating directly), then mapped writable in one call. The file
-    /// is new and all zeros and not yet shared, so its content does not change.
     fn warm(&mut self, cancel: &AtomicBool) {
-        let zeros = vec![0u8; WARM_WRITE_BUF.min(self.size) as usize];
         let mut at = 0u64;
         while at < self.size && !cancel.load(Ordering::Acquire) {
             let len = WARM_CHUNK.min(self.size - at);
-            let mut written = 0u64;
-            while written < len {
-                let n = (zeros.len() as u64).min(len - written) as usize;
-                if self.file.write_all_at(&zeros[..n], at + written).is_err() {
-                    break; // populating below still faults the pages in
-                }
-                written += n as u64;
-            }
             if self
                 .map
                 .advise_range(Advice::PopulateWrite, at as usize, len as usize)
