@@ -382,7 +382,7 @@ fn readers_tailing_the_log_only_ever_see_complete_records() {
     let mut seen = 0usize;
     let mut next = PhysicalOffset(0);
     loop {
-        let done = writers.iter().all(|w| w.is_finished());
+        let done = writers.iter().all(std::thread::JoinHandle::is_finished);
         for rec in store.records_from(next) {
             // `read` behind the iterator verifies CRCs: a half-published record would fail.
             let rec = rec.expect("a complete, valid record");
