@@ -3,10 +3,11 @@
 //! read every one back by offset and by iteration, shut down, reopen, and check again.
 //!
 //! ```text
-//! cargo run --release --example quickstart [-- <store dir> [<messages>]]
+//! cargo run --release --example quickstart [-- <store dir> [<messages> [<file size>]]]
 //! ```
-//! The directory defaults to `./store-quickstart`; run it twice to see reopening recover
-//! the existing data.
+//! The directory defaults to `./store-quickstart`, the file size to RocketMQ's 1 GiB (the
+//! store keeps one spare file ahead, so that needs 2 GiB of disk); run it twice to see
+//! reopening recover the existing data.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -21,10 +22,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(100_000);
+    let file_size: Option<u64> = args.next().map(|s| s.parse()).transpose()?;
 
-    let config = StoreConfig::new(&dir);
+    let mut config = StoreConfig::new(&dir);
+    if let Some(size) = file_size {
+        config.mapped_file_size_commit_log = size;
+    }
     let started = Instant::now();
-    let store = MessageStore::open(config)?;
+    let store = MessageStore::open(config.clone())?;
     let report = store.recovery_report();
     println!(
         "opened {} in {:?}: {} records found, data ends at {}{}",
@@ -87,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     store.shutdown()?;
 
-    let store = MessageStore::open(StoreConfig::new(&dir))?;
+    let store = MessageStore::open(config)?;
     let reread = store.records_from(first_new).count();
     let expected = offsets.len() + batch.len();
     if reread != expected {
