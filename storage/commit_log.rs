@@ -536,10 +536,9 @@ impl Iterator for Records {
     }
 }
 
-/// Where scanning stopped in one file.
-enum ScanEnd {
-    /// Reached the end of the file through a BLANK.
-    FileFull,
+/// Why scanning stopped inside a file (a file scanned to its end, through a BLANK, yields
+/// no stop).
+enum ScanStop {
     /// Unwritten (zero) space at this position.
     Zero(u64),
     /// An invalid record at this position.
@@ -559,23 +558,18 @@ fn recover(
         return Ok((report, table));
     };
     let crc_from = count.saturating_sub(CRC_SCAN_FILES);
-    let mut end: Option<(usize, ScanEnd)> = None;
+    let mut end: Option<(usize, ScanStop)> = None;
     for (i, file) in files.iter().enumerate() {
-        let scan = scan_file(
-            file,
-            check_crc && i >= crc_from,
-            &mut table,
-            &mut report.records,
-        );
-        if !matches!(scan, ScanEnd::FileFull) {
-            end = Some((i, scan));
+        let verify = check_crc && i >= crc_from;
+        if let Some(stop) = scan_file(file, verify, &mut table, &mut report.records) {
+            end = Some((i, stop));
             break;
         }
     }
     // Where the valid data ends: (file index, position in it).
     let (end_index, end_pos) = match end {
         None => (count - 1, files[count - 1].size()),
-        Some((i, ScanEnd::Zero(pos))) => {
+        Some((i, ScanStop::Zero(pos))) => {
             reject_later_data(
                 files,
                 i,
@@ -584,7 +578,7 @@ fn recover(
             )?;
             (i, pos)
         }
-        Some((i, ScanEnd::Invalid(pos, kind))) => {
+        Some((i, ScanStop::Invalid(pos, kind))) => {
             reject_later_data(files, i, pos, &kind)?;
             let file = &files[i];
             if let Some(next) = declared_next(file, pos) {
@@ -607,7 +601,6 @@ fn recover(
             report.truncated = Some((file.path().to_owned(), pos, err));
             (i, pos)
         }
-        Some((_, ScanEnd::FileFull)) => unreachable!("full files do not end the scan"),
     };
     // A full last file: the next append opens a new one. A full file followed by an
     // (empty) file: that one is the active file.
@@ -639,32 +632,30 @@ fn scan_file(
     verify: bool,
     table: &mut QueueTable,
     records: &mut u64,
-) -> ScanEnd {
+) -> Option<ScanStop> {
     let mut pos = 0u64;
     loop {
         let bytes = file.readable_from(pos);
         if bytes.is_empty() {
-            return ScanEnd::FileFull;
+            return None;
         }
         match format::decode_record(bytes, verify) {
-            Ok(Decoded::Blank { len }) if pos + u64::from(len) == file.size() => {
-                return ScanEnd::FileFull
-            }
+            Ok(Decoded::Blank { len }) if pos + u64::from(len) == file.size() => return None,
             Ok(Decoded::Blank { len }) => {
-                return ScanEnd::Invalid(
+                return Some(ScanStop::Invalid(
                     pos,
                     CorruptionKind::Record(RecordError::BadTotalSize(len as i32)),
-                )
+                ));
             }
             Ok(Decoded::Message(v)) => {
                 let at = file.start_offset() + pos;
                 if v.physical_offset as u64 != at {
-                    return ScanEnd::Invalid(
+                    return Some(ScanStop::Invalid(
                         pos,
                         CorruptionKind::MisplacedRecord {
                             stored: v.physical_offset as u64,
                         },
-                    );
+                    ));
                 }
                 if format::enters_consume_queue(v.sys_flag) {
                     let slot = table.slot(v.topic, v.queue_id as u32);
@@ -673,8 +664,8 @@ fn scan_file(
                 *records += 1;
                 pos += u64::from(v.total_size);
             }
-            Err(RecordError::ZeroHeader) => return ScanEnd::Zero(pos),
-            Err(e) => return ScanEnd::Invalid(pos, CorruptionKind::Record(e)),
+            Err(RecordError::ZeroHeader) => return Some(ScanStop::Zero(pos)),
+            Err(e) => return Some(ScanStop::Invalid(pos, CorruptionKind::Record(e))),
         }
     }
 }
