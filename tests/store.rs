@@ -188,7 +188,7 @@ fn invalid_config_is_rejected_before_touching_disk() {
 }
 
 #[test]
-fn put_after_shutdown_started_is_service_not_available() {
+fn dropping_one_handle_keeps_the_store_open_for_the_others() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(common::open_small(
         dir.path(),
