@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use mqstore::{FlushMode, Message, PhysicalOffset, PutStatus};
+use mqstore::{FlushMode, Message, PutStatus};
 
 const FILE_SIZE: u64 = 64 * 1024;
 const CHILD_ENV: &str = "MQSTORE_CRASH_CHILD_DIR";
@@ -104,19 +104,7 @@ fn run_round(seed: u64, threads: u64, mode: FlushMode) {
             "seed {seed}: the child died before it was killed"
         );
         let store = common::open_small(dir.path(), FILE_SIZE, 4096, mode);
-        for &(offset, seq) in &acked {
-            let rec = store
-                .read(PhysicalOffset(offset))
-                .unwrap_or_else(|e| panic!("seed {seed} cycle {cycle}: read {offset}: {e}"))
-                .unwrap_or_else(|| {
-                    panic!("seed {seed} cycle {cycle}: acked record at {offset} lost")
-                });
-            assert_eq!(
-                rec.view().expect("decodes").body,
-                body(seq).as_slice(),
-                "seed {seed}: record {offset} differs"
-            );
-        }
+        common::assert_acked_present(&store, &acked, body, &format!("seed {seed} cycle {cycle}"));
         let r = store
             .put(&Message::new("crash", 99, b"alive".to_vec()))
             .expect("append after recovery");

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use mqstore::{FlushMode, Message, PhysicalOffset, PutStatus};
+use mqstore::{FlushMode, Message, PutStatus};
 
 const FILE_SIZE: u64 = 64 * 1024;
 
@@ -102,19 +102,8 @@ fn sync_acks_survive_losing_everything_past_the_durable_offset() {
                 "seed {seed}: nothing past the cut survives (max {} > durable {durable})",
                 recovered.max_offset().0
             );
-            for &(off, seq) in &acked {
-                let rec = recovered
-                    .read(PhysicalOffset(off))
-                    .unwrap_or_else(|e| panic!("seed {seed}: read {off}: {e}"))
-                    .unwrap_or_else(|| {
-                        panic!("seed {seed}: acked record at {off} lost (durable {durable})")
-                    });
-                assert_eq!(
-                    rec.view().expect("decodes").body,
-                    body(seq).as_slice(),
-                    "seed {seed}"
-                );
-            }
+            let context = format!("seed {seed}, durable {durable}");
+            common::assert_acked_present(&recovered, &acked, body, &context);
             let r = recovered
                 .put(&Message::new("pl", 9, b"after".to_vec()))
                 .expect("append after the cut");

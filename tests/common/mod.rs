@@ -106,3 +106,24 @@ pub fn scan_commit_log(root: &Path, file_size: u64) -> Vec<OnDisk> {
     }
     out
 }
+
+/// Asserts that every acknowledged `(physical offset, sequence number)` reads back from
+/// `store` with the body `body(seq)`; `context` (seed, cycle) goes into every failure message.
+pub fn assert_acked_present(
+    store: &mqstore::MessageStore,
+    acked: &[(u64, u64)],
+    body: impl Fn(u64) -> Vec<u8>,
+    context: &str,
+) {
+    for &(offset, seq) in acked {
+        let rec = store
+            .read(mqstore::PhysicalOffset(offset))
+            .unwrap_or_else(|e| panic!("{context}: read {offset}: {e}"))
+            .unwrap_or_else(|| panic!("{context}: acknowledged record at {offset} lost"));
+        assert_eq!(
+            rec.view().expect("decodes").body,
+            body(seq).as_slice(),
+            "{context}: record {offset} differs"
+        );
+    }
+}
