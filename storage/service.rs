@@ -17,6 +17,27 @@ struct Shared {
     cv: Condvar,
 }
 
+/// Wakes a [`ServiceThread`] early. Waking a stopped thread does nothing.
+#[derive(Debug, Clone)]
+pub(crate) struct Waker {
+    shared: Arc<Shared>,
+}
+
+impl Waker {
+    /// Runs the thread's body soon, without waiting for the tick.
+    pub(crate) fn wake(&self) {
+        let mut sig = self
+            .shared
+            .signal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !sig.woken {
+            sig.woken = true;
+            self.shared.cv.notify_one();
+        }
+    }
+}
+
 /// A background thread running `body` every `tick` (or sooner when woken) until stopped.
 #[derive(Debug)]
 pub(crate) struct ServiceThread {
@@ -57,16 +78,10 @@ impl ServiceThread {
         })
     }
 
-    /// Runs the body soon, without waiting for the tick.
-    pub(crate) fn wakeup(&self) {
-        let mut sig = self
-            .shared
-            .signal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if !sig.woken {
-            sig.woken = true;
-            self.shared.cv.notify_one();
+    /// A handle that wakes this thread, usable without holding the `ServiceThread`.
+    pub(crate) fn waker(&self) -> Waker {
+        Waker {
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -105,7 +120,7 @@ mod tests {
             r.fetch_add(1, Ordering::SeqCst);
         })
         .expect("spawn");
-        t.wakeup();
+        t.waker().wake();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while runs.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
             thread::sleep(Duration::from_millis(1));

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::fault::FaultInjector;
 use crate::flush::{FlushWait, PeriodicFlushPolicy};
 use crate::message::{Message, PhysicalOffset, PutResult, PutStatus, QueueOffset};
-use crate::service::ServiceThread;
+use crate::service::{ServiceThread, Waker};
 
 /// How often the SYNC_FLUSH background flusher picks up puts that did not wait (`WAIT=false`).
 const SYNC_MODE_TICK: Duration = Duration::from_millis(10);
@@ -81,6 +81,8 @@ pub struct MessageStore {
     config: StoreConfig,
     log: Arc<CommitLog>,
     flusher: Mutex<Option<ServiceThread>>,
+    /// Wakes the flusher from the put path without taking the `flusher` lock.
+    flush_waker: Waker,
     report: RecoveryReport,
     /// Holds the exclusive lock on `<root>/lock` for the store's life.
     lock_file: Mutex<Option<File>>,
@@ -116,10 +118,12 @@ impl MessageStore {
         let (log, report) = CommitLog::open(&config, clock, faults)?;
         let log = Arc::new(log);
         let flusher = spawn_flusher(&config, &log)?;
+        let flush_waker = flusher.waker();
         Ok(MessageStore {
             config,
             log,
             flusher: Mutex::new(Some(flusher)),
+            flush_waker,
             report,
             lock_file: Mutex::new(Some(lock_file)),
         })
@@ -191,14 +195,7 @@ impl MessageStore {
     }
 
     fn wake_flusher(&self) {
-        if let Some(f) = self
-            .flusher
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-        {
-            f.wakeup();
-        }
+        self.flush_waker.wake();
     }
 
     /// The record at `offset` (a record start, as returned by a put or by
