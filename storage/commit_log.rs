@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::allocate::Allocator;
 use crate::clock::Clock;
-use crate::config::StoreConfig;
+use crate::config::{RecoveryMode, StoreConfig};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::fault::FaultInjector;
 use crate::flush::GroupCommit;
@@ -25,8 +25,6 @@ use crate::mmap::{self, CreateOptions, MappedFile, SegmentWriter};
 const ALLOCATE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lock holds longer than this count as "page cache busy" only below RocketMQ's sanity bound.
 const BUSY_UPPER_BOUND_MS: i64 = 10_000_000;
-/// Files at the tail scanned with CRC checks on open (RocketMQ: the last three).
-const CRC_SCAN_FILES: usize = 3;
 
 /// `topicQueueTable`: next queue offset per topic and queue id. Topics map to an index so
 /// that a put hashes its topic once and allocates its name only the first time.
@@ -67,6 +65,18 @@ pub struct RecoveryReport {
     pub truncated: Option<(PathBuf, u64, RecordError)>,
     /// Files after the end of valid data that were removed (empty or torn).
     pub removed_files: Vec<PathBuf>,
+    /// Where the CommitLog scan started (bytes below it were trusted).
+    pub scanned_from: PhysicalOffset,
+    /// Corrupt stretches `[from, to)` skipped in `TolerateAnyCorruption` mode.
+    pub gaps: Vec<(PhysicalOffset, PhysicalOffset)>,
+    /// The previous run did not shut down cleanly (the `abort` file was present).
+    pub abnormal_exit: bool,
+    /// ConsumeQueue units written or rewritten from the CommitLog.
+    pub consume_queue_units_rebuilt: u64,
+    /// ConsumeQueue units cut because their records no longer exist or they were invalid.
+    pub consume_queues_trimmed: Vec<(String, u32)>,
+    /// IndexFiles removed to be rebuilt (they held entries beyond the durable point).
+    pub index_files_rebuilt: Vec<PathBuf>,
 }
 
 struct PutState {
@@ -110,11 +120,14 @@ impl CommitLog {
         cfg: &StoreConfig,
         clock: Arc<dyn Clock>,
         faults: FaultInjector,
+        plan: &ScanPlan,
+        visit: &mut RecordVisitor<'_>,
     ) -> Result<(CommitLog, RecoveryReport)> {
         let dir = cfg.commit_log_dir();
         let file_size = cfg.mapped_file_size_commit_log;
         let mut files = mapped_file_queue::load_dir(&dir, file_size)?;
-        let (report, queue_table) = recover(&dir, &mut files, cfg.check_crc_on_recover)?;
+        let report = recover(&dir, &mut files, cfg.check_crc_on_recover, plan, visit)?;
+        let queue_table = QueueTable::default();
         let valid_end = report.valid_end.0;
         let mut writer = None;
         let mut shared = Vec::with_capacity(files.len());
@@ -377,6 +390,15 @@ impl CommitLog {
         Ok(reached.max(durable))
     }
 
+    /// Flushes every file from the one holding `offset` wholly, whatever the recorded flush
+    /// positions (recovery: data found after an abnormal exit may be only in the page cache).
+    pub(crate) fn flush_all_from(&self, offset: u64) -> Result<()> {
+        for file in self.queue.files_from(offset) {
+            file.flush_all(&self.faults)?;
+        }
+        Ok(())
+    }
+
     /// Flushes through the group-commit lock, as the background flusher does.
     pub(crate) fn flush(&self, least_pages: u32) -> Result<()> {
         self.group.flush_with(|| self.flush_files(least_pages))
@@ -392,6 +414,28 @@ impl CommitLog {
 
     pub(crate) fn file_count(&self) -> usize {
         self.queue.file_count()
+    }
+
+    /// Sets the next queue offset of each queue (from the recovered ConsumeQueues) before
+    /// the first put.
+    pub(crate) fn restore_queue_offsets<'a>(
+        &self,
+        queues: impl IntoIterator<Item = (&'a str, u32, u64)>,
+    ) {
+        let mut st = self.lock_put();
+        for (topic, queue_id, next) in queues {
+            let slot = st.queue_table.slot(topic, queue_id);
+            *slot = (*slot).max(next);
+        }
+    }
+
+    /// The file holding `offset` and the published bytes from it (for the dispatcher).
+    pub(crate) fn file_at(&self, offset: u64) -> Option<Arc<MappedFile>> {
+        self.queue.find(offset)
+    }
+
+    pub(crate) fn file_size(&self) -> u64 {
+        self.file_size
     }
 
     pub(crate) fn next_queue_offset(&self, topic: &str, queue_id: u32) -> u64 {
@@ -536,6 +580,26 @@ impl Iterator for Records {
     }
 }
 
+/// Where and how opening scans the CommitLog.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScanPlan {
+    /// First offset to validate and hand to the visitor (a record or file boundary).
+    /// Bytes below it are trusted: they were validated by an earlier recovery and flushed.
+    pub from: u64,
+    /// Everything below this offset was flushed (from the offset checkpoint). A bad record
+    /// below it is corruption; at or above it, a torn tail. `None` (no checkpoint) falls
+    /// back to a heuristic: a bad record followed by valid data is corruption.
+    pub durable: Option<u64>,
+    /// What to do with a bad record.
+    pub mode: RecoveryMode,
+    /// The previous run did not shut down cleanly: bytes past the end of valid data may be
+    /// left over from lost writes and are zeroed.
+    pub abnormal: bool,
+}
+
+/// Receives each valid record found by the scan, in CommitLog order.
+pub(crate) type RecordVisitor<'v> = dyn FnMut(u64, &RecordView<'_>) -> Result<()> + 'v;
+
 /// Why scanning stopped inside a file (a file scanned to its end, through a BLANK, yields
 /// no stop).
 enum ScanStop {
@@ -545,62 +609,113 @@ enum ScanStop {
     Invalid(u64, CorruptionKind),
 }
 
-/// Finds the end of valid data, rebuilds the queue table, truncates a torn tail and removes
-/// files past the end. Mid-log corruption (valid records after a bad one) is an error.
+impl ScanStop {
+    fn pos(&self) -> u64 {
+        match self {
+            ScanStop::Zero(p) | ScanStop::Invalid(p, _) => *p,
+        }
+    }
+
+    fn kind(&self) -> CorruptionKind {
+        match self {
+            ScanStop::Zero(_) => CorruptionKind::Record(RecordError::ZeroHeader),
+            ScanStop::Invalid(_, k) => k.clone(),
+        }
+    }
+}
+
+/// Validates the records from `plan.from` on, hands each to `visit`, truncates a torn tail
+/// and removes files past the end. Corruption below the durable point (or any bad record in
+/// `AbsoluteConsistency`) is an error; `TolerateAnyCorruption` skips bad stretches and
+/// reports them as gaps.
 fn recover(
     dir: &std::path::Path,
     files: &mut Vec<MappedFile>,
     check_crc: bool,
-) -> Result<(RecoveryReport, QueueTable)> {
+    plan: &ScanPlan,
+    visit: &mut RecordVisitor<'_>,
+) -> Result<RecoveryReport> {
     let mut report = RecoveryReport::default();
-    let mut table = QueueTable::default();
     let Some(count) = (!files.is_empty()).then_some(files.len()) else {
-        return Ok((report, table));
+        return Ok(report);
     };
-    let crc_from = count.saturating_sub(CRC_SCAN_FILES);
-    let mut end: Option<(usize, ScanStop)> = None;
-    for (i, file) in files.iter().enumerate() {
-        let verify = check_crc && i >= crc_from;
-        if let Some(stop) = scan_file(file, verify, &mut table, &mut report.records) {
-            end = Some((i, stop));
-            break;
-        }
-    }
+    let Some(mut i) = files
+        .iter()
+        .position(|f| f.start_offset() + f.size() > plan.from)
+    else {
+        // Everything is below the scan start: the last file is full.
+        report.valid_end =
+            PhysicalOffset(files[count - 1].start_offset() + files[count - 1].size());
+        return Ok(report);
+    };
+    let mut pos = plan.from.saturating_sub(files[i].start_offset());
+    report.scanned_from = PhysicalOffset(files[i].start_offset() + pos);
     // Where the valid data ends: (file index, position in it).
-    let (end_index, end_pos) = match end {
-        None => (count - 1, files[count - 1].size()),
-        Some((i, ScanStop::Zero(pos))) => {
-            reject_later_data(
-                files,
-                i,
-                pos,
-                &CorruptionKind::Record(RecordError::ZeroHeader),
-            )?;
-            (i, pos)
+    let (end_index, end_pos) = loop {
+        let Some(stop) = scan_file(&files[i], pos, check_crc, visit, &mut report.records)? else {
+            if i + 1 < count {
+                i += 1;
+                pos = 0;
+                continue;
+            }
+            break (i, files[i].size());
+        };
+        let at = files[i].start_offset() + stop.pos();
+        let is_zero = matches!(stop, ScanStop::Zero(_));
+        // Searching for data after the stop reads the rest of the file: only when the
+        // decision depends on it.
+        let needs_later =
+            plan.mode != RecoveryMode::TolerateTailCorruption || plan.durable.is_none();
+        let later_data = if needs_later {
+            later_valid_record(files, i, stop.pos())
+        } else {
+            None
+        };
+        if plan.mode == RecoveryMode::TolerateAnyCorruption {
+            if let Some((ni, npos)) = later_data {
+                let resume = files[ni].start_offset() + npos;
+                tracing::error!(from = at, to = resume, kind = %stop.kind(), "skipping a corrupt stretch of the commit log");
+                report
+                    .gaps
+                    .push((PhysicalOffset(at), PhysicalOffset(resume)));
+                i = ni;
+                pos = npos;
+                continue;
+            }
         }
-        Some((i, ScanStop::Invalid(pos, kind))) => {
-            reject_later_data(files, i, pos, &kind)?;
-            let file = &files[i];
-            if let Some(next) = declared_next(file, pos) {
-                if valid_record_at(file, next) {
-                    return Err(Error::Corrupted {
-                        path: file.path().to_owned(),
-                        offset: pos,
-                        kind,
-                    });
+        let corrupt = |kind: CorruptionKind| Error::Corrupted {
+            path: files[i].path().to_owned(),
+            offset: stop.pos(),
+            kind,
+        };
+        if plan.mode == RecoveryMode::AbsoluteConsistency && (!is_zero || later_data.is_some()) {
+            return Err(corrupt(stop.kind()));
+        }
+        // A CRC-valid record in the wrong place is stale or misdirected data, never a torn
+        // write: corruption wherever it is.
+        if matches!(stop.kind(), CorruptionKind::MisplacedRecord { .. }) {
+            return Err(corrupt(stop.kind()));
+        }
+        match plan.durable {
+            Some(durable) if at < durable => return Err(corrupt(stop.kind())),
+            Some(_) => {}
+            None => {
+                // No durable point known: valid data after the bad spot means the middle of
+                // the log is damaged, not its tail.
+                if later_data.is_some() {
+                    return Err(corrupt(stop.kind()));
                 }
             }
-            let CorruptionKind::Record(err) = kind else {
-                return Err(Error::Corrupted {
-                    path: file.path().to_owned(),
-                    offset: pos,
-                    kind,
-                });
-            };
-            tracing::warn!(path = %file.path().display(), offset = pos, error = %err, "truncating a torn tail");
-            report.truncated = Some((file.path().to_owned(), pos, err));
-            (i, pos)
         }
+        if let ScanStop::Invalid(p, kind) = &stop {
+            let err = match kind {
+                CorruptionKind::Record(e) => e.clone(),
+                _ => RecordError::BadMagic(0),
+            };
+            tracing::warn!(path = %files[i].path().display(), offset = p, error = %kind, "truncating a torn tail");
+            report.truncated = Some((files[i].path().to_owned(), *p, err));
+        }
+        break (i, stop.pos());
     };
     // A full last file: the next append opens a new one. A full file followed by an
     // (empty) file: that one is the active file.
@@ -619,80 +734,78 @@ fn recover(
         mmap::sync_dir(dir)?;
     }
     let last = &mut files[end_index];
-    if end_pos < last.size() {
+    if end_pos < last.size() && (report.truncated.is_some() || plan.abnormal) {
         last.zero_from(end_pos)?;
     }
     last.set_wrote(end_pos);
     report.valid_end = PhysicalOffset(last.start_offset() + end_pos);
-    Ok((report, table))
+    Ok(report)
 }
 
 fn scan_file(
     file: &MappedFile,
+    mut pos: u64,
     verify: bool,
-    table: &mut QueueTable,
+    visit: &mut RecordVisitor<'_>,
     records: &mut u64,
-) -> Option<ScanStop> {
-    let mut pos = 0u64;
+) -> Result<Option<ScanStop>> {
     loop {
         let bytes = file.readable_from(pos);
         if bytes.is_empty() {
-            return None;
+            return Ok(None);
         }
         match format::decode_record(bytes, verify) {
-            Ok(Decoded::Blank { len }) if pos + u64::from(len) == file.size() => return None,
+            Ok(Decoded::Blank { len }) if pos + u64::from(len) == file.size() => return Ok(None),
             Ok(Decoded::Blank { len }) => {
-                return Some(ScanStop::Invalid(
+                return Ok(Some(ScanStop::Invalid(
                     pos,
                     CorruptionKind::Record(RecordError::BadTotalSize(len as i32)),
-                ));
+                )));
             }
             Ok(Decoded::Message(v)) => {
                 let at = file.start_offset() + pos;
                 if v.physical_offset as u64 != at {
-                    return Some(ScanStop::Invalid(
+                    return Ok(Some(ScanStop::Invalid(
                         pos,
                         CorruptionKind::MisplacedRecord {
                             stored: v.physical_offset as u64,
                         },
-                    ));
+                    )));
                 }
-                if format::enters_consume_queue(v.sys_flag) {
-                    let slot = table.slot(v.topic, v.queue_id as u32);
-                    *slot = (*slot).max((v.queue_offset as u64).saturating_add(1));
-                }
+                visit(at, &v)?;
                 *records += 1;
                 pos += u64::from(v.total_size);
             }
-            Err(RecordError::ZeroHeader) => return Some(ScanStop::Zero(pos)),
-            Err(e) => return Some(ScanStop::Invalid(pos, CorruptionKind::Record(e))),
+            Err(RecordError::ZeroHeader) => return Ok(Some(ScanStop::Zero(pos))),
+            Err(e) => return Ok(Some(ScanStop::Invalid(pos, CorruptionKind::Record(e)))),
         }
     }
 }
 
-/// Data after the end of the valid prefix in a later file means the bad spot is in the
-/// middle of the log, not a torn tail.
-fn reject_later_data(
-    files: &[MappedFile],
-    end_index: usize,
-    pos: u64,
-    kind: &CorruptionKind,
-) -> Result<()> {
-    if files[end_index + 1..].iter().any(|f| valid_record_at(f, 0)) {
-        return Err(Error::Corrupted {
-            path: files[end_index].path().to_owned(),
-            offset: pos,
-            kind: kind.clone(),
-        });
+/// The first valid record after a bad spot at `pos` of file `index`: searched in the rest
+/// of that file (at positions holding the message magic), else at the start of a later file.
+fn later_valid_record(files: &[MappedFile], index: usize, pos: u64) -> Option<(usize, u64)> {
+    let file = &files[index];
+    let bytes = file.readable_from(0);
+    let magic = format::MESSAGE_MAGIC_CODE.to_be_bytes();
+    let from = usize::try_from(pos).ok()? + 1;
+    let mut at = from;
+    while let Some(found) = bytes
+        .get(at + 4..)
+        .and_then(|rest| rest.windows(4).position(|w| w == magic))
+    {
+        let p = at + found;
+        if valid_record_at(file, p as u64) {
+            return Some((index, p as u64));
+        }
+        at = p + 1;
     }
-    Ok(())
-}
-
-/// Where the next record would start if the header at `pos` is believed.
-fn declared_next(file: &MappedFile, pos: u64) -> Option<u64> {
-    let header = file.readable_from(pos).get(..4)?;
-    let size = u64::from(u32::from_be_bytes(header.try_into().ok()?));
-    (size >= format::MIN_RECORD_LEN as u64 && pos + size < file.size()).then_some(pos + size)
+    files
+        .iter()
+        .enumerate()
+        .skip(index + 1)
+        .find(|(_, f)| valid_record_at(f, 0))
+        .map(|(i, _)| (i, 0))
 }
 
 fn valid_record_at(file: &MappedFile, pos: u64) -> bool {
@@ -713,8 +826,20 @@ mod tests {
         let mut cfg = StoreConfig::new(dir.path());
         cfg.mapped_file_size_commit_log = 64 * 1024;
         let clock = Arc::new(ManualClock::new(1_000_000));
-        let (log, _) =
-            CommitLog::open(&cfg, clock.clone(), FaultInjector::default()).expect("open");
+        let plan = ScanPlan {
+            from: 0,
+            durable: None,
+            mode: RecoveryMode::default(),
+            abnormal: false,
+        };
+        let (log, _) = CommitLog::open(
+            &cfg,
+            clock.clone(),
+            FaultInjector::default(),
+            &plan,
+            &mut |_, _| Ok(()),
+        )
+        .expect("open");
         let msg = Message::new("t", 0, b"x".to_vec());
         // Pretend another put took the lock 1.5 s ago and still holds it.
         log.lock_since_ms.store(1_000_000 - 1500, Ordering::Relaxed);

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::format::{MAX_RECORD_OVERHEAD, OS_PAGE_SIZE};
+use crate::format::{
+    index_file_size, CQ_UNIT_SIZE, DEFAULT_CQ_FILE_SIZE, DEFAULT_INDEX_ITEMS, DEFAULT_INDEX_SLOTS,
+    MAX_RECORD_OVERHEAD, OS_PAGE_SIZE,
+};
 
 /// When a put is acknowledged relative to the disk (RocketMQ `flushDiskType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +74,48 @@ pub struct StoreConfig {
     /// `brokerIP1` + `listenPort`: the address written into every record's STOREHOST and
     /// into offset message ids; clients dial it. Default: 127.0.0.1:10911.
     pub store_host: SocketAddr,
+    /// `mappedFileSizeConsumeQueue`: bytes per ConsumeQueue file, rounded up to whole
+    /// 20-byte units as RocketMQ does. Default: 6 000 000 (300 000 units).
+    pub mapped_file_size_consume_queue: u64,
+    /// `flushIntervalConsumeQueue`: how often ConsumeQueues and the index are flushed and
+    /// the checkpoints written. Default: 1000 ms.
+    pub flush_interval_consume_queue: Duration,
+    /// `messageIndexEnable`: build the key index. Default: true.
+    pub message_index_enable: bool,
+    /// `maxHashSlotNum`: hash slots per IndexFile. Default: 5 000 000.
+    pub max_hash_slot_num: u32,
+    /// `maxIndexNum`: items per IndexFile (item 0 unused). Default: 20 000 000.
+    pub max_index_num: u32,
+    /// `accessMessageInMemoryMaxRatio`: a message further than this percentage of physical
+    /// RAM behind the CommitLog end counts as "in disk" for transfer limits. Default: 40.
+    pub access_message_in_memory_max_ratio: u32,
+    /// `maxTransferBytesOnMessageInMemory`. Default: 262 144.
+    pub max_transfer_bytes_on_message_in_memory: u64,
+    /// `maxTransferCountOnMessageInMemory`. Default: 32.
+    pub max_transfer_count_on_message_in_memory: u32,
+    /// `maxTransferBytesOnMessageInDisk`. Default: 65 536.
+    pub max_transfer_bytes_on_message_in_disk: u64,
+    /// `maxTransferCountOnMessageInDisk`. Default: 8.
+    pub max_transfer_count_on_message_in_disk: u32,
+    /// `recoveryMode` (ours): what opening does with a bad CommitLog record. Default:
+    /// [`RecoveryMode::TolerateTailCorruption`].
+    pub recovery_mode: RecoveryMode,
+}
+
+/// What recovery does with an invalid CommitLog record (raft-engine's and RocksDB's modes).
+/// I/O errors during recovery are never tolerated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// A bad record beyond the last durable flush is a torn tail and is cut off; a bad record
+    /// below it is corruption and opening fails naming file and offset.
+    #[default]
+    TolerateTailCorruption,
+    /// Any bad record, torn tail included, fails opening (unwritten, zeroed space at the end
+    /// is not a bad record).
+    AbsoluteConsistency,
+    /// Bad records are skipped and reported as gaps in the [`RecoveryReport`](crate::RecoveryReport);
+    /// every valid record after them is kept. Lossy: opt in only to salvage a damaged store.
+    TolerateAnyCorruption,
 }
 
 /// RocketMQ's default CommitLog file size: 1 GiB.
@@ -98,6 +143,17 @@ impl StoreConfig {
             check_crc_on_recover: true,
             os_page_cache_busy_timeout: Duration::from_secs(1),
             store_host: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 10911),
+            mapped_file_size_consume_queue: DEFAULT_CQ_FILE_SIZE,
+            flush_interval_consume_queue: Duration::from_secs(1),
+            message_index_enable: true,
+            max_hash_slot_num: DEFAULT_INDEX_SLOTS,
+            max_index_num: DEFAULT_INDEX_ITEMS,
+            access_message_in_memory_max_ratio: 40,
+            max_transfer_bytes_on_message_in_memory: 262_144,
+            max_transfer_count_on_message_in_memory: 32,
+            max_transfer_bytes_on_message_in_disk: 65_536,
+            max_transfer_count_on_message_in_disk: 8,
+            recovery_mode: RecoveryMode::TolerateTailCorruption,
         }
     }
 
@@ -106,6 +162,16 @@ impl StoreConfig {
         self.store_path_commit_log
             .clone()
             .unwrap_or_else(|| self.store_path_root_dir.join("commitlog"))
+    }
+
+    /// The ConsumeQueue root directory (`<root>/consumequeue`).
+    pub fn consume_queue_dir(&self) -> PathBuf {
+        self.store_path_root_dir.join("consumequeue")
+    }
+
+    /// The IndexFile directory (`<root>/index`).
+    pub fn index_dir(&self) -> PathBuf {
+        self.store_path_root_dir.join("index")
     }
 
     /// Checks every field; the error names the field at fault.
@@ -144,7 +210,36 @@ impl StoreConfig {
                 ),
             ));
         }
+        let cq = self.mapped_file_size_consume_queue;
+        if cq < CQ_UNIT_SIZE || !cq.is_multiple_of(CQ_UNIT_SIZE) || cq > i32::MAX as u64 {
+            return Err(Error::config(
+                "mappedFileSizeConsumeQueue",
+                format!("{cq} is not a positive multiple of {CQ_UNIT_SIZE} below 2 GiB"),
+            ));
+        }
+        if self.max_hash_slot_num == 0 || i32::try_from(self.max_hash_slot_num).is_err() {
+            return Err(Error::config("maxHashSlotNum", "must be in 1..=2147483647"));
+        }
+        if self.max_index_num < 2 || i32::try_from(self.max_index_num).is_err() {
+            return Err(Error::config("maxIndexNum", "must be in 2..=2147483647"));
+        }
+        if usize::try_from(index_file_size(self.max_hash_slot_num, self.max_index_num)).is_err() {
+            return Err(Error::config(
+                "maxIndexNum",
+                "index file larger than the address space",
+            ));
+        }
+        if self.access_message_in_memory_max_ratio > 100 {
+            return Err(Error::config(
+                "accessMessageInMemoryMaxRatio",
+                "must be in 0..=100",
+            ));
+        }
         for (field, value) in [
+            (
+                "flushIntervalConsumeQueue",
+                self.flush_interval_consume_queue,
+            ),
             ("syncFlushTimeout", self.sync_flush_timeout),
             ("flushIntervalCommitLog", self.flush_interval_commit_log),
             (
@@ -229,6 +324,43 @@ impl StoreConfig {
             "enabledAppendPropCRC" => self.enabled_append_prop_crc = parse(key, value)?,
             "checkCRCOnRecover" => self.check_crc_on_recover = parse(key, value)?,
             "osPageCacheBusyTimeOutMills" => self.os_page_cache_busy_timeout = millis(key, value)?,
+            "mappedFileSizeConsumeQueue" => {
+                // RocketMQ's getter rounds up to whole units.
+                let size: u64 = parse(key, value)?;
+                self.mapped_file_size_consume_queue = size.div_ceil(CQ_UNIT_SIZE) * CQ_UNIT_SIZE;
+            }
+            "flushIntervalConsumeQueue" => self.flush_interval_consume_queue = millis(key, value)?,
+            "messageIndexEnable" => self.message_index_enable = parse(key, value)?,
+            "maxHashSlotNum" => self.max_hash_slot_num = parse(key, value)?,
+            "maxIndexNum" => self.max_index_num = parse(key, value)?,
+            "accessMessageInMemoryMaxRatio" => {
+                self.access_message_in_memory_max_ratio = parse(key, value)?;
+            }
+            "maxTransferBytesOnMessageInMemory" => {
+                self.max_transfer_bytes_on_message_in_memory = parse(key, value)?;
+            }
+            "maxTransferCountOnMessageInMemory" => {
+                self.max_transfer_count_on_message_in_memory = parse(key, value)?;
+            }
+            "maxTransferBytesOnMessageInDisk" => {
+                self.max_transfer_bytes_on_message_in_disk = parse(key, value)?;
+            }
+            "maxTransferCountOnMessageInDisk" => {
+                self.max_transfer_count_on_message_in_disk = parse(key, value)?;
+            }
+            "recoveryMode" => {
+                self.recovery_mode = match value {
+                    "TolerateTailCorruption" => RecoveryMode::TolerateTailCorruption,
+                    "AbsoluteConsistency" => RecoveryMode::AbsoluteConsistency,
+                    "TolerateAnyCorruption" => RecoveryMode::TolerateAnyCorruption,
+                    _ => {
+                        return Err(Error::config(
+                            key,
+                            format!("`{value}` is not a recovery mode"),
+                        ))
+                    }
+                }
+            }
             _ => return Err(Error::config(key, "unknown store property")),
         }
         Ok(())

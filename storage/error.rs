@@ -39,6 +39,11 @@ pub enum CorruptionKind {
     },
     /// A file name that is not a multiple of the configured file size.
     MisalignedFileName,
+    /// An IndexFile header with impossible counts or offsets.
+    IndexHeader,
+    /// A ConsumeQueue unit that does not match the record it points at (the offset in the
+    /// error is the queue offset).
+    UnitMismatch,
 }
 
 impl fmt::Display for CorruptionKind {
@@ -63,6 +68,10 @@ impl fmt::Display for CorruptionKind {
             }
             Self::MisalignedFileName => {
                 f.write_str("file name is not a multiple of the configured file size")
+            }
+            Self::IndexHeader => f.write_str("index file header has impossible values"),
+            Self::UnitMismatch => {
+                f.write_str("consume queue unit does not match the record it points at")
             }
         }
     }

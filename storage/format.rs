@@ -961,6 +961,10 @@ impl<'b> Reader<'b> {
     }
 }
 
+#[path = "format_files.rs"]
+mod files;
+pub use files::*;
+
 #[cfg(test)]
 #[path = "format_test.rs"]
 mod tests;

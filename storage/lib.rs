@@ -33,25 +33,34 @@
 mod mmap;
 
 mod allocate;
+mod checkpoint;
 mod clock;
 mod commit_log;
 mod config;
+mod consume_queue;
+mod dispatch;
 mod error;
 mod fault;
 mod flush;
 pub mod format;
+mod index_file;
 mod mapped_file_queue;
 mod message;
+mod read;
+mod recovery;
 mod service;
 mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use commit_log::{RecordGuard, Records, RecoveryReport};
-pub use config::{FlushMode, StoreConfig, DEFAULT_COMMIT_LOG_FILE_SIZE, DEFAULT_MAX_MESSAGE_SIZE};
+pub use config::{
+    FlushMode, RecoveryMode, StoreConfig, DEFAULT_COMMIT_LOG_FILE_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
+};
 pub use error::{CorruptionKind, Error, Result};
 #[cfg(feature = "fault-injection")]
 pub use fault::{FaultInjector, IoOp};
 pub use message::{Appended, Message, PhysicalOffset, PutResult, PutStatus, QueueOffset};
+pub use read::{GetMessageResult, GetMessageStatus, MessageFilter, QueryMessageResult, TagFilter};
 pub use store::{MessageStore, StoreBuilder, StoreStats};
 
 /// The README's examples, compiled and run as doctests so they stay true.

@@ -59,6 +59,22 @@ pub(crate) fn load_dir(dir: &Path, file_size: u64) -> Result<Vec<MappedFile>> {
     Ok(files)
 }
 
+/// The start offsets of the files of `dir`, sorted, without opening anything.
+pub(crate) fn file_offsets(dir: &Path) -> Result<Vec<u64>> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut offsets = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+        if let Some(o) = format::parse_file_name(&entry.file_name().to_string_lossy()) {
+            offsets.push(o);
+        }
+    }
+    offsets.sort_unstable();
+    Ok(offsets)
+}
+
 fn corrupt(path: PathBuf, kind: CorruptionKind) -> Error {
     Error::Corrupted {
         path,

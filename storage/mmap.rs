@@ -76,7 +76,21 @@ impl MappedFile {
         cancel: &AtomicBool,
     ) -> Result<MappedFile> {
         let name = format::file_name(start_offset);
-        let path = dir.join(&name);
+        Self::create_named(dir, &name, start_offset, size, opts, faults, cancel)
+    }
+
+    /// As [`create`](Self::create), with an explicit file name (IndexFiles are named by
+    /// creation time).
+    pub(crate) fn create_named(
+        dir: &Path,
+        name: &str,
+        start_offset: u64,
+        size: u64,
+        opts: CreateOptions,
+        faults: &FaultInjector,
+        cancel: &AtomicBool,
+    ) -> Result<MappedFile> {
+        let path = dir.join(name);
         let tmp = dir.join(format!("{name}.tmp"));
         if path.exists() {
             // Renaming over it would destroy data; the queue never asks for an existing file.
@@ -279,6 +293,33 @@ impl MappedFile {
             .map_err(|e| Error::io("fdatasync", &self.path, e))
     }
 
+    /// The whole mapping of an owned file, for files written at arbitrary positions
+    /// (IndexFile slots) or repaired during recovery.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the range is exactly the mapping, which lives as long as `self`; `&mut self`
+        // on a file that is not shared (an `Arc` would only give `&`) excludes every other
+        // borrow of these bytes (module invariant 3).
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr(), self.size as usize) }
+    }
+
+    /// The whole mapping, whatever the write position (IndexFiles, whose bytes are all
+    /// meaningful from creation).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: the range is exactly the mapping, which lives as long as `&self`. Writes to
+        // a file read this way only happen through `bytes_mut`, which needs `&mut self`, so
+        // they cannot overlap this borrow.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.size as usize) }
+    }
+
+    /// Flushes the whole mapping (files written at arbitrary positions) and marks
+    /// everything published as durable.
+    pub(crate) fn flush_all(&self, faults: &FaultInjector) -> Result<()> {
+        guarded(faults, IoOp::Flush, || self.map.flush())
+            .map_err(|e| Error::io("msync", &self.path, e))?;
+        self.flushed.fetch_max(self.wrote(), Ordering::AcqRel);
+        Ok(())
+    }
+
     /// Flushes published bytes by RocketMQ's rule (§2.3): when the file is full, when at
     /// least `least_pages` pages are dirty, or (`least_pages == 0`) when anything is.
     /// Returns whether a flush happened. Callers serialize flushes of one file.
@@ -420,6 +461,18 @@ fn zero_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Physical memory in bytes (for RocketMQ's "message in memory" transfer rule); 0 if the
+/// OS does not say.
+pub(crate) fn physical_memory_bytes() -> u64 {
+    // SAFETY: `sysconf` only reads system configuration; no memory is passed.
+    let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+    // SAFETY: as above.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(pages)
+        .unwrap_or(0)
+        .saturating_mul(u64::try_from(page_size).unwrap_or(0))
 }
 
 /// fsyncs a directory, making creates, renames and unlinks in it durable.

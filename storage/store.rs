@@ -1,5 +1,9 @@
-//! The `MessageStore` facade: opening (directory lock, recovery, background services),
-//! puts, reads and an orderly shutdown.
+//! The `MessageStore` facade: opening (directory lock, abort file, recovery, background
+//! services), puts, reads and an orderly shutdown.
+//!
+//! Threads: `rmq-flush` (CommitLog flushing), `rmq-allocate` (next CommitLog file),
+//! `rmq-reput` (dispatch to ConsumeQueues and the index), `rmq-flush-cq` (ConsumeQueue and
+//! index flushing, then the checkpoints). All stop and join on shutdown or drop.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
@@ -7,19 +11,28 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::checkpoint::Checkpoints;
 use crate::clock::{Clock, SystemClock};
 use crate::commit_log::{CommitLog, RecordGuard, Records, RecoveryReport};
 use crate::config::{FlushMode, StoreConfig};
+use crate::dispatch::{ConsumeQueues, Dispatcher};
 use crate::error::{Error, Result};
 use crate::fault::FaultInjector;
 use crate::flush::{FlushWait, PeriodicFlushPolicy};
+use crate::format::{TimestampCheckpoint, MAX_MSGS_NUM_BATCH};
+use crate::index_file::IndexService;
 use crate::message::{Message, PhysicalOffset, PutResult, PutStatus, QueueOffset};
+use crate::read::{self, GetMessageResult, MessageFilter, QueryMessageResult, TransferLimits};
 use crate::service::{ServiceThread, Waker};
 
 /// How often the SYNC_FLUSH background flusher picks up puts that did not wait (`WAIT=false`).
 const SYNC_MODE_TICK: Duration = Duration::from_millis(10);
 /// Shutdown flushes until nothing moves, at most this many times (RocketMQ: 10).
 const SHUTDOWN_FLUSH_RETRIES: usize = 10;
+/// Longest a clean shutdown waits for the dispatcher to catch up (RocketMQ: 5 s).
+const SHUTDOWN_DISPATCH_WAIT: Duration = Duration::from_secs(5);
+/// The dispatcher's idle tick; puts wake it sooner.
+const REPUT_TICK: Duration = Duration::from_millis(1);
 
 /// Counters from [`MessageStore::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,6 +41,8 @@ pub struct StoreStats {
     /// SYNC_FLUSH flushes run by waiting writers (group-commit rounds). Puts divided by
     /// this is the average group size.
     pub group_commit_flushes: u64,
+    /// CommitLog bytes written but not yet dispatched to ConsumeQueues and the index.
+    pub dispatch_behind_bytes: u64,
 }
 
 /// Builder for [`MessageStore`].
@@ -80,12 +95,38 @@ impl StoreBuilder {
 pub struct MessageStore {
     config: StoreConfig,
     log: Arc<CommitLog>,
-    flusher: Mutex<Option<ServiceThread>>,
-    /// Wakes the flusher from the put path without taking the `flusher` lock.
+    queues: Arc<ConsumeQueues>,
+    index: Option<Arc<IndexService>>,
+    dispatcher: Arc<Dispatcher>,
+    checkpoints: Arc<Checkpoints>,
+    /// Background threads, stopped in this order: flusher, reput, CQ flusher.
+    threads: Mutex<Threads>,
+    /// Wakes the flusher from the put path without taking the `threads` lock.
     flush_waker: Waker,
+    /// Wakes the dispatcher after each put.
+    reput_waker: Waker,
     report: RecoveryReport,
+    limits: TransferLimits,
     /// Holds the exclusive lock on `<root>/lock` for the store's life.
     lock_file: Mutex<Option<File>>,
+}
+
+#[derive(Debug, Default)]
+struct Threads {
+    flusher: Option<ServiceThread>,
+    reput: Option<ServiceThread>,
+    cq_flusher: Option<ServiceThread>,
+}
+
+impl Threads {
+    /// Stops and joins whatever is still running, in dependency order.
+    fn stop_all(&mut self) {
+        for t in [&mut self.flusher, &mut self.reput, &mut self.cq_flusher] {
+            if let Some(mut t) = t.take() {
+                t.stop();
+            }
+        }
+    }
 }
 
 impl MessageStore {
@@ -114,17 +155,79 @@ impl MessageStore {
         faults: FaultInjector,
     ) -> Result<MessageStore> {
         config.validate()?;
-        let lock_file = lock_dir(&config.store_path_root_dir)?;
-        let (log, report) = CommitLog::open(&config, clock, faults)?;
-        let log = Arc::new(log);
+        let root = config.store_path_root_dir.clone();
+        let lock_file = lock_dir(&root)?;
+        let abort = root.join("abort");
+        let abnormal = abort.exists();
+        let recovered = crate::recovery::recover(&config, clock, &faults, abnormal)?;
+        let log = recovered.log;
+        let queues = Arc::new(ConsumeQueues::new(
+            config.consume_queue_dir(),
+            config.mapped_file_size_consume_queue,
+            recovered.queues,
+            faults.clone(),
+        ));
+        log.restore_queue_offsets(
+            queues
+                .all()
+                .iter()
+                .map(|q| (q.topic(), q.queue_id(), q.max_offset()))
+                .collect::<Vec<_>>(),
+        );
+        // The abort file exists while the store runs; a clean shutdown removes it.
+        File::create(&abort).map_err(|e| Error::io("create", &abort, e))?;
+        crate::mmap::sync_dir(&root)?;
+        let index = recovered.index.map(Arc::new);
+        let checkpoints = Arc::new(recovered.checkpoints);
+        let dispatcher = Arc::new(Dispatcher::new(
+            Arc::clone(&log),
+            Arc::clone(&queues),
+            index.clone(),
+            recovered.report.valid_end.0,
+            recovered.last_timestamp,
+            faults,
+        ));
         let flusher = spawn_flusher(&config, &log)?;
-        let flush_waker = flusher.waker();
+        let reput = {
+            let dispatcher = Arc::clone(&dispatcher);
+            ServiceThread::spawn("rmq-reput", REPUT_TICK, move || {
+                dispatcher.run_once();
+            })
+            .map_err(|e| Error::io("spawn dispatcher", &root, e))?
+        };
+        let cq_flusher = spawn_cq_flusher(
+            &config,
+            &dispatcher,
+            &queues,
+            index.as_ref(),
+            &checkpoints,
+            &log,
+        )?;
+        let memory_window = crate::mmap::physical_memory_bytes() / 100
+            * u64::from(config.access_message_in_memory_max_ratio);
+        let limits = TransferLimits {
+            memory_window,
+            bytes_in_memory: config.max_transfer_bytes_on_message_in_memory,
+            count_in_memory: config.max_transfer_count_on_message_in_memory,
+            bytes_in_disk: config.max_transfer_bytes_on_message_in_disk,
+            count_in_disk: config.max_transfer_count_on_message_in_disk,
+        };
         Ok(MessageStore {
+            flush_waker: flusher.waker(),
+            reput_waker: reput.waker(),
+            threads: Mutex::new(Threads {
+                flusher: Some(flusher),
+                reput: Some(reput),
+                cq_flusher: Some(cq_flusher),
+            }),
             config,
             log,
-            flusher: Mutex::new(Some(flusher)),
-            flush_waker,
-            report,
+            queues,
+            index,
+            dispatcher,
+            checkpoints,
+            report: recovered.report,
+            limits,
             lock_file: Mutex::new(Some(lock_file)),
         })
     }
@@ -173,6 +276,7 @@ impl MessageStore {
         let Some(appended) = &result.appended else {
             return Ok(result);
         };
+        self.reput_waker.wake();
         match self.config.flush_disk_type {
             FlushMode::Async => {
                 if !self.config.flush_commit_log_timed {
@@ -236,7 +340,168 @@ impl MessageStore {
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             group_commit_flushes: self.log.group.leader_flushes(),
+            dispatch_behind_bytes: self.dispatch_behind_bytes(),
         }
+    }
+
+    /// CommitLog bytes not yet in ConsumeQueues and the index.
+    pub fn dispatch_behind_bytes(&self) -> u64 {
+        self.log
+            .max_offset()
+            .saturating_sub(self.dispatcher.reput_offset())
+    }
+
+    /// Everything below this CommitLog offset is in its ConsumeQueue and the index.
+    pub fn dispatched_offset(&self) -> PhysicalOffset {
+        PhysicalOffset(self.dispatcher.reput_offset())
+    }
+
+    /// Waits until every message stored before the call is visible to
+    /// [`get_message`](Self::get_message) and [`query_message`](Self::query_message);
+    /// false on timeout or if dispatch has failed.
+    pub fn wait_dispatched(&self, timeout: Duration) -> bool {
+        let target = self.log.max_offset();
+        self.reput_waker.wake();
+        self.dispatcher.wait_dispatched(target, timeout)
+    }
+
+    /// Up to `max_msgs` messages of `topic`/`queue_id` from queue offset `offset`, with
+    /// RocketMQ's statuses, next-begin offsets and transfer limits (§10.1). `group` is the
+    /// consumer group (kept for API parity; the store does not use it). `filter` = `None`
+    /// takes every message.
+    ///
+    /// # Errors
+    /// [`Error::ShutDown`] after shutdown; [`Error::Corrupted`] if a ConsumeQueue unit or
+    /// the record it points at is corrupt (such a message is never returned).
+    pub fn get_message(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_id: u32,
+        offset: QueueOffset,
+        max_msgs: u32,
+        filter: Option<&dyn MessageFilter>,
+    ) -> Result<GetMessageResult> {
+        let _ = group;
+        if self.log.is_closed() {
+            return Err(Error::ShutDown);
+        }
+        let q = self.queues.get(topic, queue_id);
+        read::get_message(
+            &self.log,
+            q.as_deref(),
+            offset.0,
+            max_msgs,
+            filter,
+            &self.limits,
+        )
+    }
+
+    /// The first queue offset still readable (0 for an unknown queue).
+    pub fn min_offset_in_queue(&self, topic: &str, queue_id: u32) -> QueueOffset {
+        QueueOffset(
+            self.queues
+                .get(topic, queue_id)
+                .map_or(0, |q| q.min_offset()),
+        )
+    }
+
+    /// One past the last queue offset (0 for an unknown queue).
+    pub fn max_offset_in_queue(&self, topic: &str, queue_id: u32) -> QueueOffset {
+        QueueOffset(
+            self.queues
+                .get(topic, queue_id)
+                .map_or(0, |q| q.max_offset()),
+        )
+    }
+
+    /// The queue offset of the message stored at `timestamp` (ms), else the nearer
+    /// neighbour (§6.4); 0 for an empty or unknown queue.
+    pub fn offset_in_queue_by_time(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        timestamp: i64,
+    ) -> QueueOffset {
+        QueueOffset(
+            self.queues
+                .get(topic, queue_id)
+                .map_or(0, |q| read::offset_by_time(&self.log, &q, timestamp)),
+        )
+    }
+
+    /// The CommitLog offset of a queue's message (`getCommitLogOffsetInQueue`).
+    pub fn commit_log_offset_in_queue(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        offset: QueueOffset,
+    ) -> Option<PhysicalOffset> {
+        let unit = self.queues.get(topic, queue_id)?.unit(offset.0)?;
+        (!unit.is_filler()).then_some(PhysicalOffset(unit.physical_offset as u64))
+    }
+
+    /// Store time of a queue's message, -1 if there is none (`getMessageStoreTimeStamp`).
+    pub fn message_store_timestamp(&self, topic: &str, queue_id: u32, offset: QueueOffset) -> i64 {
+        self.commit_log_offset_in_queue(topic, queue_id, offset)
+            .and_then(|p| self.read(p).ok().flatten())
+            .and_then(|r| r.view().ok().map(|v| v.store_timestamp))
+            .unwrap_or(-1)
+    }
+
+    /// Store time of the queue's first readable message, -1 if none.
+    pub fn earliest_message_time_in_queue(&self, topic: &str, queue_id: u32) -> i64 {
+        let min = self.min_offset_in_queue(topic, queue_id);
+        self.message_store_timestamp(topic, queue_id, min)
+    }
+
+    /// Store time of the first message in the CommitLog, -1 if none.
+    pub fn earliest_message_time(&self) -> i64 {
+        self.records_from(self.min_offset())
+            .next()
+            .and_then(std::result::Result::ok)
+            .and_then(|r| r.view().ok().map(|v| v.store_timestamp))
+            .unwrap_or(-1)
+    }
+
+    /// Messages of `topic` carrying `key` (UNIQ_KEY or one of KEYS) stored within
+    /// `[begin, end]` (ms), at most `max` (capped at 64), in CommitLog order. Every hit is
+    /// read and its key checked, so hash collisions and damaged index entries never show.
+    pub fn query_message(
+        &self,
+        topic: &str,
+        key: &str,
+        max: usize,
+        begin: i64,
+        end: i64,
+    ) -> QueryMessageResult {
+        let max = max.min(MAX_MSGS_NUM_BATCH);
+        let mut offsets = self
+            .index
+            .as_ref()
+            .map(|i| i.query(topic, key, max * 2, begin, end))
+            .unwrap_or_default();
+        offsets.sort_unstable();
+        offsets.dedup();
+        let mut messages = Vec::new();
+        for phys in offsets {
+            match self.log.read(phys) {
+                Ok(Some(rec)) if read::record_has_key(&rec, topic, key) => {
+                    let t = rec.view().map_or(0, |v| v.store_timestamp);
+                    if (begin..=end).contains(&t) {
+                        messages.push(rec);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(offset = phys, error = %e, "index hit does not lead to a record");
+                }
+            }
+        }
+        if messages.len() > max {
+            messages.drain(..messages.len() - max);
+        }
+        QueryMessageResult { messages }
     }
 
     /// Number of CommitLog files in use.
@@ -261,6 +526,22 @@ impl MessageStore {
         self.close()
     }
 
+    /// Stops every thread without flushing, checkpointing or removing the abort file, as
+    /// if the process had been killed (the page cache keeps what was written). The next
+    /// open runs abnormal recovery. For crash tests and tools.
+    #[cfg(feature = "testing")]
+    pub fn halt(self) {
+        self.log.close();
+        self.threads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stop_all();
+        self.lock_file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
     fn close(&self) -> Result<()> {
         if self.log.is_closed()
             && self
@@ -272,12 +553,9 @@ impl MessageStore {
             return Ok(());
         }
         self.log.close();
-        let flusher = self
-            .flusher
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(mut flusher) = flusher {
+        let mut threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        if let Some(mut flusher) = threads.flusher.take() {
             flusher.stop();
         }
         let mut outcome = Ok(());
@@ -293,6 +571,34 @@ impl MessageStore {
                 }
             }
         }
+        // Let the dispatcher catch up, then stop it and the CQ flusher, and checkpoint.
+        let caught_up = self
+            .dispatcher
+            .wait_dispatched(self.log.max_offset(), SHUTDOWN_DISPATCH_WAIT);
+        threads.stop_all();
+        let clean = caught_up
+            && outcome.is_ok()
+            && match checkpoint_derived(
+                &self.dispatcher,
+                &self.queues,
+                self.index.as_deref(),
+                &self.checkpoints,
+                &self.log,
+            ) {
+                Ok(()) => true,
+                Err(e) => {
+                    outcome = outcome.and(Err(e));
+                    false
+                }
+            };
+        if clean && !self.log.group.is_poisoned() {
+            let abort = self.config.store_path_root_dir.join("abort");
+            if let Err(e) = std::fs::remove_file(&abort) {
+                tracing::warn!(error = %e, "could not remove the abort file");
+            }
+        } else {
+            tracing::warn!("shutdown left the abort file: the next open recovers as after a crash");
+        }
         self.lock_file
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -307,6 +613,67 @@ impl Drop for MessageStore {
             tracing::error!(error = %e, "store shutdown on drop failed");
         }
     }
+}
+
+/// Flushes ConsumeQueues and the index up to what was dispatched when called, then writes
+/// both checkpoints (offsets only vouch for flushed data).
+fn checkpoint_derived(
+    dispatcher: &Dispatcher,
+    queues: &ConsumeQueues,
+    index: Option<&IndexService>,
+    checkpoints: &Checkpoints,
+    log: &CommitLog,
+) -> Result<()> {
+    let dispatched = dispatcher.reput_offset();
+    let timestamp = dispatcher.last_timestamp();
+    let last = checkpoints.last();
+    let durable = log.group.durable();
+    if dispatched == last.dispatched_durable && durable == last.commit_log_durable {
+        return Ok(());
+    }
+    queues.flush()?;
+    if let Some(index) = index {
+        index.flush()?;
+    }
+    let stamps = TimestampCheckpoint {
+        physic_msg_timestamp: if durable >= dispatched { timestamp } else { 0 },
+        logics_msg_timestamp: timestamp,
+        index_msg_timestamp: index.map_or(0, IndexService::newest_full_end_timestamp),
+    };
+    checkpoints.write(durable, dispatched, stamps)
+}
+
+fn spawn_cq_flusher(
+    config: &StoreConfig,
+    dispatcher: &Arc<Dispatcher>,
+    queues: &Arc<ConsumeQueues>,
+    index: Option<&Arc<IndexService>>,
+    checkpoints: &Arc<Checkpoints>,
+    log: &Arc<CommitLog>,
+) -> Result<ServiceThread> {
+    let dispatcher = Arc::clone(dispatcher);
+    let queues = Arc::clone(queues);
+    let index = index.cloned();
+    let checkpoints = Arc::clone(checkpoints);
+    let log = Arc::clone(log);
+    ServiceThread::spawn(
+        "rmq-flush-cq",
+        config.flush_interval_consume_queue,
+        move || {
+            if let Err(e) =
+                checkpoint_derived(&dispatcher, &queues, index.as_deref(), &checkpoints, &log)
+            {
+                tracing::error!(error = %e, "flushing consume queues / checkpoint failed");
+            }
+        },
+    )
+    .map_err(|e| {
+        Error::io(
+            "spawn consume queue flusher",
+            &config.store_path_root_dir,
+            e,
+        )
+    })
 }
 
 fn spawn_flusher(config: &StoreConfig, log: &Arc<CommitLog>) -> Result<ServiceThread> {

@@ -14,9 +14,32 @@ pub fn open_small(root: &Path, file_size: u64, max_body: u32, mode: FlushMode) -
             c.mapped_file_size_commit_log = file_size;
             c.max_message_size = max_body;
             c.flush_disk_type = mode;
+            small_derived_files(c);
         })
         .open()
         .expect("open store")
+}
+
+/// Small ConsumeQueue (1 000 units) and IndexFiles (84 KB) so tests roll them too and
+/// fit on tiny filesystems.
+pub fn small_derived_files(c: &mut mqstore::StoreConfig) {
+    c.mapped_file_size_consume_queue = 1000 * 20;
+    c.max_hash_slot_num = 1000;
+    c.max_index_num = 4000;
+}
+
+/// Copies a store directory tree (a stopped store's files) to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
 }
 
 /// One record as found on disk by [`scan_commit_log`].

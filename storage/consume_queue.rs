@@ -1,0 +1,641 @@
+//! ConsumeQueues (§6): per topic and queue id, fixed-size files of 20-byte units under
+//! `consumequeue/{topic}/{queueId}/`, unit `n` at logical byte `n * 20`.
+//!
+//! A ConsumeQueue is derived from the CommitLog. While the store runs only the dispatcher
+//! appends ([`ConsumeQueue::append`]); readers see units below the published position.
+//! At open, [`OwnedQueue`] holds the files exclusively: it finds the structurally valid
+//! prefix, and recovery then compares every unit it can against the CommitLog, rewriting or
+//! appending what differs, before the queue is shared.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::error::{CorruptionKind, Error, Result};
+use crate::fault::FaultInjector;
+use crate::format::{CqUnit, CQ_UNIT_SIZE, MIN_RECORD_LEN};
+use crate::mapped_file_queue::{self, MappedFileQueue};
+use crate::mmap::{self, CreateOptions, MappedFile, SegmentWriter};
+
+/// Where a queue's files live.
+pub(crate) fn queue_dir(root: &Path, topic: &str, queue_id: u32) -> PathBuf {
+    root.join(topic).join(queue_id.to_string())
+}
+
+fn create_file(dir: &Path, start: u64, size: u64, faults: &FaultInjector) -> Result<MappedFile> {
+    fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    let never = AtomicBool::new(false);
+    MappedFile::create(dir, start, size, CreateOptions::default(), faults, &never)
+}
+
+/// A shared ConsumeQueue.
+#[derive(Debug)]
+pub(crate) struct ConsumeQueue {
+    topic: String,
+    queue_id: u32,
+    dir: PathBuf,
+    file_size: u64,
+    files: MappedFileQueue,
+    /// The one appender (the dispatcher); `None` until the first file exists or while the
+    /// last file is full.
+    writer: Mutex<Option<SegmentWriter>>,
+    /// First valid queue offset (units below it are fillers or point below the CommitLog
+    /// minimum).
+    min_offset: AtomicU64,
+    /// CommitLog end of the last unit (RocketMQ `maxPhysicOffset`), for idempotent writes.
+    max_physical_end: AtomicU64,
+}
+
+impl ConsumeQueue {
+    pub(crate) fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub(crate) fn queue_id(&self) -> u32 {
+        self.queue_id
+    }
+
+    /// One past the last unit.
+    pub(crate) fn max_offset(&self) -> u64 {
+        self.files.max_offset() / CQ_UNIT_SIZE
+    }
+
+    /// First readable queue offset.
+    pub(crate) fn min_offset(&self) -> u64 {
+        self.min_offset.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn max_physical_end(&self) -> u64 {
+        self.max_physical_end.load(Ordering::Acquire)
+    }
+
+    /// Units per file.
+    pub(crate) fn units_per_file(&self) -> u64 {
+        self.file_size / CQ_UNIT_SIZE
+    }
+
+    /// The unit at `offset`, if published.
+    pub(crate) fn unit(&self, offset: u64) -> Option<CqUnit> {
+        let byte = offset.checked_mul(CQ_UNIT_SIZE)?;
+        let file = self.files.find(byte)?;
+        CqUnit::decode(file.readable_from(byte - file.start_offset()))
+    }
+
+    /// The file holding `offset` and the position of its unit in it; read the published
+    /// units with `file.readable_from(pos)`. A pull never crosses a file.
+    pub(crate) fn units_from(&self, offset: u64) -> Option<(Arc<MappedFile>, u64)> {
+        let byte = offset.checked_mul(CQ_UNIT_SIZE)?;
+        let file = self.files.find(byte)?;
+        let pos = byte - file.start_offset();
+        Some((file, pos))
+    }
+
+    /// The file path holding `offset` (for error messages).
+    pub(crate) fn path_of(&self, offset: u64) -> PathBuf {
+        self.units_from(offset)
+            .map_or_else(|| self.dir.clone(), |(f, _)| f.path().to_owned())
+    }
+
+    /// Writes the unit of queue offset `offset` (dispatcher only). A unit already present
+    /// (offset below the end, or a record already covered) is skipped; a missing range before
+    /// it is filled with filler units so that offsets and positions stay equal.
+    pub(crate) fn append(&self, offset: u64, unit: CqUnit, faults: &FaultInjector) -> Result<()> {
+        if unit.end() <= self.max_physical_end() {
+            return Ok(());
+        }
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut end = self.max_offset();
+        if offset < end {
+            return Ok(());
+        }
+        if end == 0 && self.files.file_count() == 0 && offset > 0 {
+            // First unit of a queue whose earlier offsets no longer exist (§6.2): start at
+            // the file holding it and pre-fill up to it.
+            end = offset - offset % self.units_per_file();
+            self.min_offset.store(offset, Ordering::Release);
+        } else if offset > end {
+            tracing::warn!(topic = %self.topic, queue_id = self.queue_id, expected = end, got = offset, "consume queue hole filled");
+        }
+        while end <= offset {
+            let value = if end == offset { unit } else { CqUnit::FILLER };
+            let w = self.writable(&mut writer, end, faults)?;
+            w.append(CQ_UNIT_SIZE as usize, |buf| {
+                buf.copy_from_slice(&value.encode());
+            });
+            if w.remaining() == 0 {
+                *writer = None;
+            }
+            end += 1;
+        }
+        self.max_physical_end
+            .fetch_max(unit.end(), Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The writer positioned at unit `at`, rolling to a new file when needed.
+    fn writable<'w>(
+        &self,
+        writer: &'w mut Option<SegmentWriter>,
+        at: u64,
+        faults: &FaultInjector,
+    ) -> Result<&'w mut SegmentWriter> {
+        if writer.is_none() {
+            let byte = at * CQ_UNIT_SIZE;
+            debug_assert_eq!(
+                byte % self.file_size,
+                0,
+                "a new file starts at a file boundary"
+            );
+            let file = create_file(&self.dir, byte, self.file_size, faults)?;
+            let (file, w) = file.into_shared();
+            self.files.push(file);
+            *writer = Some(w);
+        }
+        writer
+            .as_mut()
+            .ok_or_else(|| Error::io("append", &self.dir, std::io::ErrorKind::Other.into()))
+    }
+
+    /// Flushes every file with unflushed units.
+    pub(crate) fn flush(&self, faults: &FaultInjector) -> Result<()> {
+        for file in self.files.files_from(0) {
+            if file.flushed() < file.wrote() {
+                file.flush(0, faults)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn file_count(&self) -> usize {
+        self.files.file_count()
+    }
+}
+
+/// Why the structural scan of a queue stopped before its zero tail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UnitProblem {
+    /// A unit that cannot be right: negative offset, impossible size, or not after the
+    /// previous unit.
+    Invalid(CqUnit),
+    /// Units after a zero (unwritten) unit: a lost page in the middle.
+    DataAfterHole,
+}
+
+/// A queue's files held exclusively during recovery.
+#[derive(Debug)]
+pub(crate) struct OwnedQueue {
+    pub(crate) topic: String,
+    pub(crate) queue_id: u32,
+    dir: PathBuf,
+    file_size: u64,
+    files: Vec<MappedFile>,
+    /// Units in the queue (logical end), as positions: includes fillers.
+    end: u64,
+    /// First queue offset (first unit of the first file, or after fillers).
+    min_offset: u64,
+    /// CommitLog end of the last real unit.
+    max_physical_end: u64,
+    /// Files whose bytes changed since they were opened.
+    dirty: Vec<bool>,
+}
+
+impl OwnedQueue {
+    /// An empty queue (no files yet).
+    pub(crate) fn empty(root: &Path, topic: &str, queue_id: u32, file_size: u64) -> OwnedQueue {
+        OwnedQueue {
+            topic: topic.to_owned(),
+            queue_id,
+            dir: queue_dir(root, topic, queue_id),
+            file_size,
+            files: Vec::new(),
+            end: 0,
+            min_offset: 0,
+            max_physical_end: 0,
+            dirty: Vec::new(),
+        }
+    }
+
+    /// Opens the files of one queue directory. A broken file set (wrong size, gap in the
+    /// names) is derived data gone bad: the files are removed and the queue starts empty,
+    /// to be rebuilt from the CommitLog; the second value says so.
+    pub(crate) fn load(
+        root: &Path,
+        topic: &str,
+        queue_id: u32,
+        file_size: u64,
+    ) -> Result<(OwnedQueue, Option<CorruptionKind>)> {
+        let mut q = Self::empty(root, topic, queue_id, file_size);
+        match mapped_file_queue::load_dir(&q.dir, file_size) {
+            Ok(files) => {
+                q.dirty = vec![false; files.len()];
+                q.files = files;
+                Ok((q, None))
+            }
+            Err(Error::Corrupted { kind, .. }) if kind != CorruptionKind::ForeignFile => {
+                tracing::warn!(dir = %q.dir.display(), problem = %kind, "consume queue files unusable; rebuilding the queue");
+                remove_queue_files(&q.dir)?;
+                Ok((q, Some(kind)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Finds the valid prefix: units up to the first zero unit, each structurally possible
+    /// (filler units only before the first real one, real units in increasing, non-overlapping
+    /// CommitLog order with a possible size). Cuts everything after it. Returns the problem
+    /// that ended the prefix early, if any. `thorough` (after an abnormal exit) also looks
+    /// for units left past a hole by lost writes and zeroes them.
+    pub(crate) fn scan(&mut self, max_record: u64, thorough: bool) -> Result<Option<UnitProblem>> {
+        let Some(first) = self.files.first() else {
+            return Ok(None);
+        };
+        let base = first.start_offset() / CQ_UNIT_SIZE;
+        let per_file = self.file_size / CQ_UNIT_SIZE;
+        let mut at = base;
+        let mut min = base;
+        let mut prev_end: Option<u64> = None;
+        let mut problem = None;
+        'files: for file in &self.files {
+            let bytes = file.readable_from(0);
+            for chunk in bytes.chunks_exact(CQ_UNIT_SIZE as usize) {
+                let Some(u) = CqUnit::decode(chunk) else {
+                    break 'files;
+                };
+                if u.is_zero() {
+                    break 'files;
+                }
+                if u.is_filler() {
+                    if prev_end.is_some() {
+                        problem = Some(UnitProblem::Invalid(u));
+                        break 'files;
+                    }
+                    at += 1;
+                    min = at;
+                    continue;
+                }
+                let possible = u.physical_offset >= 0
+                    && u.size >= MIN_RECORD_LEN as i32
+                    && (u.size as u64) <= max_record
+                    && prev_end.is_none_or(|e| u.physical_offset as u64 >= e);
+                if !possible {
+                    problem = Some(UnitProblem::Invalid(u));
+                    break 'files;
+                }
+                prev_end = Some(u.end());
+                at += 1;
+            }
+            if at < file.start_offset() / CQ_UNIT_SIZE + per_file {
+                break;
+            }
+        }
+        let stale = thorough && self.has_data_from(at);
+        if problem.is_none() && stale {
+            problem = Some(UnitProblem::DataAfterHole);
+        }
+        self.min_offset = min;
+        self.max_physical_end = prev_end.unwrap_or(0);
+        self.end = self.files.first().map_or(0, |_| at);
+        if problem.is_some() {
+            self.truncate(at)?;
+        } else {
+            self.set_end(at)?;
+        }
+        Ok(problem)
+    }
+
+    /// Makes `offset` the end without zeroing (the bytes after it are known to be zero):
+    /// publishes the holding file up to it and removes (empty) files after it.
+    fn set_end(&mut self, offset: u64) -> Result<()> {
+        let byte = offset * CQ_UNIT_SIZE;
+        let keep = match self.file_index(byte) {
+            Some(i) => i + 1,
+            None => self.files.len(),
+        };
+        if keep < self.files.len() {
+            for file in self.files.drain(keep..) {
+                let path = file.path().to_owned();
+                drop(file);
+                fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            }
+            self.dirty.truncate(keep);
+            mmap::sync_dir(&self.dir)?;
+        }
+        if let Some(i) = self.file_index(byte) {
+            let file = &mut self.files[i];
+            let pos = byte - file.start_offset();
+            file.set_wrote(pos);
+        }
+        Ok(())
+    }
+
+    fn has_data_from(&self, at: u64) -> bool {
+        let byte = at * CQ_UNIT_SIZE;
+        self.files.iter().any(|f| {
+            let start = f.start_offset();
+            let from = byte.saturating_sub(start);
+            f.start_offset() + f.size() > byte && f.readable_from(from).iter().any(|&b| b != 0)
+        })
+    }
+
+    /// One past the last unit.
+    pub(crate) fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// CommitLog end of the last real unit.
+    pub(crate) fn max_physical_end(&self) -> u64 {
+        self.max_physical_end
+    }
+
+    /// The unit at `offset`, if below the end.
+    pub(crate) fn unit(&self, offset: u64) -> Option<CqUnit> {
+        if offset >= self.end {
+            return None;
+        }
+        let byte = offset * CQ_UNIT_SIZE;
+        let file = self.file_index(byte).map(|i| &self.files[i])?;
+        CqUnit::decode(file.readable_from(byte - file.start_offset()))
+    }
+
+    fn file_index(&self, byte: u64) -> Option<usize> {
+        let first = self.files.first()?.start_offset();
+        let i = usize::try_from(byte.checked_sub(first)? / self.file_size).ok()?;
+        (i < self.files.len()).then_some(i)
+    }
+
+    /// Cuts the queue so that `offset` is its end: zeroes the rest of the file holding it
+    /// and removes later files.
+    pub(crate) fn truncate(&mut self, offset: u64) -> Result<()> {
+        let byte = offset * CQ_UNIT_SIZE;
+        let keep = match self.file_index(byte) {
+            Some(i) => i + 1,
+            None if self.files.first().is_some_and(|f| byte < f.start_offset()) => 0,
+            None => self.files.len(),
+        };
+        let mut removed = false;
+        for file in self.files.drain(keep..) {
+            let path = file.path().to_owned();
+            drop(file);
+            fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            removed = true;
+        }
+        self.dirty.truncate(keep);
+        if removed {
+            mmap::sync_dir(&self.dir)?;
+        }
+        if let Some(i) = self.file_index(byte) {
+            let file = &mut self.files[i];
+            let pos = byte - file.start_offset();
+            file.zero_from(pos)?;
+            file.set_wrote(pos);
+        }
+        self.end = offset.min(self.end);
+        if self.files.is_empty() {
+            self.end = 0;
+            self.min_offset = 0;
+            self.max_physical_end = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes the unit of `offset` during recovery: rewrites a differing unit below the end
+    /// (cutting everything after it), appends at the end, and pre-fills a missing range
+    /// with fillers. Returns whether anything changed.
+    pub(crate) fn put(
+        &mut self,
+        offset: u64,
+        unit: CqUnit,
+        faults: &FaultInjector,
+    ) -> Result<bool> {
+        if offset < self.end {
+            if self.unit(offset) == Some(unit) {
+                return Ok(false);
+            }
+            self.truncate(offset)?;
+        }
+        if self.files.is_empty() && offset > 0 {
+            let per_file = self.file_size / CQ_UNIT_SIZE;
+            self.end = offset - offset % per_file;
+            self.min_offset = offset;
+        }
+        while self.end <= offset {
+            let value = if self.end == offset {
+                unit
+            } else {
+                CqUnit::FILLER
+            };
+            let byte = self.end * CQ_UNIT_SIZE;
+            let i = if let Some(i) = self.file_index(byte) {
+                i
+            } else {
+                let start = byte - byte % self.file_size;
+                self.files
+                    .push(create_file(&self.dir, start, self.file_size, faults)?);
+                self.dirty.push(true);
+                self.files.len() - 1
+            };
+            let file = &mut self.files[i];
+            let pos = (byte - file.start_offset()) as usize;
+            file.bytes_mut()[pos..pos + CQ_UNIT_SIZE as usize].copy_from_slice(&value.encode());
+            file.set_wrote(pos as u64 + CQ_UNIT_SIZE);
+            self.dirty[i] = true;
+            self.end += 1;
+        }
+        self.max_physical_end = self.max_physical_end.max(unit.end());
+        Ok(true)
+    }
+
+    /// Cuts units pointing at or past `log_end` (records that no longer exist).
+    pub(crate) fn cut_beyond(&mut self, log_end: u64) -> Result<bool> {
+        let mut keep = self.end;
+        while keep > self.min_offset {
+            match self.unit(keep - 1) {
+                Some(u) if !u.is_filler() && u.end() > log_end => keep -= 1,
+                _ => break,
+            }
+        }
+        if keep == self.end {
+            return Ok(false);
+        }
+        self.truncate(keep)?;
+        self.max_physical_end = self
+            .unit(keep.saturating_sub(1))
+            .filter(|u| !u.is_filler())
+            .map_or(0, |u| u.end());
+        Ok(true)
+    }
+
+    /// Raises the min offset past units that point below the CommitLog minimum
+    /// (RocketMQ `correctMinOffset`).
+    pub(crate) fn correct_min_offset(&mut self, log_min: u64) {
+        let mut min = self.min_offset;
+        while min < self.end {
+            match self.unit(min) {
+                Some(u) if u.is_filler() || (u.physical_offset as u64) < log_min => min += 1,
+                _ => break,
+            }
+        }
+        self.min_offset = min;
+    }
+
+    /// Flushes what recovery changed and shares the queue.
+    pub(crate) fn into_shared(self, faults: &FaultInjector) -> Result<ConsumeQueue> {
+        let mut shared = Vec::with_capacity(self.files.len());
+        let mut writer = None;
+        let count = self.files.len();
+        for (i, file) in self.files.into_iter().enumerate() {
+            if self.dirty.get(i).copied().unwrap_or(false) {
+                file.flush_all(faults)?;
+            }
+            let (file, w) = file.into_shared();
+            if i + 1 == count && !file.is_full() {
+                writer = Some(w);
+            }
+            shared.push(file);
+        }
+        Ok(ConsumeQueue {
+            topic: self.topic,
+            queue_id: self.queue_id,
+            dir: self.dir,
+            file_size: self.file_size,
+            files: MappedFileQueue::new(self.file_size, shared),
+            writer: Mutex::new(writer),
+            min_offset: AtomicU64::new(self.min_offset),
+            max_physical_end: AtomicU64::new(self.max_physical_end),
+        })
+    }
+}
+
+fn remove_queue_files(dir: &Path) -> Result<()> {
+    let entries = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+        let path = entry.path();
+        fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+    }
+    mmap::sync_dir(dir)
+}
+
+/// Lists `(topic, queue_id)` of every queue directory under `root`
+/// (`consumequeue/<topic>/<numeric dir>`); other entries are ignored, as RocketMQ does.
+pub(crate) fn list_queues(root: &Path) -> Result<Vec<(String, u32)>> {
+    let mut out = Vec::new();
+    let Ok(topics) = fs::read_dir(root) else {
+        return Ok(out);
+    };
+    for topic in topics {
+        let topic = topic.map_err(|e| Error::io("read directory", root, e))?;
+        let path = topic.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let Some(name) = topic.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let queues = fs::read_dir(&path).map_err(|e| Error::io("read directory", &path, e))?;
+        for q in queues {
+            let q = q.map_err(|e| Error::io("read directory", &path, e))?;
+            let id = q.file_name().to_str().and_then(|s| s.parse::<u32>().ok());
+            if let (Some(id), true) = (id, q.path().is_dir()) {
+                out.push((name.clone(), id));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(offset: i64) -> CqUnit {
+        CqUnit {
+            physical_offset: offset,
+            size: 100,
+            tags_code: 7,
+        }
+    }
+
+    #[test]
+    fn owned_queue_appends_rolls_reloads_and_cuts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let faults = FaultInjector::default();
+        let size = 5 * CQ_UNIT_SIZE;
+        let (mut q, problem) = OwnedQueue::load(dir.path(), "t", 0, size).expect("load");
+        assert_eq!(problem, None);
+        assert_eq!(q.scan(1000, true).expect("scan"), None);
+        for i in 0..12u64 {
+            assert!(q.put(i, unit(i as i64 * 100), &faults).expect("put"));
+        }
+        assert!(!q.put(3, unit(300), &faults).expect("same unit"));
+        assert_eq!(q.end(), 12);
+        let shared = q.into_shared(&faults).expect("share");
+        assert_eq!(shared.max_offset(), 12);
+        assert_eq!(shared.file_count(), 3);
+        shared.append(12, unit(1200), &faults).expect("append");
+        shared
+            .append(12, unit(1200), &faults)
+            .expect("duplicate is skipped");
+        assert_eq!(shared.max_offset(), 13);
+        assert_eq!(shared.unit(12), Some(unit(1200)));
+        drop(shared);
+
+        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 0, size).expect("reload");
+        assert_eq!(q.scan(1000, true).expect("scan"), None);
+        assert_eq!((q.end(), q.max_physical_end()), (13, 1300));
+        assert!(q.cut_beyond(750).expect("cut"));
+        assert_eq!(q.end(), 7);
+        assert_eq!(q.max_physical_end(), 700);
+        // A differing unit below the end is rewritten and everything after it cut.
+        assert!(q.put(2, unit(250), &faults).expect("rewrite"));
+        assert_eq!(q.end(), 3);
+    }
+
+    #[test]
+    fn scan_stops_at_impossible_units_and_holes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let faults = FaultInjector::default();
+        let size = 10 * CQ_UNIT_SIZE;
+        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 1, size).expect("load");
+        for i in 0..6u64 {
+            q.put(i, unit(i as i64 * 100), &faults).expect("put");
+        }
+        // Unit 3 goes backwards: an impossible unit.
+        q.files[0].bytes_mut()[60..80].copy_from_slice(&unit(50).encode());
+        drop(q.into_shared(&faults).expect("share"));
+        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 1, size).expect("reload");
+        assert_eq!(
+            q.scan(1000, true).expect("scan"),
+            Some(UnitProblem::Invalid(unit(50)))
+        );
+        assert_eq!(q.end(), 3);
+        // A zero unit followed by data: the data after the hole is cut.
+        q.put(3, unit(300), &faults).expect("put");
+        q.put(4, unit(400), &faults).expect("put");
+        q.files[0].bytes_mut()[60..80].fill(0);
+        drop(q.into_shared(&faults).expect("share"));
+        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 1, size).expect("reload");
+        assert_eq!(
+            q.scan(1000, true).expect("scan"),
+            Some(UnitProblem::DataAfterHole)
+        );
+        assert_eq!(q.end(), 3);
+    }
+
+    #[test]
+    fn first_unit_above_zero_prefills() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let faults = FaultInjector::default();
+        let size = 4 * CQ_UNIT_SIZE;
+        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 2, size).expect("load");
+        q.put(6, unit(600), &faults).expect("put");
+        assert_eq!((q.end(), q.min_offset), (7, 6));
+        assert_eq!(q.unit(4), Some(CqUnit::FILLER));
+        let shared = q.into_shared(&faults).expect("share");
+        assert_eq!(shared.min_offset(), 6);
+        assert_eq!(shared.unit(6), Some(unit(600)));
+    }
+}
