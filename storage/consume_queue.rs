@@ -345,6 +345,7 @@ impl OwnedQueue {
     }
 
     /// CommitLog end of the last real unit.
+    #[cfg(test)]
     pub(crate) fn max_physical_end(&self) -> u64 {
         self.max_physical_end
     }

@@ -87,6 +87,42 @@ impl IndexFile {
         true
     }
 
+    /// Structural check of every slot and item: slots point at existing items, each item's
+    /// chain link goes backwards, CommitLog offsets never decrease and stay within the
+    /// header's range. Catches flipped bits in links and offsets (hash bits cannot be told
+    /// from the file alone; query hits are verified against their records anyway).
+    fn is_consistent(&self) -> bool {
+        let count = self.header.next_item();
+        let bytes = self.file.bytes();
+        let slots_ok = (0..self.slots)
+            .all(|s| Self::read_u32(bytes, index_slot_pos(s)).is_some_and(|v| v < count.max(1)));
+        if !slots_ok {
+            return false;
+        }
+        let (begin, end) = (self.header.begin_phy_offset, self.header.end_phy_offset);
+        let mut prev_phy = begin;
+        for k in 1..count {
+            let Some(item) = usize::try_from(index_item_pos(self.slots, k))
+                .ok()
+                .and_then(|p| bytes.get(p..))
+                .and_then(IndexItem::decode)
+            else {
+                return false;
+            };
+            let ok = item.prev_index >= 0
+                && (item.prev_index as u32) < k
+                && item.time_diff >= 0
+                && item.key_hash >= 0
+                && item.phy_offset >= prev_phy
+                && item.phy_offset <= end;
+            if !ok {
+                return false;
+            }
+            prev_phy = item.phy_offset;
+        }
+        true
+    }
+
     /// Walks the chain of `hash` newest first, collecting offsets whose time lies in
     /// `[begin, end]`.
     fn lookup(&self, hash: i32, begin: i64, end: i64, max: usize, out: &mut Vec<u64>) {
@@ -201,12 +237,20 @@ impl IndexService {
                 dirty: false,
             });
         }
-        // Drop files (newest first) with items at or beyond the durable point.
+        // Drop files (newest first) with items at or beyond the durable point, and a newest
+        // file that fails the structural check (it is rebuilt from the CommitLog).
+        let mut checked = false;
         while let Some(last) = files.last() {
             let h = last.header;
             let has_items = h.index_count > 1;
-            if !has_items || (h.end_phy_offset as u64) < durable {
+            let beyond = has_items && (h.end_phy_offset as u64) >= durable;
+            let broken = !checked && has_items && !beyond && !last.is_consistent();
+            checked = true;
+            if !beyond && !broken {
                 break;
+            }
+            if broken {
+                tracing::warn!(path = %last.file.path().display(), "index file fails its structural check; rebuilding it");
             }
             let file = files.pop().expect("last exists");
             let path = file.file.path().to_owned();

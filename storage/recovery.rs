@@ -36,8 +36,9 @@ pub(crate) struct Recovered {
 
 type QueueKey = (String, u32);
 
-/// CommitLog files at the end verified at every open (RocketMQ's normal recovery: 3).
-const VERIFY_TAIL_FILES: usize = 3;
+/// CommitLog files at the end verified at every open: RocketMQ's normal recovery re-reads
+/// 3; one more covers the empty file the allocator keeps ready.
+const VERIFY_TAIL_FILES: usize = 4;
 
 /// ConsumeQueues being recovered plus what the scan learned about them.
 struct QueueRepair<'a> {
@@ -121,9 +122,11 @@ pub(crate) fn recover(
         )?;
         let unit_problem = q.scan(max_record, abnormal)?;
         if file_problem.is_some() || unit_problem.is_some() {
-            tracing::warn!(topic = %topic, queue_id, ?file_problem, ?unit_problem, "consume queue cut at its last valid unit; rebuilding from the commit log");
-            // Records after the last valid unit are somewhere after its end.
-            from = from.min(q.max_physical_end());
+            // Units before the bad one may be wrong too (a flipped offset can still look
+            // plausible): the whole queue is rebuilt from the first CommitLog record.
+            tracing::warn!(topic = %topic, queue_id, ?file_problem, ?unit_problem, "consume queue damaged; rebuilding it from the commit log");
+            q.truncate(0)?;
+            from = 0;
             trimmed.push((topic.clone(), queue_id));
         }
         queues.insert((topic, queue_id), q);

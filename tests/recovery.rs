@@ -162,7 +162,7 @@ fn e_message_names_file(path: &Path, offset: u64) -> bool {
     text.contains(&path.display().to_string()) && text.contains(&(offset % FILE_SIZE).to_string())
 }
 
-/// Files older than the last three are not re-read at open (the checkpoint vouches for
+/// Files older than the last three with data are not re-read at open (the checkpoint vouches for
 /// them); a bad record there is caught by the read path and never served.
 #[test]
 fn bad_record_in_an_old_file_is_never_served() {

@@ -150,3 +150,60 @@ pub fn assert_acked_present(
         );
     }
 }
+
+/// RELIABILITY.md I3: once dispatched, every queue of `topic` runs from its min to its max
+/// without holes, each message's queue offset equals its position, and every record of the
+/// topic in the CommitLog is in its queue. Returns the CommitLog offsets found per queue.
+pub fn assert_queues_consistent(
+    store: &mqstore::MessageStore,
+    topic: &str,
+    context: &str,
+) -> std::collections::HashMap<u32, Vec<u64>> {
+    use mqstore::{GetMessageStatus, QueueOffset};
+    assert!(
+        store.wait_dispatched(std::time::Duration::from_secs(10)),
+        "{context}: dispatch caught up"
+    );
+    let mut in_log: std::collections::HashMap<u32, Vec<u64>> = std::collections::HashMap::new();
+    for rec in store.records_from(mqstore::PhysicalOffset(0)) {
+        let rec = rec.unwrap_or_else(|e| panic!("{context}: iterate: {e}"));
+        let v = rec.view().expect("decodes");
+        if v.topic == topic {
+            in_log
+                .entry(v.queue_id as u32)
+                .or_default()
+                .push(rec.physical_offset().0);
+        }
+    }
+    for (&q, offsets) in &in_log {
+        let (min, max) = (
+            store.min_offset_in_queue(topic, q).0,
+            store.max_offset_in_queue(topic, q).0,
+        );
+        assert_eq!(min, 0, "{context}: queue {q} min");
+        assert_eq!(max, offsets.len() as u64, "{context}: queue {q} max");
+        let mut at = 0;
+        let mut got = Vec::new();
+        while at < max {
+            let r = store
+                .get_message("check", topic, q, QueueOffset(at), 32, None)
+                .unwrap_or_else(|e| panic!("{context}: get {q}/{at}: {e}"));
+            assert_eq!(r.status, GetMessageStatus::Found, "{context}: {q}/{at}");
+            for m in &r.messages {
+                let v = m.view().expect("decodes");
+                assert_eq!(
+                    v.queue_offset as u64,
+                    got.len() as u64,
+                    "{context}: position"
+                );
+                got.push(m.physical_offset().0);
+            }
+            at = r.next_begin_offset.0;
+        }
+        assert_eq!(
+            &got, offsets,
+            "{context}: queue {q} equals the CommitLog's records"
+        );
+    }
+    in_log
+}
