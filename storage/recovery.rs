@@ -134,7 +134,14 @@ pub(crate) fn recover(
 
     // IndexFiles: drop those with items beyond the durable point; index those records again.
     let index = if cfg.message_index_enable {
-        let durable = offsets.map_or(0, |o| o.dispatched_durable);
+        // Without our checkpoint (a directory RocketMQ wrote, or both slots damaged) a
+        // cleanly closed index is kept after its structural check; after a crash it is
+        // rebuilt.
+        let durable = match offsets {
+            Some(o) => o.dispatched_durable,
+            None if !abnormal => u64::MAX,
+            None => 0,
+        };
         let (index, load) = IndexService::load(
             &cfg.index_dir(),
             cfg.max_hash_slot_num,
