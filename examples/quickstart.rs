@@ -1,6 +1,7 @@
 //! The store's main job until broker-lite exists: open a store on its defaults (1 GiB
 //! CommitLog files, ASYNC_FLUSH), append messages to a few queues (singles and a batch),
-//! read every one back by offset and by iteration, shut down, reopen, and check again.
+//! read every one back by offset and by iteration, shut down, reopen, check again, then
+//! consume a queue through its ConsumeQueue and find a message by key.
 //!
 //! ```text
 //! cargo run --release --example quickstart [-- <store dir> [<messages> [<file size>]]]
@@ -108,6 +109,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let total = store.records_from(PhysicalOffset(0)).count();
     println!("{total} records in the store in all");
+
+    // Consume queue 1 from its start through the ConsumeQueue, odd tags only, and look a
+    // message up by key through the IndexFile.
+    if !store.wait_dispatched(std::time::Duration::from_secs(60)) {
+        return Err("dispatch did not catch up".into());
+    }
+    let odd = mqstore::TagFilter::parse("odd");
+    let mut at = store.min_offset_in_queue("QuickstartTopic", 1);
+    let max = store.max_offset_in_queue("QuickstartTopic", 1);
+    let mut pulled = 0;
+    while at < max {
+        let got = store.get_message("quickstart", "QuickstartTopic", 1, at, 32, Some(&odd))?;
+        pulled += got.messages.len();
+        at = got.next_begin_offset;
+    }
+    let key = format!("key-{}", count.saturating_sub(1));
+    let hits = store.query_message("QuickstartTopic", &key, 32, 0, i64::MAX);
+    println!(
+        "pulled {pulled} messages tagged `odd` from queue 1 ({} units); query by key {key}: {} hit(s)",
+        max.0,
+        hits.messages.len()
+    );
+    if count > 0 && hits.messages.is_empty() {
+        return Err(format!("key {key} not found").into());
+    }
     store.shutdown()?;
     Ok(())
 }

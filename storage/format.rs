@@ -782,8 +782,8 @@ fn crc_trailer(props: &[u8]) -> Trailer<'_> {
 
 /// Decodes the record at the start of `buf`.
 ///
-/// With `verify_crc`, BODYCRC is checked (for a non-empty body) and so is the
-/// whole-record `__CRC32#` property when present. Records without it (RocketMQ 4.x) are
+/// With `verify_crc`, the whole-record `__CRC32#` property is checked when present (it
+/// covers the body and BODYCRC), else BODYCRC (for a non-empty body). Records without it (RocketMQ 4.x) are
 /// accepted unless their properties show a damaged CRC property or end in a zero byte, the
 /// mark of a zero-filled torn write. Never panics and never reads outside `buf`.
 ///
@@ -850,7 +850,32 @@ pub fn decode_record(buf: &[u8], verify_crc: bool) -> Result<Decoded<'_>, Record
         });
     }
     if verify_crc {
-        if !body.is_empty() {
+        let digits = match crc_trailer(props) {
+            Trailer::Valid(digits) => Some(digits),
+            Trailer::Damaged => return Err(RecordError::BadCrcProperty),
+            Trailer::Absent => None,
+        };
+        // The whole-record CRC covers the body and the BODYCRC field: when it matches, a
+        // second pass over the body proves nothing more. On a mismatch the body is checked
+        // first so that a damaged body is reported as such.
+        let whole = match digits {
+            Some(digits) => {
+                let mut stored: u64 = 0;
+                for &d in digits.iter().rev() {
+                    if !d.is_ascii_digit() {
+                        return Err(RecordError::BadCrcProperty);
+                    }
+                    stored = stored * 10 + u64::from(d - b'0');
+                }
+                let computed = crc32(&rec[..total_len - CRC32_RESERVED_LEN]);
+                (stored != u64::from(computed)).then_some(RecordError::RecordCrcMismatch {
+                    stored: u32::try_from(stored).unwrap_or(u32::MAX),
+                    computed,
+                })
+            }
+            None => None,
+        };
+        if (digits.is_none() || whole.is_some()) && !body.is_empty() {
             let computed = crc32(body);
             if computed != body_crc {
                 return Err(RecordError::BodyCrcMismatch {
@@ -859,26 +884,8 @@ pub fn decode_record(buf: &[u8], verify_crc: bool) -> Result<Decoded<'_>, Record
                 });
             }
         }
-        let digits = match crc_trailer(props) {
-            Trailer::Valid(digits) => Some(digits),
-            Trailer::Damaged => return Err(RecordError::BadCrcProperty),
-            Trailer::Absent => None,
-        };
-        if let Some(digits) = digits {
-            let mut stored: u64 = 0;
-            for &d in digits.iter().rev() {
-                if !d.is_ascii_digit() {
-                    return Err(RecordError::BadCrcProperty);
-                }
-                stored = stored * 10 + u64::from(d - b'0');
-            }
-            let computed = crc32(&rec[..total_len - CRC32_RESERVED_LEN]);
-            if stored != u64::from(computed) {
-                return Err(RecordError::RecordCrcMismatch {
-                    stored: u32::try_from(stored).unwrap_or(u32::MAX),
-                    computed,
-                });
-            }
+        if let Some(e) = whole {
+            return Err(e);
         }
     }
     Ok(Decoded::Message(RecordView {
