@@ -243,8 +243,8 @@ impl OwnedQueue {
     }
 
     /// Finds the valid prefix: units up to the first zero unit, each structurally possible
-    /// (filler units only before the first real one, real units in increasing, non-overlapping
-    /// CommitLog order with a possible size). Cuts everything after it. Returns the problem
+    /// (fillers anywhere, real units in increasing, non-overlapping CommitLog order with a
+    /// possible size). Cuts everything after it. Returns the problem
     /// that ended the prefix early, if any. `thorough` (after an abnormal exit) also looks
     /// for units left past a hole by lost writes and zeroes them.
     pub(crate) fn scan(&mut self, max_record: u64, thorough: bool) -> Result<Option<UnitProblem>> {
@@ -267,12 +267,12 @@ impl OwnedQueue {
                     break 'files;
                 }
                 if u.is_filler() {
-                    if prev_end.is_some() {
-                        problem = Some(UnitProblem::Invalid(u));
-                        break 'files;
-                    }
+                    // Before the first real unit: removed offsets; after it: a gap skipped
+                    // by `TolerateAnyCorruption`. Neither is ever served.
                     at += 1;
-                    min = at;
+                    if prev_end.is_none() {
+                        min = at;
+                    }
                     continue;
                 }
                 let possible = u.physical_offset >= 0
@@ -466,6 +466,30 @@ impl OwnedQueue {
             .filter(|u| !u.is_filler())
             .map_or(0, |u| u.end());
         Ok(true)
+    }
+
+    /// Replaces units pointing into `[from, to)` (a corrupt stretch skipped by
+    /// `TolerateAnyCorruption`) with fillers, so their offsets read as removed. Returns how
+    /// many were replaced.
+    pub(crate) fn fill_gap(&mut self, from: u64, to: u64) -> u64 {
+        let mut replaced = 0;
+        for offset in self.min_offset..self.end {
+            let Some(u) = self.unit(offset) else { break };
+            let phys = u.physical_offset as u64;
+            if u.is_filler() || phys < from || phys >= to {
+                continue;
+            }
+            let byte = offset * CQ_UNIT_SIZE;
+            if let Some(i) = self.file_index(byte) {
+                let file = &mut self.files[i];
+                let pos = (byte - file.start_offset()) as usize;
+                file.bytes_mut()[pos..pos + CQ_UNIT_SIZE as usize]
+                    .copy_from_slice(&CqUnit::FILLER.encode());
+                self.dirty[i] = true;
+                replaced += 1;
+            }
+        }
+        replaced
     }
 
     /// Raises the min offset past units that point below the CommitLog minimum

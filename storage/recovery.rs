@@ -229,6 +229,11 @@ pub(crate) fn recover(
         if cut && !trimmed.contains(&key) {
             trimmed.push(key.clone());
         }
+        for &(gap_from, gap_to) in &report.gaps {
+            if q.fill_gap(gap_from.0, gap_to.0) > 0 && !trimmed.contains(&key) {
+                trimmed.push(key.clone());
+            }
+        }
         q.correct_min_offset(log_min);
         shared.push(q.into_shared(faults)?);
     }

@@ -280,3 +280,65 @@ fn misplaced_record_copy_refuses_to_open() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+fn open_in(root: &Path, mode: mqstore::RecoveryMode) -> Result<MessageStore, Error> {
+    MessageStore::builder(root)
+        .configure(|c| {
+            c.mapped_file_size_commit_log = FILE_SIZE;
+            c.max_message_size = 8192;
+            common::small_derived_files(c);
+            c.recovery_mode = mode;
+        })
+        .open()
+}
+
+/// `TolerateAnyCorruption` skips a corrupt record in the middle, keeps every later one and
+/// reports the gap; the skipped record is never served.
+#[test]
+fn tolerate_any_corruption_skips_the_bad_record_and_reports_the_gap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recs = fill(dir.path(), 6, 400);
+    let (victim, size) = recs[2];
+    patch(&file_of(dir.path(), victim), victim + 100, &[0x55]);
+    assert!(open(dir.path()).is_err(), "the default refuses");
+    let store = open_in(dir.path(), mqstore::RecoveryMode::TolerateAnyCorruption).expect("opens");
+    let gaps = store.recovery_report().gaps.clone();
+    assert_eq!(
+        gaps,
+        vec![(PhysicalOffset(victim), PhysicalOffset(victim + size))]
+    );
+    // The skipped bytes stay on disk (nothing is deleted) but are never served.
+    assert!(store.read(PhysicalOffset(victim)).is_err());
+    for &(offset, _) in recs.iter().filter(|r| r.0 != victim) {
+        assert!(store.read(PhysicalOffset(offset)).expect("read").is_some());
+    }
+    // Through the queue: the gap's offset reads as removed, the others in order.
+    assert!(store.wait_dispatched(std::time::Duration::from_secs(5)));
+    let got = store
+        .get_message("g", "r", 0, mqstore::QueueOffset(0), 32, None)
+        .expect("get");
+    let served: Vec<u64> = got.messages.iter().map(|m| m.physical_offset().0).collect();
+    let expected: Vec<u64> = recs.iter().map(|r| r.0).filter(|&o| o != victim).collect();
+    assert_eq!(served, expected);
+    store.shutdown().expect("shutdown");
+    // Reopening keeps the gap as it is: nothing more to repair.
+    let store = open_in(dir.path(), mqstore::RecoveryMode::TolerateAnyCorruption).expect("reopens");
+    assert!(store.recovery_report().consume_queues_trimmed.is_empty());
+    store.shutdown().expect("shutdown");
+}
+
+/// `AbsoluteConsistency` refuses even a torn tail.
+#[test]
+fn absolute_consistency_refuses_a_torn_tail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recs = fill_then_crash(dir.path(), 3, 4, 300);
+    let (last, _) = recs[3];
+    patch(&file_of(dir.path(), last), last + 150, &[0; 40]);
+    assert!(matches!(
+        open_in(dir.path(), mqstore::RecoveryMode::AbsoluteConsistency),
+        Err(Error::Corrupted { .. })
+    ));
+    let store = open(dir.path()).expect("the default cuts it");
+    assert_eq!(store.max_offset(), PhysicalOffset(last));
+    store.shutdown().expect("shutdown");
+}
