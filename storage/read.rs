@@ -149,11 +149,17 @@ pub(crate) struct TransferLimits {
 }
 
 /// Checks that a unit describes the record it points at.
-fn unit_matches(unit: &CqUnit, rec: &RecordGuard, topic: &str, queue_id: u32, offset: u64) -> bool {
-    rec.bytes().len() == unit.size as usize
-        && rec.view().is_ok_and(|v| {
-            v.topic == topic && v.queue_id as u32 == queue_id && v.queue_offset as u64 == offset
-        })
+fn unit_matches(
+    unit: &CqUnit,
+    v: &RecordView<'_>,
+    topic: &str,
+    queue_id: u32,
+    offset: u64,
+) -> bool {
+    v.total_size as usize == unit.size as usize
+        && v.topic == topic
+        && v.queue_id as u32 == queue_id
+        && v.queue_offset as u64 == offset
 }
 
 /// `getMessage` (§10.1) on one queue.
@@ -238,20 +244,21 @@ pub(crate) fn get_message(
             skip_below = phys - phys % file_size + file_size;
             continue;
         }
-        let rec = log.read(phys)?;
-        let Some(rec) =
-            rec.filter(|r| unit_matches(&unit, r, q.topic(), q.queue_id(), unit_offset))
-        else {
-            return Err(Error::Corrupted {
-                path: q.path_of(unit_offset),
-                offset: unit_offset,
-                kind: CorruptionKind::UnitMismatch,
-            });
+        let mismatch = || Error::Corrupted {
+            path: q.path_of(unit_offset),
+            offset: unit_offset,
+            kind: CorruptionKind::UnitMismatch,
         };
-        if let Some(f) = filter {
-            if !rec.view().is_ok_and(|v| f.matches_record(&v)) {
-                continue;
+        let rec = log.read(phys)?.ok_or_else(mismatch)?;
+        // One decode serves both the unit check and the record-level filter.
+        let accepted = match rec.view() {
+            Ok(v) if unit_matches(&unit, &v, q.topic(), q.queue_id(), unit_offset) => {
+                filter.is_none_or(|f| f.matches_record(&v))
             }
+            _ => return Err(mismatch()),
+        };
+        if !accepted {
+            continue;
         }
         result.buffer_total_size += size;
         result.messages.push(rec);

@@ -1,6 +1,7 @@
 //! A named background thread that runs one bounded unit of work per tick, can be woken
 //! early, and is stopped and joined explicitly or on drop.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -15,6 +16,9 @@ struct Signal {
 struct Shared {
     signal: Mutex<Signal>,
     cv: Condvar,
+    /// A wake-up is pending and the thread has not yet taken it: further wakes need not
+    /// lock (puts wake the dispatcher on every append).
+    pending: AtomicBool,
 }
 
 /// Wakes a [`ServiceThread`] early. Waking a stopped thread does nothing.
@@ -26,6 +30,9 @@ pub(crate) struct Waker {
 impl Waker {
     /// Runs the thread's body soon, without waiting for the tick.
     pub(crate) fn wake(&self) {
+        if self.shared.pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let mut sig = self
             .shared
             .signal
@@ -69,6 +76,9 @@ impl ServiceThread {
                         return;
                     }
                     sig.woken = false;
+                    // Cleared before the body runs: a wake arriving during the body locks
+                    // and sets `woken`, so it is never lost.
+                    s.pending.store(false, Ordering::Release);
                 }
                 body();
             })?;
