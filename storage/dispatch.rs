@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::fault::FaultInjector;
 use crate::format::{self, CqUnit, Decoded, RecordView};
 use crate::index_file::IndexService;
+use crate::message::QueueOffset;
 
 /// Records dispatched per call before the thread checks for a stop request.
 const DISPATCH_BATCH: usize = 4096;
@@ -102,6 +103,29 @@ pub(crate) fn unit_of(phys: u64, v: &RecordView<'_>) -> Option<(u64, CqUnit)> {
     })
 }
 
+/// A message that has just become readable through its ConsumeQueue.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The queue.
+    pub queue_id: u32,
+    /// The message's queue offset (the queue's max offset is now one more).
+    pub queue_offset: QueueOffset,
+    /// The ConsumeQueue tags code (hash of the TAGS property).
+    pub tags_code: i64,
+    /// STORETIMESTAMP.
+    pub store_timestamp: i64,
+}
+
+/// Told by the dispatcher thread about every message entering a ConsumeQueue, right after
+/// it became readable (RocketMQ's `MessageArrivingListener`, used for long polling). Runs on
+/// the dispatcher thread: it must be quick and must not call back into the store's write path.
+pub trait ArrivalListener: Send + Sync + std::fmt::Debug {
+    /// One message arrived.
+    fn arrived(&self, arrival: &Arrival<'_>);
+}
+
 /// The reput state: how far the CommitLog has been dispatched.
 #[derive(Debug)]
 pub(crate) struct Dispatcher {
@@ -118,6 +142,8 @@ pub(crate) struct Dispatcher {
     progress: Mutex<()>,
     progressed: Condvar,
     faults: FaultInjector,
+    /// Told about every message that enters a ConsumeQueue (long polling).
+    listener: Option<Arc<dyn ArrivalListener>>,
 }
 
 impl Dispatcher {
@@ -128,6 +154,7 @@ impl Dispatcher {
         from: u64,
         last_timestamp: i64,
         faults: FaultInjector,
+        listener: Option<Arc<dyn ArrivalListener>>,
     ) -> Self {
         Dispatcher {
             log,
@@ -140,6 +167,7 @@ impl Dispatcher {
             progress: Mutex::new(()),
             progressed: Condvar::new(),
             faults,
+            listener,
         }
     }
 
@@ -217,8 +245,19 @@ impl Dispatcher {
             self.queues
                 .get_or_create(v.topic, queue_id)?
                 .append(offset, unit, &self.faults)?;
-        }
-        if let Some(index) = &self.index {
+            if let Some(index) = &self.index {
+                index.put(phys, v)?;
+            }
+            if let Some(listener) = &self.listener {
+                listener.arrived(&Arrival {
+                    topic: v.topic,
+                    queue_id,
+                    queue_offset: QueueOffset(offset),
+                    tags_code: unit.tags_code,
+                    store_timestamp: v.store_timestamp,
+                });
+            }
+        } else if let Some(index) = &self.index {
             index.put(phys, v)?;
         }
         Ok(())

@@ -56,6 +56,7 @@ pub use commit_log::{RecordGuard, Records, RecoveryReport};
 pub use config::{
     FlushMode, RecoveryMode, StoreConfig, DEFAULT_COMMIT_LOG_FILE_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
 };
+pub use dispatch::{Arrival, ArrivalListener};
 pub use error::{CorruptionKind, Error, Result};
 #[cfg(feature = "fault-injection")]
 pub use fault::{FaultInjector, IoOp};

@@ -15,7 +15,7 @@ use crate::checkpoint::Checkpoints;
 use crate::clock::{Clock, SystemClock};
 use crate::commit_log::{CommitLog, RecordGuard, Records, RecoveryReport};
 use crate::config::{FlushMode, StoreConfig};
-use crate::dispatch::{ConsumeQueues, Dispatcher};
+use crate::dispatch::{ArrivalListener, ConsumeQueues, Dispatcher};
 use crate::error::{Error, Result};
 use crate::fault::FaultInjector;
 use crate::flush::{FlushWait, PeriodicFlushPolicy};
@@ -52,9 +52,16 @@ pub struct StoreBuilder {
     config: StoreConfig,
     clock: Arc<dyn Clock>,
     faults: FaultInjector,
+    listener: Option<Arc<dyn ArrivalListener>>,
 }
 
 impl StoreBuilder {
+    /// Tells `listener` about every message as it becomes readable (long polling).
+    pub fn arrival_listener(mut self, listener: Arc<dyn ArrivalListener>) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
     /// Replaces the whole configuration (its root directory included).
     pub fn config(mut self, config: StoreConfig) -> Self {
         self.config = config;
@@ -85,7 +92,7 @@ impl StoreBuilder {
     /// # Errors
     /// See [`MessageStore::open`].
     pub fn open(self) -> Result<MessageStore> {
-        MessageStore::open_with(self.config, self.clock, self.faults)
+        MessageStore::open_with(self.config, self.clock, self.faults, self.listener)
     }
 }
 
@@ -136,6 +143,7 @@ impl MessageStore {
             config: StoreConfig::new(root),
             clock: Arc::new(SystemClock),
             faults: FaultInjector::default(),
+            listener: None,
         }
     }
 
@@ -146,13 +154,19 @@ impl MessageStore {
     /// process holds the directory; [`Error::Corrupted`] naming file and offset if the
     /// files are inconsistent or corrupt in the middle; I/O errors.
     pub fn open(config: StoreConfig) -> Result<MessageStore> {
-        Self::open_with(config, Arc::new(SystemClock), FaultInjector::default())
+        Self::open_with(
+            config,
+            Arc::new(SystemClock),
+            FaultInjector::default(),
+            None,
+        )
     }
 
     fn open_with(
         config: StoreConfig,
         clock: Arc<dyn Clock>,
         faults: FaultInjector,
+        listener: Option<Arc<dyn ArrivalListener>>,
     ) -> Result<MessageStore> {
         config.validate()?;
         let root = config.store_path_root_dir.clone();
@@ -186,6 +200,7 @@ impl MessageStore {
             recovered.report.valid_end.0,
             recovered.last_timestamp,
             faults,
+            listener,
         ));
         let flusher = spawn_flusher(&config, &log)?;
         let reput = {
@@ -542,7 +557,13 @@ impl MessageStore {
             .take();
     }
 
-    fn close(&self) -> Result<()> {
+    /// [`shutdown`](Self::shutdown) through a shared reference, for a store held in an
+    /// `Arc` by several owners (a server's request handlers). Idempotent: later calls
+    /// return `Ok(())`; puts after it get `SERVICE_NOT_AVAILABLE`, reads `Error::ShutDown`.
+    ///
+    /// # Errors
+    /// As [`shutdown`](Self::shutdown).
+    pub fn close(&self) -> Result<()> {
         if self.log.is_closed()
             && self
                 .lock_file

@@ -1,0 +1,3 @@
+//! Network benchmark: see the README performance section.
+
+fn main() {}

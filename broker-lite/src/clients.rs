@@ -1,0 +1,267 @@
+//! Connected clients: producer and consumer groups, their subscriptions, membership
+//! notifications and idle expiry (§14.5).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::codes::request;
+use crate::remoting::{RemotingCommand, FLAG_ONEWAY};
+
+/// A connection as the processors see it: where to send server-initiated requests.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    /// Unique per connection.
+    pub id: u64,
+    /// The peer.
+    pub remote: SocketAddr,
+    /// The connection's outbound queue (bounded).
+    pub tx: mpsc::Sender<RemotingCommand>,
+}
+
+/// HEART_BEAT body (`HeartbeatData`); every field optional, unknown ones ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HeartbeatData {
+    /// The client id.
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    /// Producer groups.
+    pub producer_data_set: Vec<ProducerData>,
+    /// Consumer groups.
+    pub consumer_data_set: Vec<ConsumerData>,
+}
+
+/// A producer group of a heartbeat.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProducerData {
+    /// The group.
+    pub group_name: String,
+}
+
+/// A consumer group of a heartbeat.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConsumerData {
+    /// The group.
+    pub group_name: String,
+    /// `CONSUME_ACTIVELY` / `CONSUME_PASSIVELY`.
+    pub consume_type: String,
+    /// `CLUSTERING` / `BROADCASTING`.
+    pub message_model: String,
+    /// Where a new consumer starts.
+    pub consume_from_where: String,
+    /// Subscriptions.
+    pub subscription_data_set: Vec<SubscriptionData>,
+}
+
+/// One subscription (`SubscriptionData`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubscriptionData {
+    /// The topic.
+    pub topic: String,
+    /// The expression (`*`, `TagA || TagB`).
+    pub sub_string: String,
+    /// Version (client timestamp).
+    pub sub_version: i64,
+    /// `TAG` (the default when absent) or `SQL92`.
+    pub expression_type: Option<String>,
+}
+
+impl SubscriptionData {
+    /// Whether the expression is a TAG expression.
+    pub fn is_tag(&self) -> bool {
+        self.expression_type
+            .as_deref()
+            .is_none_or(|t| t.is_empty() || t.eq_ignore_ascii_case("TAG"))
+    }
+}
+
+#[derive(Debug)]
+struct Member {
+    client_id: String,
+    channel: Channel,
+    last_seen: Instant,
+}
+
+#[derive(Debug, Default)]
+struct ConsumerGroup {
+    /// Connection id → member.
+    members: BTreeMap<u64, Member>,
+    /// Topic → subscription (the latest heartbeat wins).
+    subscriptions: HashMap<String, SubscriptionData>,
+    message_model: String,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    consumers: HashMap<String, ConsumerGroup>,
+    /// Producer group → connection id → (client id, last seen).
+    producers: HashMap<String, BTreeMap<u64, (String, Instant)>>,
+}
+
+/// Producer and consumer registrations.
+#[derive(Debug, Default)]
+pub struct ClientManager {
+    registry: Mutex<Registry>,
+    next_opaque: AtomicI32,
+}
+
+impl ClientManager {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies a heartbeat from `channel`; returns the consumer groups whose membership
+    /// changed (they must be notified).
+    pub fn heartbeat(&self, channel: &Channel, data: &HeartbeatData) -> Vec<String> {
+        let now = Instant::now();
+        let mut changed = Vec::new();
+        let mut reg = self.lock();
+        for p in &data.producer_data_set {
+            reg.producers
+                .entry(p.group_name.clone())
+                .or_default()
+                .insert(channel.id, (data.client_id.clone(), now));
+        }
+        for c in &data.consumer_data_set {
+            let group = reg.consumers.entry(c.group_name.clone()).or_default();
+            group.message_model.clone_from(&c.message_model);
+            for s in &c.subscription_data_set {
+                group.subscriptions.insert(s.topic.clone(), s.clone());
+            }
+            let is_new = !group.members.contains_key(&channel.id);
+            group.members.insert(
+                channel.id,
+                Member {
+                    client_id: data.client_id.clone(),
+                    channel: channel.clone(),
+                    last_seen: now,
+                },
+            );
+            if is_new {
+                changed.push(c.group_name.clone());
+            }
+        }
+        changed
+    }
+
+    /// UNREGISTER_CLIENT; returns the consumer groups whose membership changed.
+    pub fn unregister(
+        &self,
+        channel_id: u64,
+        producer_group: Option<&str>,
+        consumer_group: Option<&str>,
+    ) -> Vec<String> {
+        let mut reg = self.lock();
+        if let Some(g) = producer_group {
+            if let Some(m) = reg.producers.get_mut(g) {
+                m.remove(&channel_id);
+            }
+        }
+        let mut changed = Vec::new();
+        if let Some(g) = consumer_group {
+            if let Some(group) = reg.consumers.get_mut(g) {
+                if group.members.remove(&channel_id).is_some() {
+                    changed.push(g.to_owned());
+                }
+                if group.members.is_empty() {
+                    reg.consumers.remove(g);
+                }
+            }
+        }
+        changed
+    }
+
+    /// Removes a closed connection everywhere; returns the consumer groups it left.
+    pub fn channel_closed(&self, channel_id: u64) -> Vec<String> {
+        let mut reg = self.lock();
+        for m in reg.producers.values_mut() {
+            m.remove(&channel_id);
+        }
+        let mut changed = Vec::new();
+        reg.consumers.retain(|name, group| {
+            if group.members.remove(&channel_id).is_some() {
+                changed.push(name.clone());
+            }
+            !group.members.is_empty()
+        });
+        changed
+    }
+
+    /// Drops members not heard from within `timeout`; returns (closed channel ids,
+    /// groups changed).
+    pub fn expire_idle(&self, timeout: Duration) -> Vec<String> {
+        let now = Instant::now();
+        let mut reg = self.lock();
+        for m in reg.producers.values_mut() {
+            m.retain(|_, (_, seen)| now.duration_since(*seen) < timeout);
+        }
+        let mut changed = Vec::new();
+        reg.consumers.retain(|name, group| {
+            let before = group.members.len();
+            group
+                .members
+                .retain(|_, m| now.duration_since(m.last_seen) < timeout);
+            if group.members.len() != before {
+                tracing::info!(group = %name, dropped = before - group.members.len(), "idle consumers expired");
+                changed.push(name.clone());
+            }
+            !group.members.is_empty()
+        });
+        changed
+    }
+
+    /// Client ids of a consumer group (GET_CONSUMER_LIST_BY_GROUP), deduplicated.
+    pub fn consumer_ids(&self, group: &str) -> Vec<String> {
+        let reg = self.lock();
+        let mut ids: Vec<String> = reg
+            .consumers
+            .get(group)
+            .map(|g| g.members.values().map(|m| m.client_id.clone()).collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// The subscription a group registered for `topic`.
+    pub fn subscription(&self, group: &str, topic: &str) -> Option<SubscriptionData> {
+        self.lock()
+            .consumers
+            .get(group)
+            .and_then(|g| g.subscriptions.get(topic).cloned())
+    }
+
+    /// Whether any consumer of `group` is connected.
+    pub fn group_online(&self, group: &str) -> bool {
+        self.lock().consumers.contains_key(group)
+    }
+
+    /// Sends NOTIFY_CONSUMER_IDS_CHANGED (oneway) to every member of `group`. A member
+    /// whose queue is full misses it; clients rebalance every 20 s anyway.
+    pub fn notify_ids_changed(&self, group: &str) {
+        let channels: Vec<Channel> = self
+            .lock()
+            .consumers
+            .get(group)
+            .map(|g| g.members.values().map(|m| m.channel.clone()).collect())
+            .unwrap_or_default();
+        for ch in channels {
+            let mut cmd = RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED)
+                .with_ext("consumerGroup", group);
+            cmd.flag = FLAG_ONEWAY;
+            cmd.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
+            if ch.tx.try_send(cmd).is_err() {
+                tracing::debug!(group, remote = %ch.remote, "consumer-change notice not queued");
+            }
+        }
+    }
+}

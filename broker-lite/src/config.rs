@@ -1,0 +1,249 @@
+//! `broker.conf`: RocketMQ's broker keys for the broker, everything else handed to the
+//! store's [`StoreConfig`] under the same names.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use mqstore::{FlushMode, StoreConfig};
+
+/// Broker settings (RocketMQ `BrokerConfig` / `NettyServerConfig` names).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BrokerConfig {
+    /// `brokerClusterName`. Default `DefaultCluster`.
+    pub broker_cluster_name: String,
+    /// `brokerName`. Default `broker-a`.
+    pub broker_name: String,
+    /// `brokerId` (0 = master). Default 0.
+    pub broker_id: u64,
+    /// `brokerIP1`: the address advertised to clients (and written into message ids).
+    /// Default 127.0.0.1.
+    pub broker_ip1: IpAddr,
+    /// `listenPort`. Default 10911. 0 picks a free port.
+    pub listen_port: u16,
+    /// `listenAddr` (ours): the interface the sockets bind. Default 127.0.0.1.
+    pub listen_addr: IpAddr,
+    /// `namesrvListenPort` (ours): the built-in route service's port; default 9876, and
+    /// `-1` turns the route service off.
+    pub namesrv_listen_port: Option<u16>,
+    /// `namesrvAddr`: external name servers (`host:port;host:port`) to register with.
+    pub namesrv_addr: Vec<String>,
+    /// `autoCreateTopicEnable`. Default true.
+    pub auto_create_topic_enable: bool,
+    /// `defaultTopicQueueNums`: queues of `TBW102`. Default 8.
+    pub default_topic_queue_nums: u32,
+    /// `longPollingEnable`. Default true.
+    pub long_polling_enable: bool,
+    /// `shortPollingTimeMills`. Default 1000 ms.
+    pub short_polling_time: Duration,
+    /// `flushConsumerOffsetInterval`. Default 5000 ms.
+    pub flush_consumer_offset_interval: Duration,
+    /// `channelExpiredTimeout` (ours; RocketMQ fixes 120 s): a client not heard from for this
+    /// long is dropped.
+    pub channel_expired_timeout: Duration,
+    /// `maxConnections` (ours). Default 10 000.
+    pub max_connections: usize,
+    /// `maxOutboundFrames` (ours): responses queued for one connection before it is closed
+    /// as a stalled reader. Default 1024.
+    pub max_outbound_frames: usize,
+    /// `sendThreadPoolQueueCapacity`: sends waiting for the store before SYSTEM_BUSY.
+    /// Default 10 000.
+    pub send_thread_pool_queue_capacity: usize,
+    /// `waitTimeMillsInSendQueue`: a send that waited longer is answered SYSTEM_BUSY.
+    /// Default 200 ms.
+    pub wait_time_in_send_queue: Duration,
+    /// `traceOn`: the `TRACE_ON` value in send responses. Default true.
+    pub trace_on: bool,
+    /// `regionId`: the `MSG_REGION` in send responses. Default `DefaultRegion`.
+    pub region_id: String,
+    /// `registerNameServerPeriod`. Default 30 000 ms.
+    pub register_name_server_period: Duration,
+    /// The store's settings (`storePathRootDir`, `flushDiskType`, …).
+    pub store: StoreConfig,
+}
+
+/// A bad `broker.conf`.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigError {
+    /// The key (or line) at fault.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        let mut store = StoreConfig::new(PathBuf::from("store"));
+        store.flush_disk_type = FlushMode::Async;
+        BrokerConfig {
+            broker_cluster_name: "DefaultCluster".into(),
+            broker_name: "broker-a".into(),
+            broker_id: 0,
+            broker_ip1: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            listen_port: 10911,
+            listen_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            namesrv_listen_port: Some(9876),
+            namesrv_addr: Vec::new(),
+            auto_create_topic_enable: true,
+            default_topic_queue_nums: 8,
+            long_polling_enable: true,
+            short_polling_time: Duration::from_secs(1),
+            flush_consumer_offset_interval: Duration::from_secs(5),
+            channel_expired_timeout: Duration::from_secs(120),
+            max_connections: 10_000,
+            max_outbound_frames: 1024,
+            send_thread_pool_queue_capacity: 10_000,
+            wait_time_in_send_queue: Duration::from_millis(200),
+            trace_on: true,
+            region_id: "DefaultRegion".into(),
+            register_name_server_period: Duration::from_secs(30),
+            store,
+        }
+    }
+}
+
+fn parse<T: FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
+    value.parse().map_err(|_| ConfigError {
+        key: key.into(),
+        reason: format!("`{value}` is not a valid value"),
+    })
+}
+
+fn millis(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    parse::<u64>(key, value).map(Duration::from_millis)
+}
+
+impl BrokerConfig {
+    /// Applies `broker.conf` text. Returns the keys it did not know (reported, not fatal,
+    /// as RocketMQ ignores them too).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first key whose value does not parse.
+    pub fn apply(&mut self, text: &str) -> Result<Vec<String>, ConfigError> {
+        let mut unknown = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let Some(split) = line.find(['=', ':']) else {
+                return Err(ConfigError {
+                    key: line.into(),
+                    reason: "expected `key=value`".into(),
+                });
+            };
+            let key = line[..split].trim();
+            let value = line[split + 1..].trim();
+            if !self.set(key, value)? {
+                unknown.push(key.to_owned());
+            }
+        }
+        self.sync_store_host();
+        Ok(unknown)
+    }
+
+    /// Sets one key; `Ok(false)` if neither the broker nor the store knows it.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] if the value does not parse.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
+        match key {
+            "brokerClusterName" => self.broker_cluster_name = value.into(),
+            "brokerName" => self.broker_name = value.into(),
+            "brokerId" => self.broker_id = parse(key, value)?,
+            "brokerIP1" => self.broker_ip1 = parse(key, value)?,
+            "listenPort" => self.listen_port = parse(key, value)?,
+            "listenAddr" => self.listen_addr = parse(key, value)?,
+            "namesrvListenPort" => {
+                let port: i32 = parse(key, value)?;
+                self.namesrv_listen_port = if port < 0 {
+                    None
+                } else {
+                    Some(u16::try_from(port).map_err(|_| ConfigError {
+                        key: key.into(),
+                        reason: format!("port {port} out of range"),
+                    })?)
+                };
+            }
+            "namesrvAddr" => {
+                self.namesrv_addr = value
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            "autoCreateTopicEnable" => self.auto_create_topic_enable = parse(key, value)?,
+            "defaultTopicQueueNums" => self.default_topic_queue_nums = parse(key, value)?,
+            "longPollingEnable" => self.long_polling_enable = parse(key, value)?,
+            "shortPollingTimeMills" => self.short_polling_time = millis(key, value)?,
+            "flushConsumerOffsetInterval" => {
+                self.flush_consumer_offset_interval = millis(key, value)?;
+            }
+            "channelExpiredTimeout" => self.channel_expired_timeout = millis(key, value)?,
+            "maxConnections" => self.max_connections = parse(key, value)?,
+            "maxOutboundFrames" => self.max_outbound_frames = parse(key, value)?,
+            "sendThreadPoolQueueCapacity" => {
+                self.send_thread_pool_queue_capacity = parse(key, value)?;
+            }
+            "waitTimeMillsInSendQueue" => self.wait_time_in_send_queue = millis(key, value)?,
+            "traceOn" => self.trace_on = parse(key, value)?,
+            "regionId" => self.region_id = value.into(),
+            "registerNameServerPeriod" => self.register_name_server_period = millis(key, value)?,
+            _ => match self.store.set(key, value) {
+                Ok(()) => {}
+                Err(mqstore::Error::InvalidConfig { reason, .. })
+                    if reason.starts_with("unknown") =>
+                {
+                    return Ok(false)
+                }
+                Err(e) => {
+                    return Err(ConfigError {
+                        key: key.into(),
+                        reason: e.to_string(),
+                    })
+                }
+            },
+        }
+        Ok(true)
+    }
+
+    /// Makes the store's STOREHOST the advertised `brokerIP1:listenPort`.
+    pub fn sync_store_host(&mut self) {
+        self.store.store_host = SocketAddr::new(self.broker_ip1, self.listen_port);
+    }
+
+    /// The address clients dial (`brokerIP1:listenPort`).
+    pub fn broker_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.broker_ip1, self.listen_port)
+    }
+
+    /// Where `config/*.json` live: `<storePathRootDir>/config`.
+    pub fn config_dir(&self) -> PathBuf {
+        self.store.store_path_root_dir.join("config")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_and_store_keys_and_errors() {
+        let mut c = BrokerConfig::default();
+        let unknown = c
+            .apply("brokerName=b1\nlistenPort=20911\nflushDiskType=SYNC_FLUSH\nfoo=bar\n# x\n")
+            .expect("ok");
+        assert_eq!(unknown, vec!["foo".to_owned()]);
+        assert_eq!(c.broker_name, "b1");
+        assert_eq!(c.store.flush_disk_type, FlushMode::Sync);
+        assert_eq!(c.store.store_host.port(), 20911);
+        let err = c.apply("listenPort=abc").expect_err("bad");
+        assert_eq!(err.key, "listenPort");
+        let err = c.apply("flushDiskType=SOMETIMES").expect_err("bad");
+        assert_eq!(err.key, "flushDiskType");
+    }
+}

@@ -1,0 +1,415 @@
+//! `broker-lite`: serve the store over RocketMQ's remoting protocol, or talk to a running
+//! broker (`send`, `consume`, `topic`, `offsets`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use broker_lite::codes::request;
+use broker_lite::ops::{self, Outgoing};
+use broker_lite::server::{serve, Listeners};
+use broker_lite::{Broker, BrokerConfig};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "broker-lite",
+    version,
+    about = "A RocketMQ 4.x-compatible broker over the mqstore message store"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// A RocketMQ-style broker.conf (`key=value`, RocketMQ's key names).
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
+    /// Overrides `storePathRootDir`.
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Overrides `listenPort` (0 = any free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Overrides the route-service port (`namesrvListenPort`; 0 = any free port).
+    #[arg(long)]
+    namesrv_port: Option<u16>,
+    /// Turns the built-in route service off.
+    #[arg(long)]
+    no_namesrv: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs the broker (the default).
+    Serve,
+    /// Sends messages.
+    Send {
+        #[arg(long, default_value = "127.0.0.1:10911")]
+        broker: SocketAddr,
+        #[arg(long)]
+        topic: String,
+        /// The body (default: `message <n>`).
+        #[arg(long)]
+        body: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        /// KEYS (`<n>` is replaced by the message number).
+        #[arg(long)]
+        keys: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        /// Queue (-1: the broker picks).
+        #[arg(long, default_value_t = -1)]
+        queue: i32,
+        #[arg(long, default_value = "broker_lite_cli")]
+        group: String,
+    },
+    /// Pulls messages of a topic for a group from its committed offsets, prints them and
+    /// commits the new offsets.
+    Consume {
+        #[arg(long, default_value = "127.0.0.1:10911")]
+        broker: SocketAddr,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        group: String,
+        /// TAG expression (`*`, `A || B`).
+        #[arg(long, default_value = "*")]
+        tag: String,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this long without a new message.
+        #[arg(long, default_value_t = 2000)]
+        idle_ms: u64,
+    },
+    /// Topic administration.
+    Topic {
+        #[command(subcommand)]
+        action: TopicAction,
+    },
+    /// A group's progress and lag per queue.
+    Offsets {
+        #[arg(long, default_value = "127.0.0.1:10911")]
+        broker: SocketAddr,
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        topic: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TopicAction {
+    /// Creates or updates a topic.
+    Create {
+        #[arg(long, default_value = "127.0.0.1:10911")]
+        broker: SocketAddr,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 4)]
+        queues: u32,
+    },
+    /// Lists topics.
+    List {
+        #[arg(long, default_value = "127.0.0.1:10911")]
+        broker: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(256)
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("broker-lite: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        None | Some(Command::Serve) => runtime.block_on(run_server(
+            cli.config,
+            cli.store,
+            cli.port,
+            cli.namesrv_port,
+            cli.no_namesrv,
+        )),
+        Some(cmd) => runtime.block_on(run_client(cmd)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("broker-lite: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_server(
+    config_file: Option<PathBuf>,
+    store: Option<PathBuf>,
+    port: Option<u16>,
+    namesrv_port: Option<u16>,
+    no_namesrv: bool,
+) -> Result<(), String> {
+    let mut config = BrokerConfig::default();
+    if let Some(path) = &config_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let unknown = config
+            .apply(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        for key in unknown {
+            tracing::warn!(key, file = %path.display(), "unknown configuration key ignored");
+        }
+    }
+    if let Some(s) = store {
+        config.store.store_path_root_dir = s;
+    }
+    if let Some(p) = port {
+        config.listen_port = p;
+    }
+    if let Some(p) = namesrv_port {
+        config.namesrv_listen_port = Some(p);
+    }
+    if no_namesrv {
+        config.namesrv_listen_port = None;
+    }
+    // Bind first so that port 0 resolves to the real port before the store records it.
+    let listeners = Listeners::bind(&config).await.map_err(|e| e.to_string())?;
+    let bound = listeners.broker_addr().map_err(|e| e.to_string())?;
+    config.listen_port = bound.port();
+    config.sync_store_host();
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot open the store: {e}"))?;
+    let root = std::fs::canonicalize(&broker.config.store.store_path_root_dir)
+        .unwrap_or_else(|_| broker.config.store.store_path_root_dir.clone());
+    println!(
+        "broker-lite listening on {bound} (clients dial {}), route service on {}, store at {}",
+        broker.config.broker_addr(),
+        listeners
+            .routes_addr()
+            .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        root.display()
+    );
+    serve(broker, listeners, shutdown_signal())
+        .await
+        .map_err(|e| format!("store shutdown: {e}"))?;
+    println!("broker-lite stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+async fn run_client(cmd: Command) -> Result<(), String> {
+    let e = |e: ops::OpError| e.to_string();
+    match cmd {
+        Command::Serve => unreachable_serve(),
+        Command::Send {
+            broker,
+            topic,
+            body,
+            tag,
+            keys,
+            count,
+            queue,
+            group,
+        } => {
+            let client = ops::connect(broker).await.map_err(e)?;
+            for n in 0..count {
+                let m = Outgoing {
+                    topic: topic.clone(),
+                    queue_id: queue,
+                    body: Bytes::from(body.clone().unwrap_or_else(|| format!("message {n}"))),
+                    tags: tag.clone(),
+                    keys: keys.as_ref().map(|k| k.replace("<n>", &n.to_string())),
+                    uniq_key: None,
+                };
+                let r = ops::send(&client, &group, &m).await.map_err(e)?;
+                println!(
+                    "sent msgId={} queueId={} queueOffset={} code={}",
+                    r.msg_id, r.queue_id, r.queue_offset, r.code
+                );
+            }
+            Ok(())
+        }
+        Command::Consume {
+            broker,
+            topic,
+            group,
+            tag,
+            count,
+            idle_ms,
+        } => {
+            consume(
+                broker,
+                &topic,
+                &group,
+                &tag,
+                count,
+                Duration::from_millis(idle_ms),
+            )
+            .await
+        }
+        Command::Topic { action } => match action {
+            TopicAction::Create {
+                broker,
+                topic,
+                queues,
+            } => {
+                let client = ops::connect(broker).await.map_err(e)?;
+                ops::create_topic(&client, &topic, queues)
+                    .await
+                    .map_err(e)?;
+                println!("topic {topic} created with {queues} queues");
+                Ok(())
+            }
+            TopicAction::List { broker } => {
+                let client = ops::connect(broker).await.map_err(e)?;
+                let table = ops::topics(&client).await.map_err(e)?;
+                for t in table.topic_config_table.values() {
+                    println!(
+                        "{}\tread={}\twrite={}\tperm={}",
+                        t.topic_name, t.read_queue_nums, t.write_queue_nums, t.perm
+                    );
+                }
+                Ok(())
+            }
+        },
+        Command::Offsets {
+            broker,
+            group,
+            topic,
+        } => {
+            let client = ops::connect(broker).await.map_err(e)?;
+            let queues = ops::queue_count(&client, &topic).await.map_err(e)?;
+            println!("queue\tconsumer\tbroker\tlag");
+            let mut total = 0;
+            for q in 0..queues {
+                let max = ops::queue_number(&client, request::GET_MAX_OFFSET, &topic, q, None)
+                    .await
+                    .map_err(e)?
+                    .unwrap_or(0);
+                let committed = ops::queue_number(
+                    &client,
+                    request::QUERY_CONSUMER_OFFSET,
+                    &topic,
+                    q,
+                    Some(&group),
+                )
+                .await
+                .map_err(e)?;
+                let lag = max - committed.unwrap_or(0).min(max);
+                total += lag;
+                println!(
+                    "{q}\t{}\t{max}\t{lag}",
+                    committed.map_or_else(|| "-".to_owned(), |c| c.to_string())
+                );
+            }
+            println!("total lag {total}");
+            Ok(())
+        }
+    }
+}
+
+fn unreachable_serve() -> Result<(), String> {
+    Err("`serve` is handled before client commands".into())
+}
+
+async fn consume(
+    broker: SocketAddr,
+    topic: &str,
+    group: &str,
+    tag: &str,
+    count: Option<u64>,
+    idle: Duration,
+) -> Result<(), String> {
+    let e = |e: ops::OpError| e.to_string();
+    let client = ops::connect(broker).await.map_err(e)?;
+    let queues = ops::queue_count(&client, topic).await.map_err(e)?;
+    let mut next = Vec::new();
+    for q in 0..queues {
+        let committed = ops::queue_number(
+            &client,
+            request::QUERY_CONSUMER_OFFSET,
+            topic,
+            q,
+            Some(group),
+        )
+        .await
+        .map_err(e)?;
+        next.push(committed.unwrap_or(0).max(0) as u64);
+    }
+    let mut got = 0u64;
+    let mut last_message = Instant::now();
+    'outer: loop {
+        let mut any = false;
+        for q in 0..queues {
+            let qi = q as usize;
+            let req = ops::pull_request(group, topic, q, next[qi], 32, tag, None, None);
+            let pulled = ops::pull(&client, req).await.map_err(e)?;
+            for m in &pulled.messages {
+                println!(
+                    "queue={} offset={} msgId={} tags={} keys={} body={}",
+                    m.queue_id,
+                    m.queue_offset,
+                    m.msg_id,
+                    m.property("TAGS").unwrap_or(""),
+                    m.property("KEYS").unwrap_or(""),
+                    String::from_utf8_lossy(&m.body)
+                );
+                got += 1;
+                if count.is_some_and(|c| got >= c) {
+                    next[qi] = m.queue_offset as u64 + 1;
+                    break 'outer;
+                }
+            }
+            if pulled.next_begin_offset != next[qi] {
+                any = true;
+                next[qi] = pulled.next_begin_offset;
+            }
+        }
+        if any {
+            last_message = Instant::now();
+        } else if last_message.elapsed() >= idle {
+            break;
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for q in 0..queues {
+        ops::commit(&client, group, topic, q, next[q as usize])
+            .await
+            .map_err(e)?;
+    }
+    println!("consumed {got} messages");
+    Ok(())
+}

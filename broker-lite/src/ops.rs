@@ -1,0 +1,329 @@
+//! Client-side operations over the protocol, shared by the subcommands, tests and benchmark.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::client::{decode_messages, Client, ClientError, ReceivedMessage};
+use crate::codes::{pull_flag, request, response};
+use crate::remoting::RemotingCommand;
+
+/// Default request timeout.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A failed operation.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// Transport.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The broker answered with an error code.
+    #[error("broker answered code {code}: {remark}")]
+    Refused {
+        /// Response code.
+        code: i32,
+        /// Remark.
+        remark: String,
+    },
+    /// The answer does not parse.
+    #[error("bad answer: {0}")]
+    BadAnswer(String),
+}
+
+fn refused(r: &RemotingCommand) -> OpError {
+    OpError::Refused {
+        code: r.code,
+        remark: r.remark.clone().unwrap_or_default(),
+    }
+}
+
+fn ext_num<T: std::str::FromStr>(r: &RemotingCommand, key: &str) -> Result<T, OpError> {
+    r.ext(key)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| OpError::BadAnswer(format!("missing or bad `{key}`")))
+}
+
+/// A message to send.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    /// Topic.
+    pub topic: String,
+    /// Queue (-1: the broker picks).
+    pub queue_id: i32,
+    /// Body.
+    pub body: Bytes,
+    /// TAGS.
+    pub tags: Option<String>,
+    /// KEYS.
+    pub keys: Option<String>,
+    /// UNIQ_KEY.
+    pub uniq_key: Option<String>,
+}
+
+/// What a send returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReceipt {
+    /// Response code (0, or a "sent but" code like FLUSH_DISK_TIMEOUT).
+    pub code: i32,
+    /// Offset message id.
+    pub msg_id: String,
+    /// Queue used.
+    pub queue_id: u32,
+    /// Queue offset of the message.
+    pub queue_offset: u64,
+}
+
+/// The SEND_MESSAGE_V2 request for `m` (what Java clients send).
+pub fn send_request(producer_group: &str, m: &Outgoing) -> RemotingCommand {
+    let mut props = Vec::new();
+    if let Some(t) = &m.tags {
+        props.push(("TAGS", t.as_str()));
+    }
+    if let Some(k) = &m.keys {
+        props.push(("KEYS", k.as_str()));
+    }
+    if let Some(u) = &m.uniq_key {
+        props.push(("UNIQ_KEY", u.as_str()));
+    }
+    props.push(("WAIT", "true"));
+    RemotingCommand::request(request::SEND_MESSAGE_V2)
+        .with_ext("a", producer_group)
+        .with_ext("b", &m.topic)
+        .with_ext("c", "TBW102")
+        .with_ext("d", 4)
+        .with_ext("e", m.queue_id)
+        .with_ext("f", 0)
+        .with_ext("g", crate::topics::now_millis())
+        .with_ext("h", 0)
+        .with_ext("i", mqstore::format::encode_properties(props))
+        .with_ext("j", 0)
+        .with_ext("k", false)
+        .with_ext("m", false)
+        .with_body(m.body.clone())
+}
+
+/// Sends one message and waits for the receipt.
+///
+/// # Errors
+/// Transport errors, or [`OpError::Refused`] for a non-success code.
+pub async fn send(client: &Client, group: &str, m: &Outgoing) -> Result<SendReceipt, OpError> {
+    let r = client.invoke(send_request(group, m), TIMEOUT).await?;
+    if !matches!(
+        r.code,
+        response::SUCCESS
+            | response::FLUSH_DISK_TIMEOUT
+            | response::FLUSH_SLAVE_TIMEOUT
+            | response::SLAVE_NOT_AVAILABLE
+    ) {
+        return Err(refused(&r));
+    }
+    Ok(SendReceipt {
+        code: r.code,
+        msg_id: r.ext("msgId").unwrap_or_default().to_owned(),
+        queue_id: ext_num(&r, "queueId")?,
+        queue_offset: ext_num(&r, "queueOffset")?,
+    })
+}
+
+/// What a pull returned.
+#[derive(Debug)]
+pub struct Pulled {
+    /// Response code (SUCCESS, PULL_NOT_FOUND, …).
+    pub code: i32,
+    /// Where to pull next.
+    pub next_begin_offset: u64,
+    /// Queue max offset.
+    pub max_offset: u64,
+    /// Messages (SUCCESS only).
+    pub messages: Vec<ReceivedMessage>,
+}
+
+/// A pull request with the subscription carried in the request.
+#[allow(clippy::too_many_arguments)]
+pub fn pull_request(
+    group: &str,
+    topic: &str,
+    queue_id: u32,
+    offset: u64,
+    max: u32,
+    expression: &str,
+    suspend: Option<Duration>,
+    commit_offset: Option<u64>,
+) -> RemotingCommand {
+    let mut flag = pull_flag::SUBSCRIPTION;
+    if suspend.is_some() {
+        flag |= pull_flag::SUSPEND;
+    }
+    if commit_offset.is_some() {
+        flag |= pull_flag::COMMIT_OFFSET;
+    }
+    RemotingCommand::request(request::PULL_MESSAGE)
+        .with_ext("consumerGroup", group)
+        .with_ext("topic", topic)
+        .with_ext("queueId", queue_id)
+        .with_ext("queueOffset", offset)
+        .with_ext("maxMsgNums", max)
+        .with_ext("sysFlag", flag)
+        .with_ext("commitOffset", commit_offset.map_or(-1, |o| o as i64))
+        .with_ext(
+            "suspendTimeoutMillis",
+            suspend.map_or(0, |d| d.as_millis() as u64),
+        )
+        .with_ext("subscription", expression)
+        .with_ext("subVersion", 0)
+        .with_ext("expressionType", "TAG")
+}
+
+/// Pulls and decodes.
+///
+/// # Errors
+/// Transport errors; a body that does not decode.
+pub async fn pull(client: &Client, req: RemotingCommand) -> Result<Pulled, OpError> {
+    let wait = TIMEOUT
+        + req
+            .ext("suspendTimeoutMillis")
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_millis);
+    let r = client.invoke(req, wait).await?;
+    let messages = if r.code == response::SUCCESS {
+        decode_messages(&r.body).map_err(OpError::BadAnswer)?
+    } else {
+        Vec::new()
+    };
+    if !matches!(
+        r.code,
+        response::SUCCESS
+            | response::PULL_NOT_FOUND
+            | response::PULL_RETRY_IMMEDIATELY
+            | response::PULL_OFFSET_MOVED
+    ) {
+        return Err(refused(&r));
+    }
+    Ok(Pulled {
+        code: r.code,
+        next_begin_offset: ext_num(&r, "nextBeginOffset")?,
+        max_offset: ext_num(&r, "maxOffset")?,
+        messages,
+    })
+}
+
+/// A request with a topic and queue, answered with an `offset` ext field.
+///
+/// # Errors
+/// Transport errors or a refusal.
+pub async fn queue_number(
+    client: &Client,
+    code: i32,
+    topic: &str,
+    queue_id: u32,
+    group: Option<&str>,
+) -> Result<Option<i64>, OpError> {
+    let mut req = RemotingCommand::request(code)
+        .with_ext("topic", topic)
+        .with_ext("queueId", queue_id);
+    if let Some(g) = group {
+        req = req.with_ext("consumerGroup", g);
+    }
+    let r = client.invoke(req, TIMEOUT).await?;
+    match r.code {
+        response::SUCCESS => Ok(Some(ext_num(&r, "offset")?)),
+        response::QUERY_NOT_FOUND => Ok(None),
+        _ => Err(refused(&r)),
+    }
+}
+
+/// Commits a consumer offset (two-way).
+///
+/// # Errors
+/// Transport errors or a refusal.
+pub async fn commit(
+    client: &Client,
+    group: &str,
+    topic: &str,
+    queue_id: u32,
+    offset: u64,
+) -> Result<(), OpError> {
+    let r = client
+        .invoke(
+            RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
+                .with_ext("consumerGroup", group)
+                .with_ext("topic", topic)
+                .with_ext("queueId", queue_id)
+                .with_ext("commitOffset", offset),
+            TIMEOUT,
+        )
+        .await?;
+    if r.code == response::SUCCESS {
+        Ok(())
+    } else {
+        Err(refused(&r))
+    }
+}
+
+/// Topic configurations (GET_ALL_TOPIC_CONFIG).
+///
+/// # Errors
+/// Transport errors, a refusal or a body that does not parse.
+pub async fn topics(client: &Client) -> Result<crate::topics::TopicTable, OpError> {
+    let r = client
+        .invoke(
+            RemotingCommand::request(request::GET_ALL_TOPIC_CONFIG),
+            TIMEOUT,
+        )
+        .await?;
+    if r.code != response::SUCCESS {
+        return Err(refused(&r));
+    }
+    serde_json::from_slice(&r.body).map_err(|e| OpError::BadAnswer(e.to_string()))
+}
+
+/// Creates (or updates) a topic.
+///
+/// # Errors
+/// Transport errors or a refusal.
+pub async fn create_topic(client: &Client, topic: &str, queues: u32) -> Result<(), OpError> {
+    let r = client
+        .invoke(
+            RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
+                .with_ext("topic", topic)
+                .with_ext("defaultTopic", "TBW102")
+                .with_ext("readQueueNums", queues)
+                .with_ext("writeQueueNums", queues)
+                .with_ext("perm", 6)
+                .with_ext("topicFilterType", "SINGLE_TAG")
+                .with_ext("topicSysFlag", 0)
+                .with_ext("order", false),
+            TIMEOUT,
+        )
+        .await?;
+    if r.code == response::SUCCESS {
+        Ok(())
+    } else {
+        Err(refused(&r))
+    }
+}
+
+/// The number of queues of a topic (its read queues), from the broker's topic table.
+///
+/// # Errors
+/// As [`topics`]; [`OpError::Refused`] with TOPIC_NOT_EXIST for an unknown topic.
+pub async fn queue_count(client: &Client, topic: &str) -> Result<u32, OpError> {
+    topics(client)
+        .await?
+        .topic_config_table
+        .get(topic)
+        .map(|t| t.read_queue_nums)
+        .ok_or(OpError::Refused {
+            code: response::TOPIC_NOT_EXIST,
+            remark: format!("topic {topic} does not exist"),
+        })
+}
+
+/// Connects to `addr`.
+///
+/// # Errors
+/// The connect error.
+pub async fn connect(addr: SocketAddr) -> Result<Client, OpError> {
+    Ok(Client::connect(addr).await?)
+}

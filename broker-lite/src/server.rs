@@ -1,0 +1,458 @@
+//! The network side: listeners, connections, held pulls, housekeeping and an orderly
+//! shutdown (STYLE §3.5, after mini-redis).
+//!
+//! Each connection has a reader (frames in), a writer (a bounded queue of frames out) and
+//! one task per request, so pipelined requests are answered as they complete and a held
+//! pull never blocks the requests behind it. Processors run on blocking threads.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::{Broker, Outcome};
+use crate::clients::Channel;
+use crate::codes::{request, response};
+use crate::config::BrokerConfig;
+use crate::remoting::{Inbound, RemotingCodec, RemotingCommand};
+
+/// Requests one connection may have in progress (held pulls included) before the server
+/// stops reading from it.
+const MAX_IN_FLIGHT_PER_CONNECTION: usize = 512;
+/// How long shutdown waits for in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which service a listener provides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Broker,
+    Routes,
+}
+
+/// Shared by every connection.
+#[derive(Debug)]
+struct Shared {
+    broker: Arc<Broker>,
+    /// Fires at shutdown: stop accepting and reading; held pulls answer at once.
+    stop: CancellationToken,
+    connections: Arc<Semaphore>,
+    tasks: TaskTracker,
+    next_id: AtomicU64,
+}
+
+/// The bound listeners, before serving.
+#[derive(Debug)]
+pub struct Listeners {
+    broker: TcpListener,
+    routes: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the broker port and, if configured, the route-service port.
+    ///
+    /// # Errors
+    /// The bind error, naming the address.
+    pub async fn bind(c: &BrokerConfig) -> std::io::Result<Listeners> {
+        let addr = SocketAddr::new(c.listen_addr, c.listen_port);
+        let b = TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
+        let routes = match c.namesrv_listen_port {
+            Some(port) => {
+                let addr = SocketAddr::new(c.listen_addr, port);
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| std::io::Error::new(e.kind(), format!("bind {addr}: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        Ok(Listeners { broker: b, routes })
+    }
+
+    /// The broker port actually bound.
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub fn broker_addr(&self) -> std::io::Result<SocketAddr> {
+        self.broker.local_addr()
+    }
+
+    /// The route-service port actually bound.
+    pub fn routes_addr(&self) -> Option<SocketAddr> {
+        self.routes.as_ref().and_then(|l| l.local_addr().ok())
+    }
+}
+
+/// Serves until `shutdown` completes, then drains connections, persists the metadata and
+/// shuts the store down cleanly.
+///
+/// # Errors
+/// The store's shutdown error.
+pub async fn serve(
+    broker: Arc<Broker>,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), mqstore::Error> {
+    let shared = Arc::new(Shared {
+        connections: Arc::new(Semaphore::new(broker.config.max_connections)),
+        broker: Arc::clone(&broker),
+        stop: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+        next_id: AtomicU64::new(1),
+    });
+    let mut accept = Vec::new();
+    accept.push(tokio::spawn(accept_loop(
+        Arc::clone(&shared),
+        listeners.broker,
+        Service::Broker,
+    )));
+    if let Some(l) = listeners.routes {
+        accept.push(tokio::spawn(accept_loop(
+            Arc::clone(&shared),
+            l,
+            Service::Routes,
+        )));
+    }
+    let housekeeping = tokio::spawn(housekeeping(Arc::clone(&shared)));
+    let registration = (!broker.config.namesrv_addr.is_empty()).then(|| {
+        tokio::spawn(crate::register::run(
+            Arc::clone(&broker),
+            shared.stop.clone(),
+        ))
+    });
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections or requests");
+    shared.stop.cancel();
+    broker.waiters.wake_all();
+    for a in accept {
+        let _ = a.await;
+    }
+    shared.tasks.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, shared.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some requests were still running after {DRAIN_TIMEOUT:?}");
+    }
+    let _ = housekeeping.await;
+    if let Some(r) = registration {
+        let _ = r.await;
+    }
+    drop(shared);
+    let broker = Arc::clone(&broker);
+    tokio::task::spawn_blocking(move || broker.close())
+        .await
+        .unwrap_or(Ok(()))
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, service: Service) {
+    loop {
+        let permit = tokio::select! {
+            () = shared.stop.cancelled() => return,
+            p = Arc::clone(&shared.connections).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            () = shared.stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                let _ = stream.set_nodelay(true);
+                let shared2 = Arc::clone(&shared);
+                shared.tasks.spawn(async move {
+                    connection(shared2, stream, remote, service).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed; backing off");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn connection(shared: Arc<Shared>, stream: TcpStream, remote: SocketAddr, service: Service) {
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let (read_half, mut write_half) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<RemotingCommand>(shared.broker.config.max_outbound_frames);
+    let channel = Channel { id, remote, tx };
+    let closing = CancellationToken::new();
+    tracing::debug!(id, %remote, ?service, "connection opened");
+
+    let writer_closing = closing.clone();
+    let writer = tokio::spawn(async move {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        while let Some(cmd) = rx.recv().await {
+            buf.clear();
+            let mut next = Some(cmd);
+            // Coalesce whatever else is queued into one write.
+            while let Some(c) = next {
+                if let Err(e) = c.encode(&mut buf) {
+                    tracing::error!(error = %e, "response not encodable; dropped");
+                }
+                next = if buf.len() < 1 << 20 {
+                    rx.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            tokio::select! {
+                r = write_half.write_all(&buf) => if r.is_err() { break },
+                // The peer stopped reading and its queue overflowed.
+                () = writer_closing.cancelled() => break,
+            }
+        }
+        let _ = write_half.shutdown().await;
+    });
+
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_CONNECTION));
+    let mut frames = FramedRead::new(read_half, RemotingCodec);
+    let idle = shared.broker.config.channel_expired_timeout;
+    loop {
+        let next = tokio::select! {
+            () = shared.stop.cancelled() => break,
+            () = closing.cancelled() => break,
+            n = tokio::time::timeout(idle, frames.next()) => n,
+        };
+        let inbound = match next {
+            Err(_) => {
+                tracing::info!(id, %remote, "idle connection closed");
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                tracing::info!(id, %remote, error = %e, "unreadable stream; connection closed");
+                break;
+            }
+            Ok(Some(Ok(i))) => i,
+        };
+        let cmd = match inbound {
+            Inbound::Command(c) => c,
+            Inbound::Malformed {
+                opaque,
+                oneway,
+                serialize_type,
+                reason,
+            } => {
+                tracing::info!(id, %remote, reason, "malformed frame");
+                if !oneway {
+                    let mut resp =
+                        RemotingCommand::request(response::SYSTEM_ERROR).with_remark(reason);
+                    resp.flag = crate::remoting::FLAG_RESPONSE;
+                    resp.opaque = opaque.unwrap_or(0);
+                    resp.serialize_type = serialize_type;
+                    if !queue_reply(&channel, &closing, resp) {
+                        break;
+                    }
+                }
+                continue;
+            }
+        };
+        if cmd.is_response() {
+            // Answers to our oneway notifications never come; anything else is ignored.
+            continue;
+        }
+        let permit = tokio::select! {
+            () = shared.stop.cancelled() => break,
+            () = closing.cancelled() => break,
+            p = Arc::clone(&in_flight).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let shared2 = Arc::clone(&shared);
+        let channel2 = channel.clone();
+        let closing2 = closing.clone();
+        shared.tasks.spawn(async move {
+            let reply = handle(&shared2, &channel2, cmd, service).await;
+            if let Some(reply) = reply {
+                queue_reply(&channel2, &closing2, reply);
+            }
+            drop(permit);
+        });
+    }
+    // Let the requests already taken finish (shutdown answers held pulls at once).
+    let _ = tokio::time::timeout(
+        DRAIN_TIMEOUT,
+        in_flight.acquire_many(MAX_IN_FLIGHT_PER_CONNECTION as u32),
+    )
+    .await;
+    let changed = shared.broker.clients.channel_closed(id);
+    for group in changed {
+        shared.broker.clients.notify_ids_changed(&group);
+    }
+    drop(channel);
+    // The writer ends once every sender (this one, the clients registry's) is gone and the
+    // queue is written, or at once when the peer stopped reading.
+    let mut writer = writer;
+    if tokio::time::timeout(Duration::from_secs(5), &mut writer)
+        .await
+        .is_err()
+    {
+        tracing::debug!(id, "writer did not finish; aborted");
+        writer.abort();
+    }
+    tracing::debug!(id, %remote, "connection closed");
+}
+
+/// Queues a reply; a full queue means the peer does not read: close it.
+fn queue_reply(channel: &Channel, closing: &CancellationToken, reply: RemotingCommand) -> bool {
+    match channel.tx.try_send(reply) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            tracing::warn!(remote = %channel.remote, "outbound queue full (client not reading); closing");
+            closing.cancel();
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}
+
+fn is_send(code: i32) -> bool {
+    matches!(
+        code,
+        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE
+    )
+}
+
+async fn handle(
+    shared: &Shared,
+    channel: &Channel,
+    cmd: RemotingCommand,
+    service: Service,
+) -> Option<RemotingCommand> {
+    let broker = &shared.broker;
+    let received = Instant::now();
+    let send = is_send(cmd.code) && service == Service::Broker;
+    if send {
+        let waiting = broker.stats.sends_in_flight.fetch_add(1, Ordering::AcqRel);
+        if waiting >= broker.config.send_thread_pool_queue_capacity {
+            broker.stats.sends_in_flight.fetch_sub(1, Ordering::AcqRel);
+            return busy(
+                broker,
+                &cmd,
+                "[REJECTREQUEST]system busy, start flow control for a while",
+            );
+        }
+    }
+    let outcome = {
+        let broker = Arc::clone(broker);
+        let channel = channel.clone();
+        let cmd = cmd.clone();
+        tokio::task::spawn_blocking(move || {
+            if send && broker.send_waited_too_long(received) {
+                return None;
+            }
+            Some(match service {
+                Service::Broker => broker.process(&channel, &cmd, true),
+                Service::Routes => broker.process_route(&cmd),
+            })
+        })
+        .await
+    };
+    if send {
+        broker.stats.sends_in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+    let outcome = match outcome {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            return busy(
+                broker,
+                &cmd,
+                "[TIMEOUT_CLEAN_QUEUE]broker busy, start flow control for a while",
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, code = cmd.code, "request processing panicked");
+            return (!cmd.is_oneway()).then(|| {
+                cmd.response(response::SYSTEM_ERROR)
+                    .with_remark("internal error")
+            });
+        }
+    };
+    match outcome {
+        Outcome::Reply(r) => Some(r),
+        Outcome::NoReply => None,
+        Outcome::Hold(held) => {
+            let wake = broker.waiters.wait(
+                &held.topic,
+                held.queue_id,
+                held.offset,
+                held.filter
+                    .clone()
+                    .map(|f| f as Arc<dyn mqstore::MessageFilter>),
+            );
+            // A message that arrived between the pull and the registration is not missed.
+            let arrived = broker
+                .store
+                .max_offset_in_queue(&held.topic, held.queue_id)
+                .0
+                > held.offset;
+            if !arrived && !shared.stop.is_cancelled() {
+                tokio::select! {
+                    _ = wake => {}
+                    () = tokio::time::sleep(held.timeout) => {}
+                    () = shared.stop.cancelled() => {}
+                }
+            }
+            let broker = Arc::clone(broker);
+            let channel = channel.clone();
+            let request = held.request;
+            match tokio::task::spawn_blocking(move || broker.process(&channel, &request, false))
+                .await
+            {
+                Ok(Outcome::Reply(r)) => Some(r),
+                _ => None,
+            }
+        }
+    }
+}
+
+fn busy(broker: &Broker, cmd: &RemotingCommand, remark: &str) -> Option<RemotingCommand> {
+    let n = broker.stats.busy_rejections.fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        tracing::warn!(rejections = n, remark, "send path saturated");
+    }
+    if cmd.is_oneway() {
+        broker
+            .stats
+            .oneway_send_failures
+            .fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    Some(cmd.response(response::SYSTEM_BUSY).with_remark(remark))
+}
+
+async fn housekeeping(shared: Arc<Shared>) {
+    let broker = &shared.broker;
+    let mut persist = tokio::time::interval(broker.config.flush_consumer_offset_interval);
+    let mut expire = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            () = shared.stop.cancelled() => return,
+            _ = persist.tick() => {
+                let b = Arc::clone(broker);
+                let _ = tokio::task::spawn_blocking(move || b.persist_offsets()).await;
+            }
+            _ = expire.tick() => {
+                for group in broker.clients.expire_idle(broker.config.channel_expired_timeout) {
+                    broker.clients.notify_ids_changed(&group);
+                }
+            }
+        }
+    }
+}
