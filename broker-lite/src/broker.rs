@@ -342,6 +342,8 @@ impl Broker {
             "cluster": self.config.broker_cluster_name,
             "brokerName": self.config.broker_name,
             "brokerAddrs": { self.config.broker_id.to_string(): self.config.broker_addr().to_string() },
+            "zoneName": null,
+            "enableActingMaster": false,
         })
     }
 
@@ -379,6 +381,7 @@ impl Broker {
             }],
             "brokerDatas": [self.broker_data()],
             "filterServerTable": {},
+            "topicQueueMappingInfo": null,
         });
         req.response(response::SUCCESS).with_body(body.to_string())
     }

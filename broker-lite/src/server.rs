@@ -337,6 +337,7 @@ async fn handle(
 ) -> Option<RemotingCommand> {
     let broker = &shared.broker;
     let received = Instant::now();
+    tracing::trace!(code = cmd.code, opaque = cmd.opaque, flag = cmd.flag, ext = ?cmd.ext_fields, ?service, ser = ?cmd.serialize_type, "request");
     let send = is_send(cmd.code) && service == Service::Broker;
     if send {
         let waiting = broker.stats.sends_in_flight.fetch_add(1, Ordering::AcqRel);

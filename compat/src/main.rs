@@ -1,0 +1,207 @@
+//! Drives the crates.io client `rocketmq-client-rust` 1.0, unmodified, against a broker:
+//! a producer sends sync, async, oneway and batch messages with KEYS and TAGS to a topic
+//! that does not exist yet (auto-created through TBW102), then a clustering push consumer
+//! subscribed to one tag must receive every message with that tag exactly once and none of
+//! the others.
+//!
+//! Usage: `compat-rust-client <namesrv host:port> <topic> <group> <messages per kind>`.
+//! Exit code 0 on success; the summary line starts with `COMPAT`.
+
+#![recursion_limit = "512"]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rocketmq_client_rust::{
+    ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
+    ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
+    MessageListenerConcurrently,
+};
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_single::Message;
+use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+
+type Seen = Arc<Mutex<HashMap<String, u32>>>;
+
+struct Recorder(Seen);
+
+impl MessageListenerConcurrently for Recorder {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        let mut seen = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for m in msgs {
+            let body = m
+                .body()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            *seen.entry(body).or_default() += 1;
+        }
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+fn message(topic: &str, tag: &str, key: &str, body: &str) -> Message {
+    Message::builder()
+        .topic(topic.to_owned())
+        .tags(tag.to_owned())
+        .key(key.to_owned())
+        .body_slice(body.as_bytes())
+        .build_unchecked()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() != 4 {
+        return Err("usage: compat-rust-client <namesrv> <topic> <group> <n>".into());
+    }
+    let (namesrv, topic, group) = (args[0].clone(), args[1].clone(), args[2].clone());
+    let n: usize = args[3].parse()?;
+    let owner = RuntimeOwner::plan(RuntimeConfig {
+        thread_name: "compat".into(),
+        ..Default::default()
+    })?
+    .build()?;
+    let telemetry = rocketmq_observability::TelemetryRuntimeGuard::noop();
+    let runtime = ClientRuntime::try_new(
+        owner.root_context().component("compat"),
+        ClientRuntimeConfig::default(),
+        telemetry.handle(),
+    )?;
+    let outcome = owner.block_on(run(runtime.clone(), namesrv, topic, group, n));
+    let _ = owner.block_on(runtime.shutdown());
+    let _ = owner.shutdown_runtime_blocking();
+    outcome
+}
+
+async fn run(
+    runtime: Arc<ClientRuntime>,
+    namesrv: String,
+    topic: String,
+    group: String,
+    n: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let mut producer = DefaultMQProducer::builder(runtime.clone())
+        .producer_group(format!("{group}_producer"))
+        .name_server_addr(namesrv.clone())
+        .build();
+    producer.start().await?;
+    let mut wanted: Vec<String> = Vec::new();
+    let mut unwanted: Vec<String> = Vec::new();
+    // Sync sends: TagA and TagB interleaved.
+    for i in 0..n {
+        let body = format!("sync-{i}");
+        producer
+            .send_with_timeout(message(&topic, "TagA", &body, &body), 10_000)
+            .await?;
+        wanted.push(body);
+        let other = format!("sync-b-{i}");
+        producer
+            .send_with_timeout(message(&topic, "TagB", &other, &other), 10_000)
+            .await?;
+        unwanted.push(other);
+    }
+    // Async sends: all issued before waiting for the callbacks.
+    let acked = Arc::new(Mutex::new(0usize));
+    for i in 0..n {
+        let body = format!("async-{i}");
+        let acked = Arc::clone(&acked);
+        producer
+            .send_with_callback(message(&topic, "TagA", &body, &body), move |r, e| {
+                if r.is_some() && e.is_none() {
+                    *acked.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+                } else {
+                    eprintln!("async send failed: {e:?}");
+                }
+            })
+            .await?;
+        wanted.push(body);
+    }
+    // Oneway sends.
+    for i in 0..n {
+        let body = format!("oneway-{i}");
+        producer
+            .send_oneway(message(&topic, "TagA", &body, &body))
+            .await?;
+        wanted.push(body);
+    }
+    // Batches of 4.
+    for chunk in 0..n.div_ceil(4) {
+        let batch: Vec<Message> = (0..4)
+            .map(|j| {
+                let body = format!("batch-{chunk}-{j}");
+                wanted.push(body.clone());
+                message(&topic, "TagA", &body, &body)
+            })
+            .collect();
+        producer.send_batch(batch).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while *acked.lock().unwrap_or_else(std::sync::PoisonError::into_inner) < n {
+        if Instant::now() > deadline {
+            return Err("async sends were not all acknowledged".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "COMPAT produced {} TagA + {} TagB messages in {:?}",
+        wanted.len(),
+        unwanted.len(),
+        started.elapsed()
+    );
+
+    let seen: Seen = Arc::default();
+    let mut consumer = DefaultMQPushConsumer::builder(runtime.clone())
+        .consumer_group(group.clone())
+        .name_server_addr(namesrv.clone())
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .build();
+    consumer.subscribe(topic.as_str(), "TagA").await?;
+    consumer.register_message_listener_concurrently(Recorder(Arc::clone(&seen)));
+    consumer.start().await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = {
+            let s = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            wanted.iter().filter(|b| s.contains_key(*b)).count()
+        };
+        if got == wanted.len() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give duplicates a chance to show up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    consumer.shutdown().await;
+    producer.shutdown().await;
+
+    let s = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let missing: Vec<&String> = wanted.iter().filter(|b| !s.contains_key(*b)).collect();
+    let duplicated: Vec<(&String, &u32)> = s.iter().filter(|(_, c)| **c > 1).collect();
+    let foreign: Vec<&String> = unwanted.iter().filter(|b| s.contains_key(*b)).collect();
+    println!(
+        "COMPAT consumed {} distinct messages: missing {}, duplicated {}, wrong tag {} ({:?} in all)",
+        s.len(),
+        missing.len(),
+        duplicated.len(),
+        foreign.len(),
+        started.elapsed()
+    );
+    if missing.is_empty() && duplicated.is_empty() && foreign.is_empty() {
+        println!("COMPAT OK");
+        Ok(())
+    } else {
+        Err(format!(
+            "missing {:?}, duplicated {:?}, wrong tag {:?}",
+            &missing[..missing.len().min(10)],
+            &duplicated[..duplicated.len().min(10)],
+            &foreign[..foreign.len().min(10)]
+        )
+        .into())
+    }
+}
