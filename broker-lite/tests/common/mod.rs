@@ -1,0 +1,130 @@
+//! Starts the real `broker-lite` binary on free loopback ports.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Small files so that tests stay light on disk.
+pub const SMALL_STORE: &str = "mappedFileSizeCommitLog=16777216\nmappedFileSizeConsumeQueue=60000\nmaxIndexNum=40000\nmaxHashSlotNum=10000\n";
+
+pub struct RunningBroker {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub routes: Option<SocketAddr>,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_broker-lite")
+}
+
+impl RunningBroker {
+    /// Starts a broker on `dir` with `conf` appended to [`SMALL_STORE`].
+    pub fn start(dir: &Path, conf: &str) -> RunningBroker {
+        let conf_path = dir.join("broker.conf");
+        std::fs::write(&conf_path, format!("{SMALL_STORE}{conf}")).expect("write conf");
+        let mut child = Command::new(binary())
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("--store")
+            .arg(dir.join("store"))
+            .args(["--port", "0", "--namesrv-port", "0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn broker-lite");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !line.contains("listening on") {
+            line.clear();
+            if stdout.read_line(&mut line).expect("read") == 0 || Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("broker-lite did not start");
+            }
+        }
+        // "broker-lite listening on A (clients dial B), route service on C, store at D"
+        let word_after = |marker: &str| -> Option<String> {
+            let at = line.find(marker)? + marker.len();
+            Some(
+                line[at..]
+                    .split([' ', ',', ')'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        };
+        let addr = word_after("clients dial ")
+            .and_then(|a| a.parse().ok())
+            .expect("broker address");
+        let routes = word_after("route service on ").and_then(|a| a.parse().ok());
+        RunningBroker {
+            child,
+            addr,
+            routes,
+            stdout,
+        }
+    }
+
+    /// SIGTERM, then waits; returns (exit success, rest of stdout).
+    pub fn terminate(mut self) -> (bool, String) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let mut rest = String::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                let _ = std::io::Read::read_to_string(&mut self.stdout, &mut rest);
+                return (status.success(), rest);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker-lite did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident set size in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+}
+
+impl Drop for RunningBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a client subcommand against `addr`; returns stdout (panics on failure).
+pub fn cli(args: &[&str]) -> String {
+    let out = Command::new(binary())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run subcommand");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
