@@ -1,0 +1,324 @@
+//! Bad input over TCP (RELIABILITY F20–F22): malformed frames, a thousand idle connections
+//! and a client that sends pulls and never reads. The broker stays up, its memory stays
+//! bounded, and a well-behaved client on another connection keeps getting correct answers.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use broker_lite::codes::response;
+use broker_lite::ops::{self, Outgoing};
+use broker_lite::remoting::{decode_frame_body, Inbound};
+use broker_lite::Client;
+use bytes::Bytes;
+use common::RunningBroker;
+
+/// Sends, then pulls back, one message: the broker answers correctly.
+async fn well_behaved_round_trip(addr: SocketAddr, n: u32) {
+    let c = Client::connect(addr).await.expect("connect");
+    let body = format!("probe {n}");
+    let m = Outgoing {
+        topic: "Probe".into(),
+        queue_id: 0,
+        body: Bytes::from(body.clone()),
+        tags: Some("P".into()),
+        keys: None,
+        uniq_key: None,
+    };
+    let r = ops::send(&c, "p", &m).await.expect("send");
+    // Dispatch is asynchronous: a suspended pull waits for the message to become readable.
+    let req = ops::pull_request(
+        "g",
+        "Probe",
+        0,
+        r.queue_offset,
+        1,
+        "*",
+        Some(Duration::from_secs(5)),
+        None,
+    );
+    let pulled = ops::pull(&c, req).await.expect("pull");
+    assert_eq!(pulled.code, response::SUCCESS);
+    assert_eq!(pulled.messages[0].body, body.as_bytes());
+}
+
+/// Writes `bytes`, then reads whatever comes back until the peer closes or 1 s passes.
+fn exchange(addr: SocketAddr, bytes: &[u8], close_write: bool) -> (Vec<u8>, bool) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(bytes).expect("write");
+    if close_write {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    }
+    s.set_read_timeout(Some(Duration::from_millis(1000)))
+        .expect("timeout");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    (out, closed)
+}
+
+fn frame(ser: u8, header: &[u8], body: &[u8], declared_header_len: Option<u32>) -> Vec<u8> {
+    let hl = declared_header_len.unwrap_or(header.len() as u32);
+    let mut f = Vec::new();
+    f.extend_from_slice(&((4 + header.len() + body.len()) as u32).to_be_bytes());
+    f.extend_from_slice(&((u32::from(ser) << 24) | hl).to_be_bytes());
+    f.extend_from_slice(header);
+    f.extend_from_slice(body);
+    f
+}
+
+fn responses(bytes: &[u8]) -> Vec<broker_lite::RemotingCommand> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if rest.len() < 4 + len {
+            break;
+        }
+        if let Inbound::Command(c) = decode_frame_body(Bytes::copy_from_slice(&rest[4..4 + len])) {
+            out.push(c);
+        }
+        rest = &rest[4 + len..];
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_get_errors_or_a_clean_close_and_hurt_nobody() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut b = RunningBroker::start(dir.path(), "");
+    let addr = b.addr;
+    well_behaved_round_trip(addr, 0).await;
+    let rss_before = b.rss_kib();
+
+    // Length 0x7FFFFFFF then close: refused before allocating, connection closed.
+    let (out, closed) = exchange(addr, &[0x7F, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0], true);
+    assert!(out.is_empty() && closed);
+    // The same without closing: the broker closes it.
+    let (out, closed) = exchange(addr, &[0x7F, 0xFF, 0xFF, 0xFF], false);
+    assert!(
+        out.is_empty() && closed,
+        "oversized frame closes the connection"
+    );
+    // A length too short to hold the header word.
+    let (_, closed) = exchange(addr, &[0, 0, 0, 2, 1, 2], false);
+    assert!(closed);
+
+    // Garbage JSON: an error response carrying the opaque, and the connection stays usable.
+    let garbage = frame(
+        0,
+        br#"{"code":10,"opaque":77,"flag":0,"extFields":{"#,
+        b"",
+        None,
+    );
+    let good = frame(
+        0,
+        br#"{"code":30,"opaque":78,"flag":0,"extFields":{"topic":"Probe","queueId":"0"}}"#,
+        b"",
+        None,
+    );
+    let (out, _) = exchange(addr, &[garbage, good].concat(), false);
+    let r = responses(&out);
+    assert_eq!(r.len(), 2, "both frames answered");
+    assert_eq!((r[0].opaque, r[0].code), (77, response::SYSTEM_ERROR));
+    assert_eq!((r[1].opaque, r[1].code), (78, response::SUCCESS));
+    assert_eq!(r[1].ext("offset"), Some("1"));
+
+    // Header longer than the frame: error response, stream stays in step.
+    let lying = frame(1, &[0u8; 8], b"", Some(1000));
+    let (out, _) = exchange(
+        addr,
+        &[
+            lying,
+            frame(
+                0,
+                br#"{"code":30,"opaque":5,"extFields":{"topic":"Probe","queueId":0}}"#,
+                b"",
+                None,
+            ),
+        ]
+        .concat(),
+        false,
+    );
+    let r = responses(&out);
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].code, response::SYSTEM_ERROR);
+    assert_eq!(
+        (r[1].opaque, r[1].code),
+        (5, response::SUCCESS),
+        "numbers as ext values accepted"
+    );
+
+    // Unknown serialize type.
+    let (out, _) = exchange(addr, &frame(7, b"{}", b"", None), false);
+    assert_eq!(responses(&out)[0].code, response::SYSTEM_ERROR);
+
+    // Binary header with a lying remark length.
+    let mut bin = vec![0, 10, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0, 0];
+    bin.extend_from_slice(&i32::MAX.to_be_bytes());
+    let (out, _) = exchange(addr, &frame(1, &bin, b"", None), false);
+    let r = responses(&out);
+    assert_eq!((r[0].opaque, r[0].code), (9, response::SYSTEM_ERROR));
+    assert_eq!(
+        r[0].serialize_type,
+        broker_lite::SerializeType::RocketMq,
+        "answered in the request's type"
+    );
+
+    // Unknown request code.
+    let (out, _) = exchange(
+        addr,
+        &frame(0, br#"{"code":9999,"opaque":3}"#, b"", None),
+        false,
+    );
+    let r = responses(&out);
+    assert_eq!(
+        (r[0].opaque, r[0].code),
+        (3, response::REQUEST_CODE_NOT_SUPPORTED)
+    );
+
+    // Oneway garbage: no response at all.
+    let (out, _) = exchange(
+        addr,
+        &frame(
+            0,
+            br#"{"code":10,"opaque":4,"flag":2,"extFields":{"#,
+            b"",
+            None,
+        ),
+        false,
+    );
+    assert!(out.is_empty());
+
+    // A send with a bad header: SYSTEM_ERROR, nothing stored.
+    let (out, _) = exchange(
+        addr,
+        &frame(
+            0,
+            br#"{"code":310,"opaque":6,"extFields":{"a":"p","b":"Probe","e":"x"}}"#,
+            b"body",
+            None,
+        ),
+        false,
+    );
+    assert_eq!(responses(&out)[0].code, response::SYSTEM_ERROR);
+
+    // Truncated frame then close.
+    let full = frame(
+        0,
+        br#"{"code":30,"opaque":1,"extFields":{"topic":"Probe","queueId":"0"}}"#,
+        b"",
+        None,
+    );
+    let (out, closed) = exchange(addr, &full[..full.len() - 5], true);
+    assert!(out.is_empty() && closed);
+
+    assert!(b.alive());
+    well_behaved_round_trip(addr, 1).await;
+    let c = Client::connect(addr).await.expect("connect");
+    assert_eq!(
+        ops::queue_number(
+            &c,
+            broker_lite::codes::request::GET_MAX_OFFSET,
+            "Probe",
+            0,
+            None
+        )
+        .await
+        .expect("max"),
+        Some(2),
+        "only the two good sends were stored"
+    );
+    let rss_after = b.rss_kib();
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_and_a_client_that_never_reads_are_contained() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut b = RunningBroker::start(dir.path(), "maxOutboundFrames=256\n");
+    let addr = b.addr;
+    well_behaved_round_trip(addr, 0).await;
+    let rss_before = b.rss_kib();
+
+    // 1,000 idle connections.
+    let idle: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(addr).expect("connect idle"))
+        .collect();
+    well_behaved_round_trip(addr, 1).await;
+
+    // A client that sends 10,000 pulls (each answered with a 32-message body) and never reads.
+    let c = Client::connect(addr).await.expect("connect");
+    for i in 0..64 {
+        let m = Outgoing {
+            topic: "Probe".into(),
+            queue_id: 0,
+            body: Bytes::from(vec![b'x'; 4096]),
+            tags: None,
+            keys: None,
+            uniq_key: Some(format!("u{i}")),
+        };
+        ops::send(&c, "p", &m).await.expect("send");
+    }
+    let mut greedy = TcpStream::connect(addr).expect("connect");
+    greedy
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let pull = frame(
+        0,
+        br#"{"code":11,"opaque":1,"flag":0,"extFields":{"consumerGroup":"g","topic":"Probe","queueId":"0","queueOffset":"0","maxMsgNums":"32","sysFlag":"4","commitOffset":"-1","suspendTimeoutMillis":"0","subscription":"*","subVersion":"0"}}"#,
+        b"",
+        None,
+    );
+    let started = Instant::now();
+    let mut sent = 0;
+    let mut closed_by_broker = false;
+    for _ in 0..10_000 {
+        if greedy.write_all(&pull).is_err() {
+            closed_by_broker = true;
+            break;
+        }
+        sent += 1;
+    }
+    // Meanwhile others are served.
+    well_behaved_round_trip(addr, 2).await;
+    // The broker closes the greedy connection once its outbound queue is full.
+    if !closed_by_broker {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if greedy.write_all(&pull).is_err() {
+                closed_by_broker = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert!(
+        closed_by_broker,
+        "a client that never reads is closed (sent {sent} pulls in {:?})",
+        started.elapsed()
+    );
+    assert!(b.alive());
+    let rss_after = b.rss_kib();
+    assert!(
+        rss_after < rss_before + 200 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    drop(idle);
+    well_behaved_round_trip(addr, 3).await;
+    let (ok, out) = tokio::task::spawn_blocking(move || b.terminate())
+        .await
+        .expect("join");
+    assert!(ok && out.contains("stopped cleanly"), "{out}");
+}
