@@ -51,7 +51,7 @@ fn exchange(addr: SocketAddr, bytes: &[u8], close_write: bool) -> (Vec<u8>, bool
     if close_write {
         let _ = s.shutdown(std::net::Shutdown::Write);
     }
-    s.set_read_timeout(Some(Duration::from_millis(1000)))
+    s.set_read_timeout(Some(Duration::from_secs(1)))
         .expect("timeout");
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
