@@ -1,3 +1,169 @@
-//! Network benchmark: see the README performance section.
+//! Network benchmark: 1 KiB messages over loopback against an in-process broker-lite.
+//!
+//! `cargo bench -p broker-lite --bench network [-- <messages>]` prints, for sync sends with 1
+//! and 8 producers (one request in flight per producer), messages/s and p50/p99/p99.9 send
+//! latency, then the rate of consuming everything back (one pull of 32 in flight per
+//! queue), each also as a ratio to the in-process store rate measured in the same run.
 
-fn main() {}
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use broker_lite::codes::response;
+use broker_lite::ops::{self, Outgoing};
+use broker_lite::server::{serve, Listeners};
+use broker_lite::{Broker, BrokerConfig, Client};
+use bytes::Bytes;
+use mqstore::{Message, MessageStore};
+
+const QUEUES: u32 = 8;
+const BODY: usize = 1024;
+
+fn config(dir: &std::path::Path) -> BrokerConfig {
+    let mut c = BrokerConfig::default();
+    dir.clone_into(&mut c.store.store_path_root_dir);
+    c.store.mapped_file_size_commit_log = 256 << 20;
+    c.listen_port = 0;
+    c.namesrv_listen_port = None;
+    c
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Puts straight into a store: the in-process reference rate.
+fn in_process_rate(n: usize) -> f64 {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = MessageStore::builder(dir.path())
+        .configure(|c| c.mapped_file_size_commit_log = 256 << 20)
+        .open()
+        .expect("open");
+    let body = vec![b'x'; BODY];
+    let started = Instant::now();
+    for i in 0..n {
+        let m = Message::new("Bench", (i as u32) % QUEUES, body.clone())
+            .with_property("TAGS", "T")
+            .with_property("UNIQ_KEY", &format!("k{i}"));
+        store.put(&m).expect("put");
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    store.shutdown().expect("shutdown");
+    rate
+}
+
+async fn producers(
+    addr: std::net::SocketAddr,
+    producers: usize,
+    per_producer: usize,
+) -> (f64, Vec<Duration>) {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        tasks.push(tokio::spawn(async move {
+            let c = Client::connect(addr).await.expect("connect");
+            let body = Bytes::from(vec![b'x'; BODY]);
+            let mut lat = Vec::with_capacity(per_producer);
+            for i in 0..per_producer {
+                let m = Outgoing {
+                    topic: "Bench".into(),
+                    queue_id: ((p + i) as u32 % QUEUES) as i32,
+                    body: body.clone(),
+                    tags: Some("T".into()),
+                    keys: None,
+                    uniq_key: Some(format!("p{p}-{i}")),
+                };
+                let t = Instant::now();
+                ops::send(&c, "bench", &m).await.expect("send");
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("join"));
+    }
+    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    (rate, all)
+}
+
+async fn consume_all(addr: std::net::SocketAddr, group: &str) -> (f64, u64) {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for q in 0..QUEUES {
+        let group = group.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let c = Client::connect(addr).await.expect("connect");
+            let mut offset = 0;
+            let mut n = 0u64;
+            loop {
+                let req = ops::pull_request(&group, "Bench", q, offset, 32, "*", None, None);
+                let pulled = ops::pull(&c, req).await.expect("pull");
+                if pulled.code != response::SUCCESS {
+                    break;
+                }
+                n += pulled.messages.len() as u64;
+                offset = pulled.next_begin_offset;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("join");
+    }
+    (total as f64 / started.elapsed().as_secs_f64(), total)
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(40_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store_rate = in_process_rate(n);
+    println!("in-process store, 1 thread, ASYNC_FLUSH: {store_rate:.0} msgs/s ({n} x 1 KiB)");
+
+    let dir = tempfile::tempdir().expect("dir");
+    runtime.block_on(async {
+        let mut cfg = config(dir.path());
+        let listeners = Listeners::bind(&cfg).await.expect("bind");
+        cfg.listen_port = listeners.broker_addr().expect("addr").port();
+        let broker = Broker::open(cfg).expect("open");
+        let addr = broker.config.broker_addr();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(Arc::clone(&broker), listeners, async {
+            let _ = stop_rx.await;
+        }));
+        let c = Client::connect(addr).await.expect("connect");
+        ops::create_topic(&c, "Bench", QUEUES).await.expect("topic");
+        // Warm-up.
+        producers(addr, 1, 1000).await;
+
+        for p in [1usize, 8] {
+            let (rate, lat) = producers(addr, p, n / p).await;
+            println!(
+                "sync send, {p} producer(s): {rate:.0} msgs/s ({:.1}% of in-process), p50 {:?} p99 {:?} p99.9 {:?}",
+                100.0 * rate / store_rate,
+                percentile(&lat, 0.50),
+                percentile(&lat, 0.99),
+                percentile(&lat, 0.999),
+            );
+        }
+        assert!(broker.store.wait_dispatched(Duration::from_secs(30)));
+        let (rate, total) = consume_all(addr, "bench_consumer").await;
+        println!(
+            "consume all ({total} msgs, {QUEUES} queues, 32 per pull): {rate:.0} msgs/s ({:.1}% of in-process put rate)",
+            100.0 * rate / store_rate
+        );
+        let _ = stop_tx.send(());
+        server.await.expect("join").expect("clean shutdown");
+    });
+}

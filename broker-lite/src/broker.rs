@@ -977,6 +977,34 @@ impl Broker {
     }
 }
 
+/// Whether [`Broker::process`] handles `code`.
+pub fn is_supported(code: i32) -> bool {
+    matches!(
+        code,
+        request::SEND_MESSAGE
+            | request::SEND_MESSAGE_V2
+            | request::SEND_BATCH_MESSAGE
+            | request::PULL_MESSAGE
+            | request::LITE_PULL_MESSAGE
+            | request::HEART_BEAT
+            | request::UNREGISTER_CLIENT
+            | request::GET_CONSUMER_LIST_BY_GROUP
+            | request::QUERY_CONSUMER_OFFSET
+            | request::UPDATE_CONSUMER_OFFSET
+            | request::GET_MAX_OFFSET
+            | request::GET_MIN_OFFSET
+            | request::SEARCH_OFFSET_BY_TIMESTAMP
+            | request::GET_EARLIEST_MSG_STORETIME
+            | request::UPDATE_AND_CREATE_TOPIC
+            | request::GET_ALL_TOPIC_CONFIG
+            | request::QUERY_MESSAGE
+            | request::VIEW_MESSAGE_BY_ID
+            | request::CHECK_CLIENT_CONFIG
+            | request::GET_ROUTEINFO_BY_TOPIC
+            | request::GET_BROKER_CLUSTER_INFO
+    )
+}
+
 fn status_remark(status: GetMessageStatus) -> &'static str {
     match status {
         GetMessageStatus::Found => "FOUND",

@@ -354,7 +354,8 @@ async fn handle(
         let broker = Arc::clone(broker);
         let channel = channel.clone();
         let cmd = cmd.clone();
-        tokio::task::spawn_blocking(move || {
+        let inline = runs_inline(&broker, &cmd, service);
+        let work = move || {
             if send && broker.send_waited_too_long(received) {
                 return None;
             }
@@ -362,8 +363,12 @@ async fn handle(
                 Service::Broker => broker.process(&channel, &cmd, true),
                 Service::Routes => broker.process_route(&cmd),
             })
-        })
-        .await
+        };
+        if inline {
+            Ok(work())
+        } else {
+            tokio::task::spawn_blocking(work).await
+        }
     };
     if send {
         broker.stats.sends_in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -420,6 +425,41 @@ async fn handle(
                 _ => None,
             }
         }
+    }
+}
+
+/// Whether a request is cheap and never waits (memory only, or an ASYNC_FLUSH append to
+/// an existing topic: a copy into the mapping) and may run on the runtime thread. A hand-off
+/// to a blocking thread costs two thread wake-ups, which on a small machine is most of a
+/// send's latency (measured: 1 producer 3–5 k msgs/s handed off vs 14 k inline). Anything
+/// that may fsync (SYNC_FLUSH sends, topic creation, heartbeats that create retry topics),
+/// read cold pages (pulls, queries) or wait for a lock goes to the blocking pool.
+fn runs_inline(broker: &Broker, cmd: &RemotingCommand, service: Service) -> bool {
+    if service == Service::Routes {
+        return true;
+    }
+    match cmd.code {
+        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
+            let topic_key = if cmd.code == request::SEND_MESSAGE {
+                "topic"
+            } else {
+                "b"
+            };
+            broker.config.store.flush_disk_type == mqstore::FlushMode::Async
+                && cmd
+                    .ext(topic_key)
+                    .is_some_and(|t| broker.topics.get(t).is_some())
+        }
+        request::QUERY_CONSUMER_OFFSET
+        | request::UPDATE_CONSUMER_OFFSET
+        | request::GET_MAX_OFFSET
+        | request::GET_MIN_OFFSET
+        | request::GET_CONSUMER_LIST_BY_GROUP
+        | request::UNREGISTER_CLIENT
+        | request::CHECK_CLIENT_CONFIG
+        | request::GET_ROUTEINFO_BY_TOPIC
+        | request::GET_BROKER_CLUSTER_INFO => true,
+        code => !crate::broker::is_supported(code),
     }
 }
 
