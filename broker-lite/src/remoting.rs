@@ -64,7 +64,7 @@ impl SerializeType {
 pub struct RemotingCommand {
     /// Request code, or response code in a response.
     pub code: i32,
-    /// Sender's language ([`LANGUAGES`] index).
+    /// Sender's language code (JAVA = 0, …, RUST = 12).
     pub language: u8,
     /// Sender's version.
     pub version: i32,
