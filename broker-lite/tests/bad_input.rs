@@ -322,3 +322,52 @@ async fn idle_connections_and_a_client_that_never_reads_are_contained() {
         .expect("join");
     assert!(ok && out.contains("stopped cleanly"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_send_path_answers_system_busy_and_stores_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    // A send queue of capacity 0: every send finds it full.
+    let b = RunningBroker::start(dir.path(), "sendThreadPoolQueueCapacity=0\n");
+    let c = Client::connect(b.addr).await.expect("connect");
+    ops::create_topic(&c, "Busy", 1).await.expect("create");
+    let m = Outgoing {
+        topic: "Busy".into(),
+        queue_id: 0,
+        body: Bytes::from_static(b"x"),
+        tags: None,
+        keys: None,
+        uniq_key: None,
+    };
+    match ops::send(&c, "p", &m).await {
+        Err(ops::OpError::Refused { code, remark }) => {
+            assert_eq!(code, response::SYSTEM_BUSY);
+            assert!(remark.contains("[REJECTREQUEST]"), "{remark}");
+        }
+        other => panic!("expected SYSTEM_BUSY, got {other:?}"),
+    }
+    assert_eq!(
+        ops::queue_number(&c, broker_lite::codes::request::GET_MAX_OFFSET, "Busy", 0, None)
+            .await
+            .expect("max"),
+        Some(0)
+    );
+}
+
+#[test]
+fn a_bad_configuration_value_stops_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let conf = dir.path().join("broker.conf");
+    std::fs::write(&conf, "brokerName=b\nflushDiskType=SOMETIMES\n").expect("write");
+    let out = std::process::Command::new(common::binary())
+        .arg("-c")
+        .arg(&conf)
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .args(["--port", "0", "--no-namesrv"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("flushDiskType"), "{err}");
+    assert!(!dir.path().join("store").exists(), "nothing created");
+}
