@@ -346,9 +346,15 @@ async fn a_saturated_send_path_answers_system_busy_and_stores_nothing() {
         other => panic!("expected SYSTEM_BUSY, got {other:?}"),
     }
     assert_eq!(
-        ops::queue_number(&c, broker_lite::codes::request::GET_MAX_OFFSET, "Busy", 0, None)
-            .await
-            .expect("max"),
+        ops::queue_number(
+            &c,
+            broker_lite::codes::request::GET_MAX_OFFSET,
+            "Busy",
+            0,
+            None
+        )
+        .await
+        .expect("max"),
         Some(0)
     );
 }
