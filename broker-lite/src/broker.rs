@@ -201,20 +201,14 @@ fn decode_batch(mut body: &[u8]) -> Result<Vec<(i32, Vec<u8>, String)>, String> 
     Ok(out)
 }
 
-/// `inner` followed by the `extra` properties whose names `inner` does not already have.
-fn merge_properties(inner: &str, extra: &[(&str, &str)]) -> String {
-    let mut out = inner.to_owned();
+/// Adds the `extra` properties whose names `msg` does not already have.
+fn with_missing_properties(mut msg: Message, extra: &[(&str, &str)]) -> Message {
     for (k, v) in extra {
-        if format::property(&out, k).is_none() {
-            if !out.is_empty() && !out.ends_with(char::from(format::PROPERTY_SEPARATOR)) {
-                out.push(char::from(format::PROPERTY_SEPARATOR));
-            }
-            out.push_str(k);
-            out.push(char::from(format::NAME_VALUE_SEPARATOR));
-            out.push_str(v);
+        if msg.property(k).is_none() {
+            msg = msg.with_property(k, v);
         }
     }
-    out
+    msg
 }
 
 impl Broker {
@@ -259,9 +253,7 @@ impl Broker {
         allow_suspend: bool,
     ) -> Outcome {
         let outcome = match req.code {
-            request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
-                self.send(channel.remote, req)
-            }
+            code if is_send(code) => self.send(channel.remote, req),
             request::PULL_MESSAGE | request::LITE_PULL_MESSAGE => self.pull(req, allow_suspend),
             request::HEART_BEAT => self.heartbeat(channel, req),
             request::UNREGISTER_CLIENT => self.unregister(channel, req),
@@ -295,10 +287,8 @@ impl Broker {
         };
         if req.is_oneway() {
             if let Outcome::Reply(resp) = &outcome {
-                if matches!(
-                    req.code,
-                    request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE
-                ) && !matches!(resp.code, response::SUCCESS | response::FLUSH_DISK_TIMEOUT)
+                if is_send(req.code)
+                    && !matches!(resp.code, response::SUCCESS | response::FLUSH_DISK_TIMEOUT)
                 {
                     let n = self
                         .stats
@@ -465,11 +455,14 @@ impl Broker {
                 .collect();
             let msgs: Vec<Message> = entries
                 .into_iter()
-                .map(|(flag, body, props)| Message {
-                    flag,
-                    body,
-                    properties: merge_properties(&props, &batch_props),
-                    ..template.clone()
+                .map(|(flag, body, properties)| {
+                    let msg = Message {
+                        flag,
+                        body,
+                        properties,
+                        ..template.clone()
+                    };
+                    with_missing_properties(msg, &batch_props)
                 })
                 .collect();
             let uniq: Vec<&str> = msgs
@@ -479,11 +472,14 @@ impl Broker {
             let uniq = uniq.join(",");
             (self.store.put_batch(&msgs), uniq)
         } else {
-            let msg = Message {
-                body: req.body.to_vec(),
-                properties: merge_properties(&h.properties, &cluster),
-                ..template
-            };
+            let msg = with_missing_properties(
+                Message {
+                    body: req.body.to_vec(),
+                    properties: h.properties.clone(),
+                    ..template
+                },
+                &cluster,
+            );
             let uniq = msg.property(keys::UNIQ_KEY).unwrap_or_default().to_owned();
             (self.store.put(&msg), uniq)
         };
@@ -693,7 +689,7 @@ impl Broker {
         }
         let mut resp = req
             .response(code)
-            .with_remark(status_remark(result.status))
+            .with_remark(result.status.as_str())
             .with_ext("nextBeginOffset", result.next_begin_offset.0)
             .with_ext("minOffset", result.min_offset.0)
             .with_ext("maxOffset", result.max_offset.0)
@@ -977,46 +973,12 @@ impl Broker {
     }
 }
 
-/// Whether [`Broker::process`] handles `code`.
-pub fn is_supported(code: i32) -> bool {
+/// Whether `code` is one of the send requests (10, 310, 320).
+pub fn is_send(code: i32) -> bool {
     matches!(
         code,
-        request::SEND_MESSAGE
-            | request::SEND_MESSAGE_V2
-            | request::SEND_BATCH_MESSAGE
-            | request::PULL_MESSAGE
-            | request::LITE_PULL_MESSAGE
-            | request::HEART_BEAT
-            | request::UNREGISTER_CLIENT
-            | request::GET_CONSUMER_LIST_BY_GROUP
-            | request::QUERY_CONSUMER_OFFSET
-            | request::UPDATE_CONSUMER_OFFSET
-            | request::GET_MAX_OFFSET
-            | request::GET_MIN_OFFSET
-            | request::SEARCH_OFFSET_BY_TIMESTAMP
-            | request::GET_EARLIEST_MSG_STORETIME
-            | request::UPDATE_AND_CREATE_TOPIC
-            | request::GET_ALL_TOPIC_CONFIG
-            | request::QUERY_MESSAGE
-            | request::VIEW_MESSAGE_BY_ID
-            | request::CHECK_CLIENT_CONFIG
-            | request::GET_ROUTEINFO_BY_TOPIC
-            | request::GET_BROKER_CLUSTER_INFO
+        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE
     )
-}
-
-fn status_remark(status: GetMessageStatus) -> &'static str {
-    match status {
-        GetMessageStatus::Found => "FOUND",
-        GetMessageStatus::NoMatchedMessage => "NO_MATCHED_MESSAGE",
-        GetMessageStatus::MessageWasRemoving => "MESSAGE_WAS_REMOVING",
-        GetMessageStatus::OffsetFoundNull => "OFFSET_FOUND_NULL",
-        GetMessageStatus::OffsetOverflowBadly => "OFFSET_OVERFLOW_BADLY",
-        GetMessageStatus::OffsetOverflowOne => "OFFSET_OVERFLOW_ONE",
-        GetMessageStatus::OffsetTooSmall => "OFFSET_TOO_SMALL",
-        GetMessageStatus::NoMatchedLogicQueue => "NO_MATCHED_LOGIC_QUEUE",
-        _ => "NO_MESSAGE_IN_QUEUE",
-    }
 }
 
 /// A pseudo-random number below `n` (queue choice for `queueId < 0`).
@@ -1060,10 +1022,9 @@ mod tests {
 
     #[test]
     fn merged_properties_keep_inner_values() {
-        let p = merge_properties(
-            "UNIQ_KEY\u{1}a\u{2}TAGS\u{1}x",
-            &[("UNIQ_KEY", "b"), ("CLUSTER", "c")],
-        );
+        let mut m = Message::new("T", 0, Vec::new());
+        m.properties = "UNIQ_KEY\u{1}a\u{2}TAGS\u{1}x".into();
+        let p = with_missing_properties(m, &[("UNIQ_KEY", "b"), ("CLUSTER", "c")]).properties;
         assert_eq!(format::property(&p, "UNIQ_KEY"), Some("a"));
         assert_eq!(format::property(&p, "CLUSTER"), Some("c"));
         assert_eq!(format::property(&p, "TAGS"), Some("x"));

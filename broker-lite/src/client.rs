@@ -7,14 +7,16 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
-use crate::remoting::{Inbound, RemotingCodec, RemotingCommand, SerializeType, FLAG_ONEWAY};
+use crate::remoting::{
+    encode_queued, Inbound, RemotingCodec, RemotingCommand, SerializeType, FLAG_ONEWAY,
+};
 
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
@@ -67,22 +69,10 @@ impl Client {
         let writer = tokio::spawn(async move {
             let mut buf = BytesMut::new();
             while let Some(cmd) = out_rx.recv().await {
-                buf.clear();
-                let mut next = Some(cmd);
-                while let Some(c) = next {
-                    if c.encode(&mut buf).is_err() {
-                        break;
-                    }
-                    next = if buf.len() < 1 << 20 {
-                        out_rx.try_recv().ok()
-                    } else {
-                        None
-                    };
-                }
+                encode_queued(cmd, &mut out_rx, &mut buf);
                 if write_half.write_all(&buf).await.is_err() {
                     break;
                 }
-                buf.advance(buf.len());
             }
         });
         let reader_pending = Arc::clone(&pending);

@@ -38,6 +38,15 @@ fn refused(r: &RemotingCommand) -> OpError {
     }
 }
 
+/// `Ok(r)` for SUCCESS, the refusal otherwise.
+fn success(r: RemotingCommand) -> Result<RemotingCommand, OpError> {
+    if r.code == response::SUCCESS {
+        Ok(r)
+    } else {
+        Err(refused(&r))
+    }
+}
+
 fn ext_num<T: std::str::FromStr>(r: &RemotingCommand, key: &str) -> Result<T, OpError> {
     r.ext(key)
         .and_then(|v| v.parse().ok())
@@ -254,11 +263,7 @@ pub async fn commit(
             TIMEOUT,
         )
         .await?;
-    if r.code == response::SUCCESS {
-        Ok(())
-    } else {
-        Err(refused(&r))
-    }
+    success(r).map(drop)
 }
 
 /// Topic configurations (GET_ALL_TOPIC_CONFIG).
@@ -272,9 +277,7 @@ pub async fn topics(client: &Client) -> Result<crate::topics::TopicTable, OpErro
             TIMEOUT,
         )
         .await?;
-    if r.code != response::SUCCESS {
-        return Err(refused(&r));
-    }
+    let r = success(r)?;
     serde_json::from_slice(&r.body).map_err(|e| OpError::BadAnswer(e.to_string()))
 }
 
@@ -297,11 +300,7 @@ pub async fn create_topic(client: &Client, topic: &str, queues: u32) -> Result<(
             TIMEOUT,
         )
         .await?;
-    if r.code == response::SUCCESS {
-        Ok(())
-    } else {
-        Err(refused(&r))
-    }
+    success(r).map(drop)
 }
 
 /// The number of queues of a topic (its read queues), from the broker's topic table.

@@ -227,6 +227,31 @@ impl RemotingCommand {
     }
 }
 
+/// Most bytes one coalesced write gathers.
+const MAX_COALESCED_WRITE: usize = 1 << 20;
+
+/// Encodes `first` and whatever else is already queued in `rx` (up to about 1 MiB) into
+/// `buf`, replacing its content, so that one socket write carries them all. A command that
+/// cannot be encoded (over the frame limit) is logged and dropped.
+pub fn encode_queued(
+    first: RemotingCommand,
+    rx: &mut tokio::sync::mpsc::Receiver<RemotingCommand>,
+    buf: &mut BytesMut,
+) {
+    buf.clear();
+    let mut next = Some(first);
+    while let Some(c) = next {
+        if let Err(e) = c.encode(buf) {
+            tracing::error!(error = %e, code = c.code, "frame not encodable; dropped");
+        }
+        next = if buf.len() < MAX_COALESCED_WRITE {
+            rx.try_recv().ok()
+        } else {
+            None
+        };
+    }
+}
+
 /// Why a byte stream cannot go on being read as frames; the connection is closed.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {

@@ -19,11 +19,11 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::{Broker, Outcome};
+use crate::broker::{is_send, Broker, Outcome};
 use crate::clients::Channel;
 use crate::codes::{request, response};
 use crate::config::BrokerConfig;
-use crate::remoting::{Inbound, RemotingCodec, RemotingCommand};
+use crate::remoting::{encode_queued, Inbound, RemotingCodec, RemotingCommand};
 
 /// Requests one connection may have in progress (held pulls included) before the server
 /// stops reading from it.
@@ -200,19 +200,8 @@ async fn connection(shared: Arc<Shared>, stream: TcpStream, remote: SocketAddr, 
     let writer = tokio::spawn(async move {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         while let Some(cmd) = rx.recv().await {
-            buf.clear();
-            let mut next = Some(cmd);
             // Coalesce whatever else is queued into one write.
-            while let Some(c) = next {
-                if let Err(e) = c.encode(&mut buf) {
-                    tracing::error!(error = %e, "response not encodable; dropped");
-                }
-                next = if buf.len() < 1 << 20 {
-                    rx.try_recv().ok()
-                } else {
-                    None
-                };
-            }
+            encode_queued(cmd, &mut rx, &mut buf);
             tokio::select! {
                 r = write_half.write_all(&buf) => if r.is_err() { break },
                 // The peer stopped reading and its queue overflowed.
@@ -322,13 +311,6 @@ fn queue_reply(channel: &Channel, closing: &CancellationToken, reply: RemotingCo
     }
 }
 
-fn is_send(code: i32) -> bool {
-    matches!(
-        code,
-        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE
-    )
-}
-
 async fn handle(
     shared: &Shared,
     channel: &Channel,
@@ -339,13 +321,18 @@ async fn handle(
     let received = Instant::now();
     tracing::trace!(code = cmd.code, opaque = cmd.opaque, flag = cmd.flag, ext = ?cmd.ext_fields, ?service, ser = ?cmd.serialize_type, "request");
     let send = is_send(cmd.code) && service == Service::Broker;
+    // What an answer made here needs; the command itself moves to the processor.
+    let oneway = cmd.is_oneway();
+    let code = cmd.code;
+    let reply = cmd.response(response::SUCCESS);
     if send {
         let waiting = broker.stats.sends_in_flight.fetch_add(1, Ordering::AcqRel);
         if waiting >= broker.config.send_thread_pool_queue_capacity {
             broker.stats.sends_in_flight.fetch_sub(1, Ordering::AcqRel);
             return busy(
                 broker,
-                &cmd,
+                oneway,
+                reply,
                 "[REJECTREQUEST]system busy, start flow control for a while",
             );
         }
@@ -353,7 +340,6 @@ async fn handle(
     let outcome = {
         let broker = Arc::clone(broker);
         let channel = channel.clone();
-        let cmd = cmd.clone();
         let inline = runs_inline(&broker, &cmd, service);
         let work = move || {
             if send && broker.send_waited_too_long(received) {
@@ -378,15 +364,16 @@ async fn handle(
         Ok(None) => {
             return busy(
                 broker,
-                &cmd,
+                oneway,
+                reply,
                 "[TIMEOUT_CLEAN_QUEUE]broker busy, start flow control for a while",
             )
         }
         Err(e) => {
-            tracing::error!(error = %e, code = cmd.code, "request processing panicked");
-            return (!cmd.is_oneway()).then(|| {
-                cmd.response(response::SYSTEM_ERROR)
-                    .with_remark("internal error")
+            tracing::error!(error = %e, code, "request processing panicked");
+            return (!oneway).then(|| RemotingCommand {
+                code: response::SYSTEM_ERROR,
+                ..reply.with_remark("internal error")
             });
         }
     };
@@ -439,7 +426,7 @@ fn runs_inline(broker: &Broker, cmd: &RemotingCommand, service: Service) -> bool
         return true;
     }
     match cmd.code {
-        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
+        code if is_send(code) => {
             let topic_key = if cmd.code == request::SEND_MESSAGE {
                 "topic"
             } else {
@@ -448,7 +435,7 @@ fn runs_inline(broker: &Broker, cmd: &RemotingCommand, service: Service) -> bool
             broker.config.store.flush_disk_type == mqstore::FlushMode::Async
                 && cmd
                     .ext(topic_key)
-                    .is_some_and(|t| broker.topics.get(t).is_some())
+                    .is_some_and(|t| broker.topics.contains(t))
         }
         request::QUERY_CONSUMER_OFFSET
         | request::UPDATE_CONSUMER_OFFSET
@@ -459,23 +446,33 @@ fn runs_inline(broker: &Broker, cmd: &RemotingCommand, service: Service) -> bool
         | request::CHECK_CLIENT_CONFIG
         | request::GET_ROUTEINFO_BY_TOPIC
         | request::GET_BROKER_CLUSTER_INFO => true,
-        code => !crate::broker::is_supported(code),
+        _ => false,
     }
 }
 
-fn busy(broker: &Broker, cmd: &RemotingCommand, remark: &str) -> Option<RemotingCommand> {
+/// SYSTEM_BUSY for a send (`reply` is the request's response template); a oneway send is
+/// counted as not stored instead.
+fn busy(
+    broker: &Broker,
+    oneway: bool,
+    reply: RemotingCommand,
+    remark: &str,
+) -> Option<RemotingCommand> {
     let n = broker.stats.busy_rejections.fetch_add(1, Ordering::Relaxed) + 1;
     if n.is_power_of_two() {
         tracing::warn!(rejections = n, remark, "send path saturated");
     }
-    if cmd.is_oneway() {
+    if oneway {
         broker
             .stats
             .oneway_send_failures
             .fetch_add(1, Ordering::Relaxed);
         return None;
     }
-    Some(cmd.response(response::SYSTEM_BUSY).with_remark(remark))
+    Some(RemotingCommand {
+        code: response::SYSTEM_BUSY,
+        ..reply.with_remark(remark)
+    })
 }
 
 async fn housekeeping(shared: Arc<Shared>) {

@@ -180,6 +180,11 @@ impl TopicManager {
         self.lock().topic_config_table.get(topic).cloned()
     }
 
+    /// Whether a topic exists.
+    pub fn contains(&self, topic: &str) -> bool {
+        self.lock().topic_config_table.contains_key(topic)
+    }
+
     /// Every topic.
     pub fn all(&self) -> Vec<TopicConfig> {
         self.lock().topic_config_table.values().cloned().collect()
@@ -258,10 +263,9 @@ impl TopicManager {
     }
 }
 
+/// Wall-clock milliseconds (the store's clock).
 pub(crate) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    mqstore::Clock::now_millis(&mqstore::SystemClock)
 }
 
 #[cfg(test)]
