@@ -377,3 +377,104 @@ fn a_bad_configuration_value_stops_start_up_naming_the_key() {
     assert!(err.contains("flushDiskType"), "{err}");
     assert!(!dir.path().join("store").exists(), "nothing created");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().expect("dir");
+    let b = RunningBroker::start(dir.path(), "maxMessageSize=65536\n");
+    let c = Client::connect(b.addr).await.expect("connect");
+    ops::create_topic(&c, "Big", 1).await.expect("create");
+    let mut m = Outgoing {
+        topic: "Big".into(),
+        queue_id: 0,
+        body: Bytes::from(vec![b'x'; 65_537]),
+        tags: None,
+        keys: None,
+        uniq_key: None,
+    };
+    match ops::send(&c, "p", &m).await {
+        Err(ops::OpError::Refused { code, .. }) => assert_eq!(code, response::MESSAGE_ILLEGAL),
+        other => panic!("expected MESSAGE_ILLEGAL, got {other:?}"),
+    }
+    m.body = Bytes::from(vec![b'x'; 65_536]);
+    let r = ops::send(&c, "p", &m)
+        .await
+        .expect("the largest legal body");
+    assert_eq!(
+        r.queue_offset, 0,
+        "the refused message took no queue offset"
+    );
+}
+
+#[test]
+fn corrupt_metadata_falls_back_to_its_backup_or_stops_start_up() {
+    let dir = tempfile::tempdir().expect("dir");
+    let offsets = dir.path().join("store/config/consumerOffset.json");
+    let b = RunningBroker::start(dir.path(), "");
+    let addr = b.addr.to_string();
+    common::cli(&[
+        "topic", "create", "--broker", &addr, "--topic", "Meta", "--queues", "1",
+    ]);
+    common::cli(&["send", "--broker", &addr, "--topic", "Meta", "--count", "3"]);
+    common::cli(&[
+        "consume",
+        "--broker",
+        &addr,
+        "--topic",
+        "Meta",
+        "--group",
+        "g",
+        "--idle-ms",
+        "200",
+    ]);
+    assert!(b.terminate().0);
+    // A second clean stop makes the committed offsets also the backup's content.
+    let b = RunningBroker::start(dir.path(), "");
+    let addr = b.addr.to_string();
+    common::cli(&["send", "--broker", &addr, "--topic", "Meta", "--count", "1"]);
+    common::cli(&[
+        "consume",
+        "--broker",
+        &addr,
+        "--topic",
+        "Meta",
+        "--group",
+        "g",
+        "--idle-ms",
+        "200",
+    ]);
+    assert!(b.terminate().0);
+
+    // Garbled main file: the backup is used (offset 3 from the first run, not 0).
+    std::fs::write(&offsets, "{\"offsetTable\":{").expect("garble");
+    let b = RunningBroker::start(dir.path(), "");
+    let addr = b.addr.to_string();
+    let lag = common::cli(&[
+        "offsets", "--broker", &addr, "--group", "g", "--topic", "Meta",
+    ]);
+    assert!(
+        lag.contains("0\t3\t4\t1"),
+        "offsets came from the backup: {lag}"
+    );
+    assert!(b.terminate().0);
+
+    // Both copies garbled: start-up refuses and names the file.
+    std::fs::write(&offsets, "garbage").expect("garble");
+    let mut bak = offsets.clone().into_os_string();
+    bak.push(".bak");
+    std::fs::write(&bak, "").expect("garble backup");
+    let out = std::process::Command::new(common::binary())
+        .arg("-c")
+        .arg(dir.path().join("broker.conf"))
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .args(["--port", "0", "--no-namesrv"])
+        .output()
+        .expect("run");
+    assert!(
+        !out.status.success(),
+        "never starts with offsets silently reset"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("consumerOffset.json"), "{err}");
+}
