@@ -81,6 +81,9 @@ pub struct RecoveryReport {
 
 struct PutState {
     writer: Option<SegmentWriter>,
+    /// Newest store time written into the current file, if the whole file was written by
+    /// this process (else `None`: cleanup reads it from the data when it needs it).
+    newest_in_file: Option<i64>,
     /// Start offset of the file the next roll-over takes.
     next_file_offset: u64,
     queue_table: QueueTable,
@@ -102,6 +105,10 @@ pub(crate) struct CommitLog {
     clock: Arc<dyn Clock>,
     faults: FaultInjector,
     closed: AtomicBool,
+    /// Set by cleanup while the disk is fuller than `diskSpaceWarningLevelRatio`.
+    disk_full: AtomicBool,
+    /// Newest store time per full file (by start offset), for expiry decisions.
+    newest_by_file: Mutex<HashMap<u64, i64>>,
 }
 
 impl std::fmt::Debug for CommitLog {
@@ -163,6 +170,7 @@ impl CommitLog {
             queue: MappedFileQueue::new(file_size, shared),
             put: Mutex::new(PutState {
                 writer,
+                newest_in_file: None,
                 next_file_offset,
                 queue_table,
             }),
@@ -172,6 +180,8 @@ impl CommitLog {
             clock,
             faults,
             closed: AtomicBool::new(false),
+            disk_full: AtomicBool::new(false),
+            newest_by_file: Mutex::new(HashMap::new()),
         };
         Ok((log, report))
     }
@@ -184,6 +194,9 @@ impl CommitLog {
     fn precheck(&self) -> Result<Option<PutStatus>> {
         if self.closed.load(Ordering::Acquire) {
             return Ok(Some(PutStatus::ServiceNotAvailable));
+        }
+        if self.disk_full.load(Ordering::Acquire) {
+            return Ok(Some(PutStatus::DiskFull));
         }
         if self.group.is_poisoned() {
             return Err(Error::Poisoned);
@@ -309,7 +322,14 @@ impl CommitLog {
                 Some(w) if w.remaining() >= total + format::END_FILE_MIN_BLANK_LENGTH => break,
                 Some(w) => {
                     w.finish_with_blank();
+                    let start = w.file().start_offset();
                     st.writer = None;
+                    if let Some(newest) = st.newest_in_file.take() {
+                        self.newest_by_file
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(start, newest);
+                    }
                 }
                 None => {
                     let offset = st.next_file_offset;
@@ -319,6 +339,7 @@ impl CommitLog {
                     let (file, writer) = file.into_shared();
                     self.queue.push(file);
                     st.writer = Some(writer);
+                    st.newest_in_file = Some(i64::MIN);
                     st.next_file_offset = offset + self.file_size;
                     self.allocator.prepare(st.next_file_offset);
                 }
@@ -356,6 +377,9 @@ impl CommitLog {
             }
             later
         });
+        if let Some(newest) = st.newest_in_file.as_mut() {
+            *newest = (*newest).max(store_timestamp);
+        }
         let count = plans.len() as u64;
         if let Some(slot) = slot {
             *slot = queue_offset + count;
@@ -414,6 +438,55 @@ impl CommitLog {
 
     pub(crate) fn file_count(&self) -> usize {
         self.queue.file_count()
+    }
+
+    /// Every file, oldest first (the last one is the active file).
+    pub(crate) fn files(&self) -> Vec<Arc<MappedFile>> {
+        self.queue.all()
+    }
+
+    /// Takes the first file out of the log (see [`MappedFileQueue::take_first`]).
+    pub(crate) fn take_first_file(&self, start: u64) -> Option<Arc<MappedFile>> {
+        let taken = self.queue.take_first(start);
+        if taken.is_some() {
+            self.newest_by_file
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&start);
+        }
+        taken
+    }
+
+    /// The newest store time in a full file: remembered when this process filled it, else
+    /// read once from the records (never from the file's mtime, which copies and restores
+    /// change). `None` if the file holds no readable record.
+    pub(crate) fn newest_store_time(&self, file: &MappedFile) -> Option<i64> {
+        let start = file.start_offset();
+        if let Some(&t) = self
+            .newest_by_file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&start)
+        {
+            return Some(t);
+        }
+        let newest = newest_in(file.readable_from(0))?;
+        if file.is_full() {
+            self.newest_by_file
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(start, newest);
+        }
+        Some(newest)
+    }
+
+    /// Marks the disk full (puts get [`PutStatus::DiskFull`]) or clears the mark.
+    pub(crate) fn set_disk_full(&self, full: bool) -> bool {
+        self.disk_full.swap(full, Ordering::AcqRel)
+    }
+
+    pub(crate) fn is_disk_full(&self) -> bool {
+        self.disk_full.load(Ordering::Acquire)
     }
 
     /// Sets the next queue offset of each queue (from the recovered ConsumeQueues) before
@@ -488,6 +561,23 @@ impl CommitLog {
     }
 }
 
+/// The newest store time among the records at the start of `bytes` (up to a blank or the
+/// first undecodable bytes).
+fn newest_in(bytes: &[u8]) -> Option<i64> {
+    let mut pos = 0usize;
+    let mut newest = None;
+    while pos < bytes.len() {
+        match format::decode_record(&bytes[pos..], false) {
+            Ok(Decoded::Message(v)) => {
+                newest = Some(newest.map_or(v.store_timestamp, |n: i64| n.max(v.store_timestamp)));
+                pos += v.total_size as usize;
+            }
+            _ => break,
+        }
+    }
+    newest
+}
+
 /// A record in the CommitLog, kept mapped while the guard lives.
 #[derive(Debug, Clone)]
 pub struct RecordGuard {
@@ -551,6 +641,12 @@ impl Iterator for Records {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
             let Some(file) = self.log.queue.find(self.next) else {
+                // Cleanup deleted the file under the iteration: go on from the new minimum.
+                let min = self.log.min_offset();
+                if self.next < min {
+                    self.next = min;
+                    continue;
+                }
                 self.done = true;
                 break;
             };

@@ -100,6 +100,42 @@ pub struct StoreConfig {
     /// `recoveryMode` (ours): what opening does with a bad CommitLog record. Default:
     /// [`RecoveryMode::TolerateTailCorruption`].
     pub recovery_mode: RecoveryMode,
+    /// `fileReservedTime`: hours a CommitLog file is kept after the newest message in it
+    /// was stored (the store time read from the data, never the file's mtime). Default: 72.
+    pub file_reserved_time: u32,
+    /// `deleteWhen`: hours of the day (local time, `;`-separated, e.g. `"01;04"`) in which
+    /// expired files are deleted without disk pressure. Default: `"04"`.
+    pub delete_when: String,
+    /// `diskMaxUsedSpaceRatio`: above this percentage of the disk in use, expired files
+    /// are deleted at any hour. Default: 75.
+    pub disk_max_used_space_ratio: u32,
+    /// `diskSpaceCleanForciblyRatio`: above this percentage, the oldest files go even
+    /// before they expire (with `cleanFileForciblyEnable`). Default: 85.
+    pub disk_space_clean_forcibly_ratio: u32,
+    /// `diskSpaceWarningLevelRatio`: above this percentage the store is marked disk-full
+    /// and refuses puts ([`PutStatus::DiskFull`](crate::PutStatus::DiskFull)) until usage
+    /// drops below it again. Default: 90.
+    pub disk_space_warning_level_ratio: u32,
+    /// `cleanFileForciblyEnable`: allow deleting unexpired files above
+    /// `diskSpaceCleanForciblyRatio`. Default: true.
+    pub clean_file_forcibly_enable: bool,
+    /// `deleteCommitLogFilesInterval`: pause between two CommitLog file deletions of one
+    /// pass. Default: 100 ms.
+    pub delete_commit_log_files_interval: Duration,
+    /// `deleteConsumeQueueFilesInterval`: pause after each ConsumeQueue that lost files in
+    /// a pass. Default: 100 ms.
+    pub delete_consume_queue_files_interval: Duration,
+    /// `deleteFileBatchMax`: CommitLog files deleted per pass at most. Default: 10.
+    pub delete_file_batch_max: u32,
+    /// `destroyMapedFileIntervalForcibly`: a deleted file still held by a reader after this
+    /// long is reported (it is never unmapped under a reader; it goes when the last holder
+    /// lets go). Default: 120 s.
+    pub destroy_mapped_file_interval_forcibly: Duration,
+    /// `redeleteHangedFileInterval`: how often deleted files whose removal did not complete
+    /// are checked and removed again. Default: 120 s.
+    pub redelete_hanged_file_interval: Duration,
+    /// `cleanResourceInterval`: period of the cleanup thread (`rmq-clean`). Default: 10 s.
+    pub clean_resource_interval: Duration,
 }
 
 /// What recovery does with an invalid CommitLog record (raft-engine's and RocksDB's modes).
@@ -154,6 +190,18 @@ impl StoreConfig {
             max_transfer_bytes_on_message_in_disk: 65_536,
             max_transfer_count_on_message_in_disk: 8,
             recovery_mode: RecoveryMode::TolerateTailCorruption,
+            file_reserved_time: 72,
+            delete_when: "04".to_owned(),
+            disk_max_used_space_ratio: 75,
+            disk_space_clean_forcibly_ratio: 85,
+            disk_space_warning_level_ratio: 90,
+            clean_file_forcibly_enable: true,
+            delete_commit_log_files_interval: Duration::from_millis(100),
+            delete_consume_queue_files_interval: Duration::from_millis(100),
+            delete_file_batch_max: 10,
+            destroy_mapped_file_interval_forcibly: Duration::from_secs(120),
+            redelete_hanged_file_interval: Duration::from_secs(120),
+            clean_resource_interval: Duration::from_secs(10),
         }
     }
 
@@ -172,6 +220,25 @@ impl StoreConfig {
     /// The IndexFile directory (`<root>/index`).
     pub fn index_dir(&self) -> PathBuf {
         self.store_path_root_dir.join("index")
+    }
+
+    /// The hours of `deleteWhen`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming `deleteWhen` if a part is not an hour (0..=23).
+    pub fn delete_hours(&self) -> Result<Vec<u32>> {
+        self.delete_when
+            .split(';')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| match h.parse::<u32>() {
+                Ok(hour) if hour < 24 => Ok(hour),
+                _ => Err(Error::config(
+                    "deleteWhen",
+                    format!("`{h}` is not an hour of the day (0..=23)"),
+                )),
+            })
+            .collect()
     }
 
     /// Checks every field; the error names the field at fault.
@@ -241,6 +308,7 @@ impl StoreConfig {
                 self.flush_interval_consume_queue,
             ),
             ("syncFlushTimeout", self.sync_flush_timeout),
+            ("cleanResourceInterval", self.clean_resource_interval),
             ("flushIntervalCommitLog", self.flush_interval_commit_log),
             (
                 "flushCommitLogThoroughInterval",
@@ -250,6 +318,25 @@ impl StoreConfig {
             if value.is_zero() {
                 return Err(Error::config(field, "must be greater than zero"));
             }
+        }
+        self.delete_hours()?;
+        for (field, value) in [
+            ("diskMaxUsedSpaceRatio", self.disk_max_used_space_ratio),
+            (
+                "diskSpaceCleanForciblyRatio",
+                self.disk_space_clean_forcibly_ratio,
+            ),
+            (
+                "diskSpaceWarningLevelRatio",
+                self.disk_space_warning_level_ratio,
+            ),
+        ] {
+            if value > 100 {
+                return Err(Error::config(field, format!("{value} is not a percentage")));
+            }
+        }
+        if self.delete_file_batch_max == 0 {
+            return Err(Error::config("deleteFileBatchMax", "must be at least 1"));
         }
         if self.store_path_root_dir.as_os_str().is_empty() {
             return Err(Error::config("storePathRootDir", "must not be empty"));
@@ -361,6 +448,30 @@ impl StoreConfig {
                     }
                 }
             }
+            "fileReservedTime" => self.file_reserved_time = parse(key, value)?,
+            "deleteWhen" => value.clone_into(&mut self.delete_when),
+            "diskMaxUsedSpaceRatio" => self.disk_max_used_space_ratio = parse(key, value)?,
+            "diskSpaceCleanForciblyRatio" => {
+                self.disk_space_clean_forcibly_ratio = parse(key, value)?;
+            }
+            "diskSpaceWarningLevelRatio" => {
+                self.disk_space_warning_level_ratio = parse(key, value)?;
+            }
+            "cleanFileForciblyEnable" => self.clean_file_forcibly_enable = parse(key, value)?,
+            "deleteCommitLogFilesInterval" => {
+                self.delete_commit_log_files_interval = millis(key, value)?;
+            }
+            "deleteConsumeQueueFilesInterval" => {
+                self.delete_consume_queue_files_interval = millis(key, value)?;
+            }
+            "deleteFileBatchMax" => self.delete_file_batch_max = parse(key, value)?,
+            "destroyMapedFileIntervalForcibly" => {
+                self.destroy_mapped_file_interval_forcibly = millis(key, value)?;
+            }
+            "redeleteHangedFileInterval" => {
+                self.redelete_hanged_file_interval = millis(key, value)?;
+            }
+            "cleanResourceInterval" => self.clean_resource_interval = millis(key, value)?,
             _ => return Err(Error::config(key, "unknown store property")),
         }
         Ok(())
@@ -398,6 +509,18 @@ mod tests {
         );
         assert_eq!(c.sync_flush_timeout, Duration::from_secs(5));
         assert!(c.enabled_append_prop_crc);
+        assert_eq!(c.file_reserved_time, 72);
+        assert_eq!(c.delete_hours().expect("hours"), vec![4]);
+        assert_eq!(
+            (
+                c.disk_max_used_space_ratio,
+                c.disk_space_clean_forcibly_ratio,
+                c.disk_space_warning_level_ratio
+            ),
+            (75, 85, 90)
+        );
+        assert_eq!(c.clean_resource_interval, Duration::from_secs(10));
+        assert_eq!(c.delete_file_batch_max, 10);
         c.validate().expect("defaults validate");
     }
 
@@ -436,6 +559,27 @@ mod tests {
         assert!(e.to_string().contains("maxMessageSize"), "{e}");
         let e = c.apply_properties("justtext").expect_err("no separator");
         assert!(matches!(e, Error::InvalidConfig { .. }));
+    }
+
+    #[test]
+    fn delete_when_takes_several_hours_and_rejects_non_hours() {
+        let mut c = StoreConfig::new("/tmp/x");
+        c.apply_properties("deleteWhen=01;04; 23\nfileReservedTime=48")
+            .expect("valid");
+        assert_eq!(c.delete_hours().expect("hours"), vec![1, 4, 23]);
+        assert_eq!(c.file_reserved_time, 48);
+        for bad in ["24", "4am", "-1"] {
+            c.delete_when = bad.to_owned();
+            let e = c.validate().expect_err(bad);
+            assert!(e.to_string().contains("deleteWhen"), "{e}");
+        }
+        c.delete_when = "04".to_owned();
+        c.disk_space_warning_level_ratio = 101;
+        assert!(c
+            .validate()
+            .expect_err("not a percentage")
+            .to_string()
+            .contains("diskSpaceWarningLevelRatio"));
     }
 
     #[test]

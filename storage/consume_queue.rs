@@ -157,6 +157,40 @@ impl ConsumeQueue {
             .ok_or_else(|| Error::io("append", &self.dir, std::io::ErrorKind::Other.into()))
     }
 
+    /// Raises the min offset past units that point below the CommitLog minimum (and
+    /// fillers), as RocketMQ's `correctMinOffset` does after cleanup. Returns the new
+    /// minimum. Units are in CommitLog order, so the walk stops at the first kept unit.
+    pub(crate) fn correct_min_offset(&self, log_min: u64) -> u64 {
+        let mut min = self.min_offset();
+        let max = self.max_offset();
+        while min < max {
+            match self.unit(min) {
+                Some(u) if u.is_filler() || (u.physical_offset as u64) < log_min => min += 1,
+                _ => break,
+            }
+        }
+        self.min_offset.fetch_max(min, Ordering::AcqRel).max(min)
+    }
+
+    /// Every file, oldest first.
+    pub(crate) fn files(&self) -> Vec<Arc<MappedFile>> {
+        self.files.all()
+    }
+
+    /// Takes the first file out of the queue (never the last one).
+    pub(crate) fn take_first_file(&self, start: u64) -> Option<Arc<MappedFile>> {
+        self.files.take_first(start)
+    }
+
+    /// The last unit of a full file (`None` while the file is still being written).
+    pub(crate) fn last_unit(file: &MappedFile) -> Option<CqUnit> {
+        if !file.is_full() {
+            return None;
+        }
+        let bytes = file.readable_from(file.size().checked_sub(CQ_UNIT_SIZE)?);
+        CqUnit::decode(bytes)
+    }
+
     /// Flushes every file with unflushed units.
     pub(crate) fn flush(&self, faults: &FaultInjector) -> Result<()> {
         for file in self.files.files_from(0) {

@@ -411,6 +411,31 @@ impl IndexService {
         out
     }
 
+    /// Removes every file but the newest whose items all point below `log_min` (RocketMQ
+    /// `IndexService.deleteExpiredFile`), returning their paths and sizes. The files leave
+    /// the list under the lock; unmapping and unlinking happen after it is released, so
+    /// queries and dispatch never wait for them.
+    pub(crate) fn remove_below(&self, log_min: u64) -> Result<Vec<(PathBuf, u64)>> {
+        let taken: Vec<IndexFile> = {
+            let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
+            let ends: Vec<i64> = files.iter().map(|f| f.header.end_phy_offset).collect();
+            let n = crate::cleanup::index_files_to_remove(&ends, log_min);
+            files.drain(..n).collect()
+        };
+        let mut removed = Vec::with_capacity(taken.len());
+        for f in taken {
+            let path = f.file.path().to_owned();
+            let size = f.file.size();
+            drop(f);
+            fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            removed.push((path, size));
+        }
+        if !removed.is_empty() {
+            mmap::sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
     /// Flushes every file written since its last flush.
     pub(crate) fn flush(&self) -> Result<()> {
         let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);

@@ -27,17 +27,21 @@
 //! Modules: `format` (the byte layout and a total codec, no I/O), `mmap` (the only
 //! `unsafe`: mapped files), `mapped_file_queue` and `allocate` (a queue's files and the
 //! background creation of the next one), `commit_log` (append, read, recover the end),
-//! `flush` (group commit, periodic flush), `store` (the facade).
+//! `flush` (group commit, periodic flush), `consume_queue` and `index_file` (derived
+//! files), `dispatch` (the reput thread), `recovery` (open), `cleanup` (72-hour retention
+//! and disk-pressure deletion, safe under readers), `store` (the facade).
 
 #[allow(unsafe_code)]
 mod mmap;
 
 mod allocate;
 mod checkpoint;
+mod cleanup;
 mod clock;
 mod commit_log;
 mod config;
 mod consume_queue;
+mod disk;
 mod dispatch;
 mod error;
 mod fault;
@@ -51,11 +55,13 @@ mod recovery;
 mod service;
 mod store;
 
+pub use cleanup::{CleanTrigger, CleanupReport, RemovalReason, RemovedFile};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use commit_log::{RecordGuard, Records, RecoveryReport};
 pub use config::{
     FlushMode, RecoveryMode, StoreConfig, DEFAULT_COMMIT_LOG_FILE_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
 };
+pub use disk::{DiskUsage, FsDiskUsage, ManualDiskUsage};
 pub use dispatch::{Arrival, ArrivalListener};
 pub use error::{CorruptionKind, Error, Result};
 #[cfg(feature = "fault-injection")]

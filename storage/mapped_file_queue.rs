@@ -12,7 +12,8 @@ use crate::mmap::{self, MappedFile};
 /// Opens every file of `dir` (creating the directory if needed), in offset order, and
 /// checks the set: each name is a 20-digit offset that is a multiple of `file_size`, each
 /// file is exactly `file_size` bytes, and consecutive names differ by `file_size`.
-/// Leftover `*.tmp` files (a creation cut short by a crash) are removed.
+/// Leftover `*.tmp` files (a creation cut short by a crash) and `*.deleted` files (deleted
+/// by cleanup while a reader held them) are removed.
 pub(crate) fn load_dir(dir: &Path, file_size: u64) -> Result<Vec<MappedFile>> {
     fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
     let mut found: Vec<(u64, PathBuf)> = Vec::new();
@@ -23,7 +24,11 @@ pub(crate) fn load_dir(dir: &Path, file_size: u64) -> Result<Vec<MappedFile>> {
         let path = entry.path();
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.ends_with(".tmp") && format::parse_file_name(&name[..name.len() - 4]).is_some() {
+        let leftover = [".tmp", mmap::RETIRED_SUFFIX].iter().any(|suffix| {
+            name.strip_suffix(suffix)
+                .is_some_and(|stem| format::parse_file_name(stem).is_some())
+        });
+        if leftover {
             fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
             removed_tmp = true;
             continue;
@@ -130,6 +135,25 @@ impl MappedFileQueue {
             .filter(|f| f.start_offset() + self.file_size > offset)
             .cloned()
             .collect()
+    }
+
+    /// Every file, oldest first.
+    pub(crate) fn all(&self) -> Vec<Arc<MappedFile>> {
+        self.files
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes the first file out of the queue if it starts at `start` and is not the last
+    /// one (the queue's active file is never deleted). Readers can no longer find it;
+    /// those holding it keep it mapped.
+    pub(crate) fn take_first(&self, start: u64) -> Option<Arc<MappedFile>> {
+        let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
+        if files.len() < 2 || files[0].start_offset() != start {
+            return None;
+        }
+        Some(files.remove(0))
     }
 
     /// Offset of the first byte still stored.

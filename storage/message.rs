@@ -111,6 +111,10 @@ pub enum PutStatus {
     PropertiesSizeExceeded,
     /// The put lock has been held longer than `osPageCacheBusyTimeOutMills`.
     OsPageCacheBusy,
+    /// The disk is fuller than `diskSpaceWarningLevelRatio` (90 %): nothing was written.
+    /// Puts are accepted again once cleanup brings usage below it. RocketMQ reports this
+    /// as SERVICE_NOT_AVAILABLE; broker-lite answers that code with a remark saying why.
+    DiskFull,
     /// Anything else.
     UnknownError,
 }
@@ -128,6 +132,7 @@ impl PutStatus {
             PutStatus::MessageIllegal => "MESSAGE_ILLEGAL",
             PutStatus::PropertiesSizeExceeded => "PROPERTIES_SIZE_EXCEEDED",
             PutStatus::OsPageCacheBusy => "OS_PAGECACHE_BUSY",
+            PutStatus::DiskFull => "DISK_FULL",
             PutStatus::UnknownError => "UNKNOWN_ERROR",
         }
     }

@@ -18,14 +18,16 @@
 //!    So no `&[u8]` ever overlaps a `&mut [u8]`.
 //! 4. **Mappings outlive borrows.** Slices borrow the `MappedFile`; readers keep an
 //!    `Arc<MappedFile>`, so a file is unmapped (and, if retired, unlinked) only when the
-//!    last holder lets go. No raw pointer is stored anywhere else.
+//!    last holder lets go. No raw pointer is stored anywhere else. There is no forced
+//!    unmap: a deleted file that a reader still holds stays mapped until that reader is
+//!    done (RocketMQ's `destroyMapedFileIntervalForcibly` would be use-after-unmap here).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crossbeam_utils::CachePadded;
 use memmap2::{Advice, MmapOptions, MmapRaw};
@@ -60,8 +62,13 @@ pub(crate) struct MappedFile {
     wrote: CachePadded<AtomicU64>,
     /// Bytes known durable.
     flushed: CachePadded<AtomicU64>,
-    remove_on_drop: AtomicBool,
+    /// Set once the file is deleted from the store: where it was renamed to. It is
+    /// unlinked from there when the last holder drops it.
+    retired: OnceLock<PathBuf>,
 }
+
+/// Suffix of a deleted file waiting for its last reader; removed at the next open.
+pub(crate) const RETIRED_SUFFIX: &str = ".deleted";
 
 impl MappedFile {
     /// Creates `<dir>/<20-digit start_offset>` of `size` bytes: written as a `.tmp` file,
@@ -177,7 +184,7 @@ impl MappedFile {
             size,
             wrote: CachePadded::new(AtomicU64::new(size)),
             flushed: CachePadded::new(AtomicU64::new(size)),
-            remove_on_drop: AtomicBool::new(false),
+            retired: OnceLock::new(),
         })
     }
 
@@ -339,10 +346,37 @@ impl MappedFile {
         Ok(true)
     }
 
-    /// Unlinks the file once the last holder drops it (the mapping goes first).
-    #[allow(dead_code)] // used by expiry cleanup, which builds on this module
-    pub(crate) fn remove_when_dropped(&self) {
-        self.remove_on_drop.store(true, Ordering::Release);
+    /// Deletes the file from the store's namespace while readers may still hold it: it
+    /// is renamed to `<name>.deleted` (the mapping and the bytes stay valid) and the
+    /// directory synced, so the remaining names stay contiguous even if the process dies
+    /// now. The renamed file is unlinked when the last holder drops it (or by
+    /// [`destroy`](Self::destroy)); leftovers are removed at the next open.
+    pub(crate) fn retire(&self) -> Result<()> {
+        if self.retired.get().is_some() {
+            return Ok(());
+        }
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(RETIRED_SUFFIX);
+        let target = PathBuf::from(name);
+        fs::rename(&self.path, &target).map_err(|e| Error::io("rename", &self.path, e))?;
+        if let Some(dir) = self.path.parent() {
+            sync_dir(dir)?;
+        }
+        let _ = self.retired.set(target);
+        Ok(())
+    }
+
+    /// Where a retired file now lives.
+    pub(crate) fn retired_path(&self) -> Option<&Path> {
+        self.retired.get().map(PathBuf::as_path)
+    }
+
+    /// Unmaps and closes a file nobody else holds, returning its retired path (if any)
+    /// still to be unlinked: the caller removes it and can time both steps.
+    pub(crate) fn destroy(mut self) -> Option<PathBuf> {
+        let retired = self.retired.take();
+        drop(self);
+        retired
     }
 
     /// Shares the file and returns its one writer.
@@ -356,9 +390,9 @@ impl Drop for MappedFile {
     fn drop(&mut self) {
         // Unlinking a mapped file is safe (the inode lives until the mapping is gone,
         // which happens right after this, when the fields drop).
-        if self.remove_on_drop.load(Ordering::Acquire) {
-            if let Err(e) = fs::remove_file(&self.path) {
-                tracing::warn!(path = %self.path.display(), error = %e, "could not remove retired file");
+        if let Some(path) = self.retired.get() {
+            if let Err(e) = fs::remove_file(path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove a deleted file; the next open removes it");
             }
         }
     }
@@ -475,6 +509,37 @@ pub(crate) fn physical_memory_bytes() -> u64 {
         .saturating_mul(u64::try_from(page_size).unwrap_or(0))
 }
 
+/// Space of the filesystem holding a path, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FsSpace {
+    /// Blocks in use.
+    pub used: u64,
+    /// Blocks free for unprivileged users.
+    pub available: u64,
+}
+
+/// `statvfs(path)`.
+#[allow(clippy::useless_conversion)] // the fields are u32 on 32-bit targets
+pub(crate) fn fs_space(path: &Path) -> io::Result<FsSpace> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call, and `stat` points
+    // to writable memory of the struct's size, which the call fills on success.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the call succeeded, so the struct is initialised (it was zeroed before, too).
+    let stat = unsafe { stat.assume_init() };
+    let unit = u64::from(stat.f_frsize);
+    Ok(FsSpace {
+        used: u64::from(stat.f_blocks.saturating_sub(stat.f_bfree)).saturating_mul(unit),
+        available: u64::from(stat.f_bavail).saturating_mul(unit),
+    })
+}
+
 /// fsyncs a directory, making creates, renames and unlinks in it durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -572,13 +637,52 @@ mod tests {
             &AtomicBool::new(false),
         )
         .expect("create");
-        let (shared, writer) = f.into_shared();
+        let (shared, mut writer) = f.into_shared();
+        writer.append(4, |b| b.copy_from_slice(b"data"));
         let reader = Arc::clone(&shared);
         let path = shared.path().to_owned();
-        shared.remove_when_dropped();
+        shared.retire().expect("retire");
+        shared.retire().expect("retiring twice is a no-op");
+        let retired = shared.retired_path().expect("retired").to_owned();
+        assert!(!path.exists(), "renamed away at once");
+        assert!(retired.ends_with("00000000000000000000.deleted"));
         drop((shared, writer));
-        assert!(path.exists(), "a reader still holds it");
+        assert!(retired.exists(), "a reader still holds it");
+        assert_eq!(
+            reader.readable_from(0),
+            b"data",
+            "and still reads the bytes"
+        );
         drop(reader);
-        assert!(!path.exists());
+        assert!(!retired.exists());
+    }
+
+    #[test]
+    fn destroy_hands_back_the_path_to_unlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = MappedFile::create(
+            dir.path(),
+            4096,
+            4096,
+            CreateOptions::default(),
+            &FaultInjector::default(),
+            &AtomicBool::new(false),
+        )
+        .expect("create");
+        f.retire().expect("retire");
+        let path = f.destroy().expect("retired path");
+        assert!(path.exists(), "destroy leaves the unlink to the caller");
+        fs::remove_file(&path).expect("unlink");
+        let g = MappedFile::create(
+            dir.path(),
+            8192,
+            4096,
+            CreateOptions::default(),
+            &FaultInjector::default(),
+            &AtomicBool::new(false),
+        )
+        .expect("create");
+        assert_eq!(g.destroy(), None, "a live file is only unmapped");
+        assert!(dir.path().join("00000000000000008192").exists());
     }
 }

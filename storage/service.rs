@@ -59,7 +59,20 @@ impl ServiceThread {
         tick: Duration,
         mut body: impl FnMut() + Send + 'static,
     ) -> std::io::Result<ServiceThread> {
+        Self::spawn_pausing(name, tick, move |_| body())
+    }
+
+    /// As [`spawn`](Self::spawn), for a body that pauses inside its unit of work (between
+    /// deletions): [`Pause::sleep`] returns early, with `false`, when the thread is stopped.
+    pub(crate) fn spawn_pausing(
+        name: &str,
+        tick: Duration,
+        mut body: impl FnMut(&Pause) + Send + 'static,
+    ) -> std::io::Result<ServiceThread> {
         let shared = Arc::new(Shared::default());
+        let pause = Pause {
+            shared: Some(Arc::clone(&shared)),
+        };
         let s = Arc::clone(&shared);
         let handle = thread::Builder::new()
             .name(name.to_owned())
@@ -80,7 +93,7 @@ impl ServiceThread {
                     // and sets `woken`, so it is never lost.
                     s.pending.store(false, Ordering::Release);
                 }
-                body();
+                body(&pause);
             })?;
         Ok(ServiceThread {
             shared,
@@ -107,6 +120,39 @@ impl ServiceThread {
             if handle.join().is_err() {
                 tracing::error!("background thread panicked");
             }
+        }
+    }
+}
+
+/// An interruptible pause inside a service body.
+#[derive(Debug, Default)]
+pub(crate) struct Pause {
+    /// `None`: a plain sleep (work run on a caller's thread).
+    shared: Option<Arc<Shared>>,
+}
+
+impl Pause {
+    /// Sleeps for `d` unless the thread is asked to stop; returns false if it was.
+    pub(crate) fn sleep(&self, d: Duration) -> bool {
+        let Some(shared) = &self.shared else {
+            thread::sleep(d);
+            return true;
+        };
+        let deadline = std::time::Instant::now() + d;
+        let mut sig = shared.signal.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if sig.stop {
+                return false;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            sig = shared
+                .cv
+                .wait_timeout(sig, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 }
@@ -138,5 +184,27 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 1, "woken once, long tick");
         t.stop();
         t.stop(); // idempotent
+    }
+
+    #[test]
+    fn a_pause_ends_early_when_the_thread_stops() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut t = ServiceThread::spawn_pausing("test-pause", Duration::ZERO, move |pause| {
+            let started = std::time::Instant::now();
+            let slept = pause.sleep(Duration::from_secs(60));
+            let _ = tx.send((slept, started.elapsed()));
+        })
+        .expect("spawn");
+        thread::sleep(Duration::from_millis(50));
+        let stopped_at = std::time::Instant::now();
+        t.stop();
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(5),
+            "stop waited for the pause"
+        );
+        let (slept, took) = rx.recv().expect("body ran");
+        assert!(!slept, "the pause reports the stop");
+        assert!(took < Duration::from_secs(5));
+        assert!(Pause::default().sleep(Duration::from_millis(1)));
     }
 }

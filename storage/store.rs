@@ -3,7 +3,8 @@
 //!
 //! Threads: `rmq-flush` (CommitLog flushing), `rmq-allocate` (next CommitLog file),
 //! `rmq-reput` (dispatch to ConsumeQueues and the index), `rmq-flush-cq` (ConsumeQueue and
-//! index flushing, then the checkpoints). All stop and join on shutdown or drop.
+//! index flushing, then the checkpoints), `rmq-clean` (expiry and disk-pressure cleanup).
+//! All stop and join on shutdown or drop.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
@@ -12,9 +13,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::Checkpoints;
+use crate::cleanup::{Cleaner, CleanerParts, CleanupReport};
 use crate::clock::{Clock, SystemClock};
 use crate::commit_log::{CommitLog, RecordGuard, Records, RecoveryReport};
 use crate::config::{FlushMode, StoreConfig};
+use crate::disk::{DiskUsage, FsDiskUsage};
 use crate::dispatch::{ArrivalListener, ConsumeQueues, Dispatcher};
 use crate::error::{Error, Result};
 use crate::fault::FaultInjector;
@@ -23,7 +26,7 @@ use crate::format::{TimestampCheckpoint, MAX_MSGS_NUM_BATCH};
 use crate::index_file::IndexService;
 use crate::message::{Message, PhysicalOffset, PutResult, PutStatus, QueueOffset};
 use crate::read::{self, GetMessageResult, MessageFilter, QueryMessageResult, TransferLimits};
-use crate::service::{ServiceThread, Waker};
+use crate::service::{Pause, ServiceThread, Waker};
 
 /// How often the SYNC_FLUSH background flusher picks up puts that did not wait (`WAIT=false`).
 const SYNC_MODE_TICK: Duration = Duration::from_millis(10);
@@ -53,9 +56,17 @@ pub struct StoreBuilder {
     clock: Arc<dyn Clock>,
     faults: FaultInjector,
     listener: Option<Arc<dyn ArrivalListener>>,
+    disk: Arc<dyn DiskUsage>,
 }
 
 impl StoreBuilder {
+    /// How cleanup measures disk usage (tests pass a
+    /// [`ManualDiskUsage`](crate::ManualDiskUsage)). Default: [`FsDiskUsage`].
+    pub fn disk_usage(mut self, disk: Arc<dyn DiskUsage>) -> Self {
+        self.disk = disk;
+        self
+    }
+
     /// Tells `listener` about every message as it becomes readable (long polling).
     pub fn arrival_listener(mut self, listener: Arc<dyn ArrivalListener>) -> Self {
         self.listener = Some(listener);
@@ -92,7 +103,7 @@ impl StoreBuilder {
     /// # Errors
     /// See [`MessageStore::open`].
     pub fn open(self) -> Result<MessageStore> {
-        MessageStore::open_with(self.config, self.clock, self.faults, self.listener)
+        MessageStore::open_with(self)
     }
 }
 
@@ -116,10 +127,13 @@ pub struct MessageStore {
     limits: TransferLimits,
     /// Holds the exclusive lock on `<root>/lock` for the store's life.
     lock_file: Mutex<Option<File>>,
+    cleaner: Arc<Cleaner>,
+    clean_waker: Waker,
 }
 
 #[derive(Debug, Default)]
 struct Threads {
+    cleaner: Option<ServiceThread>,
     flusher: Option<ServiceThread>,
     reput: Option<ServiceThread>,
     cq_flusher: Option<ServiceThread>,
@@ -128,7 +142,12 @@ struct Threads {
 impl Threads {
     /// Stops and joins whatever is still running, in dependency order.
     fn stop_all(&mut self) {
-        for t in [&mut self.flusher, &mut self.reput, &mut self.cq_flusher] {
+        for t in [
+            &mut self.cleaner,
+            &mut self.flusher,
+            &mut self.reput,
+            &mut self.cq_flusher,
+        ] {
             if let Some(mut t) = t.take() {
                 t.stop();
             }
@@ -144,6 +163,7 @@ impl MessageStore {
             clock: Arc::new(SystemClock),
             faults: FaultInjector::default(),
             listener: None,
+            disk: Arc::new(FsDiskUsage),
         }
     }
 
@@ -154,26 +174,23 @@ impl MessageStore {
     /// process holds the directory; [`Error::Corrupted`] naming file and offset if the
     /// files are inconsistent or corrupt in the middle; I/O errors.
     pub fn open(config: StoreConfig) -> Result<MessageStore> {
-        Self::open_with(
-            config,
-            Arc::new(SystemClock),
-            FaultInjector::default(),
-            None,
-        )
+        Self::builder(PathBuf::new()).config(config).open()
     }
 
-    fn open_with(
-        config: StoreConfig,
-        clock: Arc<dyn Clock>,
-        faults: FaultInjector,
-        listener: Option<Arc<dyn ArrivalListener>>,
-    ) -> Result<MessageStore> {
+    fn open_with(builder: StoreBuilder) -> Result<MessageStore> {
+        let StoreBuilder {
+            config,
+            clock,
+            faults,
+            listener,
+            disk,
+        } = builder;
         config.validate()?;
         let root = config.store_path_root_dir.clone();
         let lock_file = lock_dir(&root)?;
         let abort = root.join("abort");
         let abnormal = abort.exists();
-        let recovered = crate::recovery::recover(&config, clock, &faults, abnormal)?;
+        let recovered = crate::recovery::recover(&config, Arc::clone(&clock), &faults, abnormal)?;
         let log = recovered.log;
         let queues = Arc::new(ConsumeQueues::new(
             config.consume_queue_dir(),
@@ -218,6 +235,35 @@ impl MessageStore {
             &checkpoints,
             &log,
         )?;
+        let cleaner = Arc::new(Cleaner::new(
+            &config,
+            CleanerParts {
+                log: Arc::clone(&log),
+                queues: Arc::clone(&queues),
+                index: index.clone(),
+                checkpoints: Arc::clone(&checkpoints),
+                clock,
+                disk,
+            },
+        )?);
+        let clean_thread = {
+            let cleaner = Arc::clone(&cleaner);
+            ServiceThread::spawn_pausing(
+                "rmq-clean",
+                config.clean_resource_interval,
+                move |pause| match cleaner.run_pass(pause) {
+                    Ok(report) if !report.removed.is_empty() => tracing::info!(
+                        files = report.removed.len(),
+                        bytes = report.removed.iter().map(|r| r.bytes).sum::<u64>(),
+                        min_offset = report.commit_log_min_offset.0,
+                        "cleanup pass deleted files"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "cleanup pass failed"),
+                },
+            )
+            .map_err(|e| Error::io("spawn cleaner", &root, e))?
+        };
         let memory_window = crate::mmap::physical_memory_bytes() / 100
             * u64::from(config.access_message_in_memory_max_ratio);
         let limits = TransferLimits {
@@ -230,7 +276,10 @@ impl MessageStore {
         Ok(MessageStore {
             flush_waker: flusher.waker(),
             reput_waker: reput.waker(),
+            clean_waker: clean_thread.waker(),
+            cleaner,
             threads: Mutex::new(Threads {
+                cleaner: Some(clean_thread),
                 flusher: Some(flusher),
                 reput: Some(reput),
                 cq_flusher: Some(cq_flusher),
@@ -519,6 +568,35 @@ impl MessageStore {
         QueryMessageResult { messages }
     }
 
+    /// Runs one cleanup pass now, on the calling thread, exactly as the `rmq-clean` thread
+    /// does every `cleanResourceInterval` (§9): deletes expired CommitLog files when
+    /// triggered, files under disk pressure, then ConsumeQueue and index files below the new
+    /// CommitLog minimum; sets or clears the disk-full mark. Passes never overlap.
+    ///
+    /// # Errors
+    /// [`Error::ShutDown`] after shutdown; an I/O error renaming or removing a file (what
+    /// was deleted before it stays deleted; the store stays consistent).
+    pub fn run_cleanup(&self) -> Result<CleanupReport> {
+        if self.log.is_closed() {
+            return Err(Error::ShutDown);
+        }
+        self.cleaner.run_pass(&Pause::default())
+    }
+
+    /// Lets the next 20 cleanup passes delete expired files whatever the hour (RocketMQ
+    /// `executeDeleteFilesManually`, the admin request DELETE_EXPIRED_COMMITLOG), and wakes
+    /// the cleaner.
+    pub fn delete_expired_files_manually(&self) {
+        self.cleaner.arm_manual();
+        self.clean_waker.wake();
+    }
+
+    /// The disk is fuller than `diskSpaceWarningLevelRatio`: puts get
+    /// [`PutStatus::DiskFull`] until cleanup brings it below.
+    pub fn is_disk_full(&self) -> bool {
+        self.log.is_disk_full()
+    }
+
     /// Number of CommitLog files in use.
     pub fn commit_log_file_count(&self) -> usize {
         self.log.file_count()
@@ -530,6 +608,28 @@ impl MessageStore {
     /// The flush's I/O error (the store is then poisoned), or [`Error::Poisoned`].
     pub fn flush(&self) -> Result<()> {
         self.log.flush(0)
+    }
+
+    /// Makes everything stored so far durable and vouched for: flushes the CommitLog, waits
+    /// (up to 5 s) for dispatch, flushes ConsumeQueues and the index, and writes the
+    /// checkpoint (which the `rmq-flush-cq` thread otherwise does every
+    /// `flushIntervalConsumeQueue`). Cleanup only deletes what the checkpoint covers.
+    ///
+    /// # Errors
+    /// A flush or checkpoint write error; [`Error::ShutDown`] after shutdown.
+    pub fn checkpoint(&self) -> Result<()> {
+        if self.log.is_closed() {
+            return Err(Error::ShutDown);
+        }
+        self.flush()?;
+        self.wait_dispatched(SHUTDOWN_DISPATCH_WAIT);
+        checkpoint_derived(
+            &self.dispatcher,
+            &self.queues,
+            self.index.as_deref(),
+            &self.checkpoints,
+            &self.log,
+        )
     }
 
     /// Refuses new puts, flushes everything, stops and joins the background threads and
@@ -576,6 +676,10 @@ impl MessageStore {
         self.log.close();
         let mut threads =
             std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        // No deletion while shutting down.
+        if let Some(mut cleaner) = threads.cleaner.take() {
+            cleaner.stop();
+        }
         if let Some(mut flusher) = threads.flusher.take() {
             flusher.stop();
         }

@@ -516,6 +516,14 @@ impl Broker {
                 response::MESSAGE_ILLEGAL
             }
             PutStatus::ServiceNotAvailable => response::SERVICE_NOT_AVAILABLE,
+            PutStatus::DiskFull => {
+                return error(
+                    req,
+                    response::SERVICE_NOT_AVAILABLE,
+                    "service not available now: the broker's disk is full \
+                     (above diskSpaceWarningLevelRatio); the message was not stored",
+                );
+            }
             PutStatus::OsPageCacheBusy => {
                 return error(
                     req,
