@@ -249,7 +249,17 @@ pub(crate) fn get_message(
             offset: unit_offset,
             kind: CorruptionKind::UnitMismatch,
         };
-        let rec = log.read(phys)?.ok_or_else(mismatch)?;
+        let Some(rec) = log.read(phys)? else {
+            if phys < log.min_offset() {
+                // Cleanup deleted the file since the scan began: removed, not corrupt.
+                if result.messages.is_empty() {
+                    result.status = S::MessageWasRemoving;
+                }
+                skip_below = phys - phys % file_size + file_size;
+                continue;
+            }
+            return Err(mismatch());
+        };
         // One decode serves both the unit check and the record-level filter.
         let accepted = match rec.view() {
             Ok(v) if unit_matches(&unit, &v, q.topic(), q.queue_id(), unit_offset) => {
