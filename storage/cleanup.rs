@@ -111,8 +111,10 @@ pub struct CleanupReport {
     /// Deleted files still mapped by a reader; each is unmapped and unlinked by a later
     /// pass once its last reader lets go.
     pub held_by_readers: usize,
-    /// Time this pass spent unmapping and unlinking deleted files.
-    pub release_time: Duration,
+    /// Time this pass spent unmapping deleted files (on the cleaner's thread).
+    pub unmap_time: Duration,
+    /// Time this pass spent unlinking deleted files (on the cleaner's thread).
+    pub unlink_time: Duration,
 }
 
 /// The retention rules of a store, from its configuration.
@@ -421,16 +423,18 @@ impl Cleaner {
     /// Unmaps and unlinks parked files nobody holds; reports long-held ones; retries
     /// unlinks that failed.
     fn release(&self, st: &mut CleanState, report: &mut CleanupReport) {
-        let started = Instant::now();
         for parked in std::mem::take(&mut st.graveyard) {
             match Arc::try_unwrap(parked.file) {
                 Ok(file) => {
                     let unmap_started = Instant::now();
                     let retired = file.destroy();
                     let unmapped = unmap_started.elapsed();
+                    report.unmap_time += unmapped;
                     if let Some(path) = retired {
                         let unlink_started = Instant::now();
-                        if let Err(e) = fs::remove_file(&path) {
+                        let unlinked = fs::remove_file(&path);
+                        report.unlink_time += unlink_started.elapsed();
+                        if let Err(e) = unlinked {
                             tracing::warn!(path = %path.display(), error = %e, "could not remove a deleted file; retrying later");
                             st.unremoved.push(path);
                         } else {
@@ -458,7 +462,6 @@ impl Cleaner {
             st.unremoved.retain(|path| retry_remove(path));
         }
         report.held_by_readers = st.graveyard.len();
-        report.release_time = started.elapsed();
     }
 
     fn note_disk_state(&self, plan: &CommitLogPlan, used: Option<u32>) {

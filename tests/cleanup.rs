@@ -633,3 +633,37 @@ mod crash {
         }
     }
 }
+
+#[test]
+fn the_clean_thread_deletes_on_its_own_and_stops_with_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(T0 - H)); // 04:00
+    let disk = Arc::new(ManualDiskUsage::new(20));
+    let store = open(dir.path(), &clock, &disk, |c| {
+        c.clean_resource_interval = Duration::from_millis(20);
+        // Longer than the test: shutdown must not wait for it.
+        c.delete_commit_log_files_interval = Duration::from_secs(60);
+    });
+    fill(&store, 400);
+    store.checkpoint().expect("checkpoint");
+    let files = store.commit_log_file_count();
+    assert!(files >= 4);
+    clock.advance(72 * H);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.commit_log_file_count() == files {
+        assert!(
+            Instant::now() < deadline,
+            "rmq-clean never deleted anything"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The thread is now pausing 60 s before its next deletion.
+    let stopping = Instant::now();
+    store.shutdown().expect("shutdown");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "shutdown waited for the pause"
+    );
+    let store = open(dir.path(), &clock, &disk, |_| {});
+    assert_eq!(store.commit_log_file_count(), files - 1);
+}
