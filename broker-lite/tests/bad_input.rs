@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use broker_lite::codes::response;
+use broker_lite::codes::{request, response};
 use broker_lite::ops::{self, Outgoing};
 use broker_lite::remoting::{decode_frame_body, Inbound};
 use broker_lite::Client;
@@ -403,6 +403,50 @@ async fn an_oversized_message_is_refused_and_nothing_is_stored() {
     assert_eq!(
         r.queue_offset, 0,
         "the refused message took no queue offset"
+    );
+}
+
+/// A disk above `diskSpaceWarningLevelRatio` (here 1 %, so this machine's real disk
+/// qualifies): sends get SERVICE_NOT_AVAILABLE saying why, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_sends_with_service_not_available() {
+    let dir = tempfile::tempdir().expect("dir");
+    let b = RunningBroker::start(
+        dir.path(),
+        "diskSpaceWarningLevelRatio=1\ndiskSpaceCleanForciblyRatio=100\n\
+         diskMaxUsedSpaceRatio=100\ncleanFileForciblyEnable=false\ncleanResourceInterval=50\n",
+    );
+    let c = Client::connect(b.addr).await.expect("connect");
+    ops::create_topic(&c, "Full", 1).await.expect("create");
+    let m = Outgoing {
+        topic: "Full".into(),
+        queue_id: 0,
+        body: Bytes::from_static(b"not stored"),
+        tags: None,
+        keys: None,
+        uniq_key: None,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match ops::send(&c, "p", &m).await {
+            Err(ops::OpError::Refused { code, remark }) => {
+                assert_eq!(code, response::SERVICE_NOT_AVAILABLE);
+                assert!(remark.contains("disk is full"), "{remark}");
+                break;
+            }
+            // The first cleanup pass (50 ms after start) has not run yet.
+            Ok(_) => assert!(Instant::now() < deadline, "never refused"),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let max = || ops::queue_number(&c, request::GET_MAX_OFFSET, "Full", 0, None);
+    let before = max().await.expect("max offset");
+    assert!(ops::send(&c, "p", &m).await.is_err());
+    assert_eq!(
+        max().await.expect("max offset"),
+        before,
+        "a refused send stores nothing"
     );
 }
 
