@@ -372,7 +372,8 @@ impl Cleaner {
             let Some(file) = files.iter().find(|f| f.start_offset() == start) else {
                 break;
             };
-            let removed = park(st, file, reason, |s| self.parts.log.take_first_file(s))?;
+            let removed = park(st, file, reason, self.parts.log.file_queue())?;
+            self.parts.log.forget_file(start);
             if matches!(reason, RemovalReason::Expired { .. }) {
                 tracing::info!(path = %removed.path.display(), bytes = removed.bytes, reason = ?reason, "deleted expired commit log file");
             } else {
@@ -396,7 +397,7 @@ impl Cleaner {
                     files.iter().map(|f| ConsumeQueue::last_unit(f)).collect();
                 let n = queue_files_to_remove(&lasts, log_min);
                 for file in files.iter().take(n) {
-                    let removed = park(st, file, reason, |s| q.take_first_file(s))?;
+                    let removed = park(st, file, reason, q.file_queue())?;
                     tracing::info!(path = %removed.path.display(), bytes = removed.bytes, min_offset = q.min_offset(), "deleted consume queue file below the commit log minimum");
                     report.removed.push(removed);
                 }
@@ -474,32 +475,45 @@ impl Cleaner {
     }
 }
 
-/// Renames `file` away, takes it out of its queue with `take`, and parks it.
+/// Takes `file` out of its queue, renames it away and parks it. If the rename fails the
+/// file goes back to the front of its queue, untouched.
 fn park(
     st: &mut CleanState,
     file: &Arc<MappedFile>,
     reason: RemovalReason,
-    take: impl FnOnce(u64) -> Option<Arc<MappedFile>>,
+    queue: &dyn QueueFront,
 ) -> Result<RemovedFile> {
     let path = file.path().to_owned();
-    file.retire()?;
-    let taken = take(file.start_offset());
-    debug_assert!(
-        taken.is_some(),
-        "the cleaner is the only one removing files"
-    );
-    if let Some(taken) = taken {
-        st.graveyard.push(Parked {
-            file: taken,
-            since: Instant::now(),
-            reported: false,
-        });
+    let Some(taken) = queue.take_first(file.start_offset()) else {
+        // Not the queue's first file: never expected, the cleaner alone removes files.
+        return Err(crate::error::Error::io(
+            "delete",
+            &path,
+            std::io::Error::other("not the first file of its queue"),
+        ));
+    };
+    if let Err(e) = taken.retire() {
+        queue.put_back_first(taken);
+        return Err(e);
     }
+    st.graveyard.push(Parked {
+        file: taken,
+        since: Instant::now(),
+        reported: false,
+    });
     Ok(RemovedFile {
         path,
         bytes: file.size(),
         reason,
     })
+}
+
+/// The front of a queue of files, as cleanup changes it.
+pub(crate) trait QueueFront {
+    /// Takes the first file if it starts at `start` and is not the last one.
+    fn take_first(&self, start: u64) -> Option<Arc<MappedFile>>;
+    /// Undoes [`take_first`](Self::take_first).
+    fn put_back_first(&self, file: Arc<MappedFile>);
 }
 
 /// Removes a deleted file again; false (keep trying) only if it still exists.

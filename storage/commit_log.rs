@@ -445,16 +445,17 @@ impl CommitLog {
         self.queue.all()
     }
 
-    /// Takes the first file out of the log (see [`MappedFileQueue::take_first`]).
-    pub(crate) fn take_first_file(&self, start: u64) -> Option<Arc<MappedFile>> {
-        let taken = self.queue.take_first(start);
-        if taken.is_some() {
-            self.newest_by_file
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&start);
-        }
-        taken
+    /// The log's files, for cleanup to take the oldest.
+    pub(crate) fn file_queue(&self) -> &MappedFileQueue {
+        &self.queue
+    }
+
+    /// Forgets what is known about a deleted file.
+    pub(crate) fn forget_file(&self, start: u64) {
+        self.newest_by_file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&start);
     }
 
     /// The newest store time in a full file: remembered when this process filled it, else

@@ -177,9 +177,9 @@ impl ConsumeQueue {
         self.files.all()
     }
 
-    /// Takes the first file out of the queue (never the last one).
-    pub(crate) fn take_first_file(&self, start: u64) -> Option<Arc<MappedFile>> {
-        self.files.take_first(start)
+    /// The queue's files, for cleanup to take the oldest.
+    pub(crate) fn file_queue(&self) -> &MappedFileQueue {
+        &self.files
     }
 
     /// The last unit of a full file (`None` while the file is still being written).

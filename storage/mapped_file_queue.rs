@@ -145,10 +145,18 @@ impl MappedFileQueue {
             .clone()
     }
 
+    /// Offset of the first byte still stored.
+    pub(crate) fn min_offset(&self) -> u64 {
+        let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
+        files.first().map_or(0, |f| f.start_offset())
+    }
+}
+
+impl crate::cleanup::QueueFront for MappedFileQueue {
     /// Takes the first file out of the queue if it starts at `start` and is not the last
     /// one (the queue's active file is never deleted). Readers can no longer find it;
     /// those holding it keep it mapped.
-    pub(crate) fn take_first(&self, start: u64) -> Option<Arc<MappedFile>> {
+    fn take_first(&self, start: u64) -> Option<Arc<MappedFile>> {
         let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
         if files.len() < 2 || files[0].start_offset() != start {
             return None;
@@ -156,12 +164,18 @@ impl MappedFileQueue {
         Some(files.remove(0))
     }
 
-    /// Offset of the first byte still stored.
-    pub(crate) fn min_offset(&self) -> u64 {
-        let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
-        files.first().map_or(0, |f| f.start_offset())
+    fn put_back_first(&self, file: Arc<MappedFile>) {
+        let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
+        let follows = files
+            .first()
+            .is_none_or(|f| f.start_offset() == file.start_offset() + self.file_size);
+        if follows {
+            files.insert(0, file);
+        }
     }
+}
 
+impl MappedFileQueue {
     /// Offset just past the last published byte.
     pub(crate) fn max_offset(&self) -> u64 {
         let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
@@ -173,5 +187,43 @@ impl MappedFileQueue {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cleanup::QueueFront;
+    use crate::fault::FaultInjector;
+    use crate::mmap::CreateOptions;
+    use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn cleanup_takes_only_the_first_file_never_the_last_and_can_put_it_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let size = 4096;
+        let files: Vec<Arc<MappedFile>> = (0..2)
+            .map(|i| {
+                let f = MappedFile::create(
+                    dir.path(),
+                    i * size,
+                    size,
+                    CreateOptions::default(),
+                    &FaultInjector::default(),
+                    &AtomicBool::new(false),
+                )
+                .expect("create");
+                f.into_shared().0
+            })
+            .collect();
+        let q = MappedFileQueue::new(size, files);
+        assert!(q.take_first(size).is_none(), "not the first file");
+        let first = q.take_first(0).expect("the first of two");
+        assert_eq!((q.min_offset(), q.file_count()), (size, 1));
+        assert!(q.find(0).is_none(), "new reads no longer find it");
+        assert!(q.take_first(size).is_none(), "never the last file");
+        q.put_back_first(first);
+        assert_eq!((q.min_offset(), q.file_count()), (0, 2));
+        assert!(q.find(10).is_some());
     }
 }
