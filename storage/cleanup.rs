@@ -3,12 +3,13 @@
 //! [`index_files_to_remove`]); the [`Cleaner`] gathers those facts, applies the decision,
 //! and runs on the `rmq-clean` thread every `cleanResourceInterval`.
 //!
-//! Deleting a file that readers may hold (RELIABILITY F17), in this order:
-//! 1. rename it to `<name>.deleted` and sync the directory: the names left on disk stay
-//!    contiguous whatever happens next, and a leftover is removed at the next open;
-//! 2. take it out of its queue: new reads no longer find it and get a clean "removed"
+//! Deleting a file that readers may hold (RELIABILITY F17), oldest first, in this order:
+//! 1. take it out of its queue: new reads no longer find it and get a clean "removed"
 //!    status (OFFSET_TOO_SMALL, MESSAGE_WAS_REMOVING), while readers that already hold it
 //!    keep reading the old bytes through their `Arc`;
+//! 2. rename it to `<name>.deleted` and sync the directory (if that fails it goes back to
+//!    the queue): the names left on disk stay contiguous whatever happens next, and a
+//!    leftover is removed at the next open;
 //! 3. park it in the cleaner's graveyard; each pass unmaps and unlinks (on this thread, off
 //!    every append and read path) the parked files nobody holds any more. A file is never
 //!    unmapped under a reader: RocketMQ's forced destroy after 120 s would be a
