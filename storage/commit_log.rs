@@ -324,7 +324,7 @@ impl CommitLog {
                     w.finish_with_blank();
                     let start = w.file().start_offset();
                     st.writer = None;
-                    if let Some(newest) = st.newest_in_file.take() {
+                    if let Some(newest) = st.newest_in_file.take().filter(|&t| t != i64::MIN) {
                         self.newest_by_file
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
