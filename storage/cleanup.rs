@@ -714,6 +714,21 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_unlink_is_kept_for_retry_until_it_succeeds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gone = dir.path().join("00000000000000000000.deleted");
+        assert!(!retry_remove(&gone), "already gone: nothing to retry");
+        // Unlinking a directory fails (EISDIR): kept for the next retry.
+        let stuck = dir.path().join("00000000000000004096.deleted");
+        fs::create_dir(&stuck).expect("mkdir");
+        assert!(retry_remove(&stuck));
+        fs::remove_dir(&stuck).expect("rmdir");
+        fs::write(&stuck, b"x").expect("file");
+        assert!(!retry_remove(&stuck), "removed on retry");
+        assert!(!stuck.exists());
+    }
+
+    #[test]
     fn queue_and_index_files_go_when_wholly_below_the_log_minimum() {
         let unit = |phys: i64| {
             Some(CqUnit {
