@@ -161,14 +161,9 @@ impl ConsumeQueue {
     /// fillers), as RocketMQ's `correctMinOffset` does after cleanup. Returns the new
     /// minimum. Units are in CommitLog order, so the walk stops at the first kept unit.
     pub(crate) fn correct_min_offset(&self, log_min: u64) -> u64 {
-        let mut min = self.min_offset();
-        let max = self.max_offset();
-        while min < max {
-            match self.unit(min) {
-                Some(u) if u.is_filler() || (u.physical_offset as u64) < log_min => min += 1,
-                _ => break,
-            }
-        }
+        let min = first_kept(self.min_offset(), self.max_offset(), log_min, |o| {
+            self.unit(o)
+        });
         self.min_offset.fetch_max(min, Ordering::AcqRel).max(min)
     }
 
@@ -529,14 +524,7 @@ impl OwnedQueue {
     /// Raises the min offset past units that point below the CommitLog minimum
     /// (RocketMQ `correctMinOffset`).
     pub(crate) fn correct_min_offset(&mut self, log_min: u64) {
-        let mut min = self.min_offset;
-        while min < self.end {
-            match self.unit(min) {
-                Some(u) if u.is_filler() || (u.physical_offset as u64) < log_min => min += 1,
-                _ => break,
-            }
-        }
-        self.min_offset = min;
+        self.min_offset = first_kept(self.min_offset, self.end, log_min, |o| self.unit(o));
     }
 
     /// Flushes what recovery changed and shares the queue.
@@ -565,6 +553,19 @@ impl OwnedQueue {
             max_physical_end: AtomicU64::new(self.max_physical_end),
         })
     }
+}
+
+/// The first queue offset in `[from, end)` whose unit is real and points at or above
+/// `log_min` (units are in CommitLog order, so the walk stops there); `end` if none.
+fn first_kept(from: u64, end: u64, log_min: u64, unit: impl Fn(u64) -> Option<CqUnit>) -> u64 {
+    let mut at = from;
+    while at < end {
+        match unit(at) {
+            Some(u) if u.is_filler() || (u.physical_offset as u64) < log_min => at += 1,
+            _ => break,
+        }
+    }
+    at
 }
 
 fn remove_queue_files(dir: &Path) -> Result<()> {
