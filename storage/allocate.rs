@@ -4,7 +4,6 @@
 //! thread creates, allocates and (optionally) warms it while the current file fills, so a
 //! roll-over only takes a file that is already there.
 
-use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -106,7 +105,7 @@ impl Allocator {
                 }
                 // A file for an offset nobody wants any more: do not leave it lying around.
                 if let Ok(file) = made {
-                    let _ = fs::remove_file(file.path());
+                    let _ = file.remove();
                 }
             }
             Self::request(&mut st, &self.shared.cv, offset);

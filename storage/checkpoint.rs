@@ -41,15 +41,27 @@ pub(crate) struct Checkpoints {
     faults: FaultInjector,
 }
 
-fn open_sized(path: &Path, size: u64) -> Result<(File, Vec<u8>, bool)> {
+fn open_sized(path: &Path, size: u64, faults: &FaultInjector) -> Result<(File, Vec<u8>, bool)> {
     let existed = path.exists();
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| Error::io("open", path, e))?;
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+    };
+    // Creating the file and giving it its size is one allocation.
+    let file = if existed {
+        open()
+    } else {
+        guarded(faults, IoOp::Allocate, || {
+            let file = open()?;
+            file.set_len(size)?;
+            Ok(file)
+        })
+    }
+    .map_err(|e| Error::io("create", path, e))?;
     let mut bytes = vec![0u8; size as usize];
     let len = file
         .metadata()
@@ -59,9 +71,12 @@ fn open_sized(path: &Path, size: u64) -> Result<(File, Vec<u8>, bool)> {
     file.read_exact_at(&mut bytes[..readable], 0)
         .map_err(|e| Error::io("read", path, e))?;
     if len < size {
-        file.set_len(size)
+        guarded(faults, IoOp::Allocate, || file.set_len(size))
             .map_err(|e| Error::io("extend", path, e))?;
-        file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
+    }
+    if len < size || !existed {
+        guarded(faults, IoOp::Flush, || file.sync_all())
+            .map_err(|e| Error::io("fsync", path, e))?;
     }
     Ok((file, bytes, !existed))
 }
@@ -75,11 +90,11 @@ impl Checkpoints {
         let timestamps_path = root.join("checkpoint");
         let offsets_path = root.join(OFFSET_CHECKPOINT_FILE);
         let (timestamps, ts_bytes, created_ts) =
-            open_sized(&timestamps_path, CHECKPOINT_FILE_SIZE)?;
+            open_sized(&timestamps_path, CHECKPOINT_FILE_SIZE, &faults)?;
         let (offsets, off_bytes, created_off) =
-            open_sized(&offsets_path, OFFSET_CHECKPOINT_FILE_SIZE)?;
+            open_sized(&offsets_path, OFFSET_CHECKPOINT_FILE_SIZE, &faults)?;
         if created_ts || created_off {
-            mmap::sync_dir(root)?;
+            mmap::sync_dir(root, &faults)?;
         }
         let loaded = LoadedCheckpoints {
             offsets: OffsetCheckpoint::newest(&off_bytes),
@@ -118,19 +133,17 @@ impl Checkpoints {
             commit_log_durable,
             dispatched_durable,
         };
-        guarded(&self.faults, IoOp::Flush, || {
-            files
-                .offsets
-                .write_all_at(&next.encode(), next.slot_pos())?;
-            files.offsets.sync_data()
+        guarded(&self.faults, IoOp::Write, || {
+            files.offsets.write_all_at(&next.encode(), next.slot_pos())
         })
+        .and_then(|()| guarded(&self.faults, IoOp::Flush, || files.offsets.sync_data()))
         .map_err(|e| Error::io("write checkpoint", &self.offsets_path, e))?;
         files.last = next;
-        files
-            .timestamps
-            .write_all_at(&timestamps.encode(), 0)
-            .and_then(|()| files.timestamps.sync_data())
-            .map_err(|e| Error::io("write checkpoint", &self.timestamps_path, e))
+        guarded(&self.faults, IoOp::Write, || {
+            files.timestamps.write_all_at(&timestamps.encode(), 0)
+        })
+        .and_then(|()| guarded(&self.faults, IoOp::Flush, || files.timestamps.sync_data()))
+        .map_err(|e| Error::io("write checkpoint", &self.timestamps_path, e))
     }
 
     /// The offsets last written.

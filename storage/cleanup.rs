@@ -16,7 +16,6 @@
 //!    use-after-unmap here, so a file held that long is reported instead, and goes when
 //!    its last holder lets go.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,6 +29,7 @@ use crate::consume_queue::ConsumeQueue;
 use crate::disk::DiskUsage;
 use crate::dispatch::ConsumeQueues;
 use crate::error::Result;
+use crate::fault::{self, FaultInjector};
 use crate::format::CqUnit;
 use crate::index_file::IndexService;
 use crate::message::PhysicalOffset;
@@ -434,7 +434,7 @@ impl Cleaner {
                     report.unmap_time += unmapped;
                     if let Some(path) = retired {
                         let unlink_started = Instant::now();
-                        let unlinked = fs::remove_file(&path);
+                        let unlinked = fault::remove_file(self.parts.log.faults(), &path);
                         report.unlink_time += unlink_started.elapsed();
                         if let Err(e) = unlinked {
                             tracing::warn!(path = %path.display(), error = %e, "could not remove a deleted file; retrying later");
@@ -461,7 +461,8 @@ impl Cleaner {
         }
         if !st.unremoved.is_empty() && st.last_redelete.elapsed() >= self.redelete_every {
             st.last_redelete = Instant::now();
-            st.unremoved.retain(|path| retry_remove(path));
+            let faults = self.parts.log.faults();
+            st.unremoved.retain(|path| retry_remove(path, faults));
         }
         report.held_by_readers = st.graveyard.len();
     }
@@ -476,8 +477,9 @@ impl Cleaner {
     }
 }
 
-/// Takes `file` out of its queue, renames it away and parks it. If the rename fails the
-/// file goes back to the front of its queue, untouched.
+/// Renames `file` away, takes it out of its queue and parks it. The rename comes first:
+/// if it fails nothing changed, and readers never saw the file go (the queue's minimum
+/// only ever moves forward).
 fn park(
     st: &mut CleanState,
     file: &Arc<MappedFile>,
@@ -485,18 +487,22 @@ fn park(
     queue: &dyn QueueFront,
 ) -> Result<RemovedFile> {
     let path = file.path().to_owned();
-    let Some(taken) = queue.take_first(file.start_offset()) else {
-        // Not the queue's first file: never expected, the cleaner alone removes files.
-        return Err(crate::error::Error::io(
+    let not_first = || {
+        crate::error::Error::io(
             "delete",
             &path,
             std::io::Error::other("not the first file of its queue"),
-        ));
+        )
     };
-    if let Err(e) = taken.retire() {
-        queue.put_back_first(taken);
-        return Err(e);
+    // Never expected to fail: the cleaner alone removes files, and queues only grow at
+    // the other end, so the first of several files stays first and not last.
+    if !queue.is_first_of_several(file.start_offset()) {
+        return Err(not_first());
     }
+    file.retire()?;
+    let Some(taken) = queue.take_first(file.start_offset()) else {
+        return Err(not_first());
+    };
     st.graveyard.push(Parked {
         file: taken,
         since: Instant::now(),
@@ -513,13 +519,13 @@ fn park(
 pub(crate) trait QueueFront {
     /// Takes the first file if it starts at `start` and is not the last one.
     fn take_first(&self, start: u64) -> Option<Arc<MappedFile>>;
-    /// Undoes [`take_first`](Self::take_first).
-    fn put_back_first(&self, file: Arc<MappedFile>);
+    /// Whether the file starting at `start` is the first one and not the last one.
+    fn is_first_of_several(&self, start: u64) -> bool;
 }
 
 /// Removes a deleted file again; false (keep trying) only if it still exists.
-fn retry_remove(path: &Path) -> bool {
-    match fs::remove_file(path) {
+fn retry_remove(path: &Path, faults: &FaultInjector) -> bool {
+    match fault::remove_file(faults, path) {
         Ok(()) => false,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => {
@@ -717,14 +723,20 @@ mod tests {
     fn a_failed_unlink_is_kept_for_retry_until_it_succeeds() {
         let dir = tempfile::tempdir().expect("tempdir");
         let gone = dir.path().join("00000000000000000000.deleted");
-        assert!(!retry_remove(&gone), "already gone: nothing to retry");
+        assert!(
+            !retry_remove(&gone, &FaultInjector::default()),
+            "already gone: nothing to retry"
+        );
         // Unlinking a directory fails (EISDIR): kept for the next retry.
         let stuck = dir.path().join("00000000000000004096.deleted");
-        fs::create_dir(&stuck).expect("mkdir");
-        assert!(retry_remove(&stuck));
-        fs::remove_dir(&stuck).expect("rmdir");
-        fs::write(&stuck, b"x").expect("file");
-        assert!(!retry_remove(&stuck), "removed on retry");
+        std::fs::create_dir(&stuck).expect("mkdir");
+        assert!(retry_remove(&stuck, &FaultInjector::default()));
+        std::fs::remove_dir(&stuck).expect("rmdir");
+        std::fs::write(&stuck, b"x").expect("file");
+        assert!(
+            !retry_remove(&stuck, &FaultInjector::default()),
+            "removed on retry"
+        );
         assert!(!stuck.exists());
     }
 

@@ -3,7 +3,6 @@
 //! end of valid data when a store is opened.
 
 use std::collections::HashMap;
-use std::fs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -132,7 +131,7 @@ impl CommitLog {
     ) -> Result<(CommitLog, RecoveryReport)> {
         let dir = cfg.commit_log_dir();
         let file_size = cfg.mapped_file_size_commit_log;
-        let mut files = mapped_file_queue::load_dir(&dir, file_size)?;
+        let mut files = mapped_file_queue::load_dir(&dir, file_size, &faults)?;
         let report = recover(&dir, &mut files, cfg.check_crc_on_recover, plan, visit)?;
         let queue_table = QueueTable::default();
         let valid_end = report.valid_end.0;
@@ -398,13 +397,18 @@ impl CommitLog {
         })
     }
 
+    /// The injector the store's file I/O goes through.
+    pub(crate) fn faults(&self) -> &FaultInjector {
+        &self.faults
+    }
+
     /// Flushes published data: each file from the durable offset on, by the page rule.
     /// Returns the new durable offset. Call through [`GroupCommit`] only.
     pub(crate) fn flush_files(&self, least_pages: u32) -> Result<u64> {
         let durable = self.group.durable();
         let mut reached = durable;
         for file in self.queue.files_from(durable) {
-            file.flush(least_pages, &self.faults)?;
+            file.flush(least_pages)?;
             let flushed = file.flushed();
             reached = file.start_offset() + flushed;
             if flushed < file.size() {
@@ -418,7 +422,7 @@ impl CommitLog {
     /// positions (recovery: data found after an abnormal exit may be only in the page cache).
     pub(crate) fn flush_all_from(&self, offset: u64) -> Result<()> {
         for file in self.queue.files_from(offset) {
-            file.flush_all(&self.faults)?;
+            file.flush_all()?;
         }
         Ok(())
     }
@@ -822,13 +826,11 @@ fn recover(
         (end_index, end_pos)
     };
     for file in files.drain(end_index + 1..) {
-        let path = file.path().to_owned();
-        drop(file);
-        fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+        let path = file.remove()?;
         report.removed_files.push(path);
     }
     if !report.removed_files.is_empty() {
-        mmap::sync_dir(dir)?;
+        mmap::sync_dir(dir, files[end_index].faults())?;
     }
     let last = &mut files[end_index];
     if end_pos < last.size() && (report.truncated.is_some() || plan.abnormal) {

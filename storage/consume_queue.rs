@@ -187,10 +187,10 @@ impl ConsumeQueue {
     }
 
     /// Flushes every file with unflushed units.
-    pub(crate) fn flush(&self, faults: &FaultInjector) -> Result<()> {
+    pub(crate) fn flush(&self) -> Result<()> {
         for file in self.files.files_from(0) {
             if file.flushed() < file.wrote() {
-                file.flush(0, faults)?;
+                file.flush(0)?;
             }
         }
         Ok(())
@@ -228,11 +228,18 @@ pub(crate) struct OwnedQueue {
     max_physical_end: u64,
     /// Files whose bytes changed since they were opened.
     dirty: Vec<bool>,
+    faults: FaultInjector,
 }
 
 impl OwnedQueue {
     /// An empty queue (no files yet).
-    pub(crate) fn empty(root: &Path, topic: &str, queue_id: u32, file_size: u64) -> OwnedQueue {
+    pub(crate) fn empty(
+        root: &Path,
+        topic: &str,
+        queue_id: u32,
+        file_size: u64,
+        faults: &FaultInjector,
+    ) -> OwnedQueue {
         OwnedQueue {
             topic: topic.to_owned(),
             queue_id,
@@ -243,6 +250,7 @@ impl OwnedQueue {
             min_offset: 0,
             max_physical_end: 0,
             dirty: Vec::new(),
+            faults: faults.clone(),
         }
     }
 
@@ -254,9 +262,10 @@ impl OwnedQueue {
         topic: &str,
         queue_id: u32,
         file_size: u64,
+        faults: &FaultInjector,
     ) -> Result<(OwnedQueue, Option<CorruptionKind>)> {
-        let mut q = Self::empty(root, topic, queue_id, file_size);
-        match mapped_file_queue::load_dir(&q.dir, file_size) {
+        let mut q = Self::empty(root, topic, queue_id, file_size, faults);
+        match mapped_file_queue::load_dir(&q.dir, file_size, faults) {
             Ok(files) => {
                 q.dirty = vec![false; files.len()];
                 q.files = files;
@@ -264,7 +273,7 @@ impl OwnedQueue {
             }
             Err(Error::Corrupted { kind, .. }) if kind != CorruptionKind::ForeignFile => {
                 tracing::warn!(dir = %q.dir.display(), problem = %kind, "consume queue files unusable; rebuilding the queue");
-                remove_queue_files(&q.dir)?;
+                remove_queue_files(&q.dir, faults)?;
                 Ok((q, Some(kind)))
             }
             Err(e) => Err(e),
@@ -344,12 +353,10 @@ impl OwnedQueue {
         };
         if keep < self.files.len() {
             for file in self.files.drain(keep..) {
-                let path = file.path().to_owned();
-                drop(file);
-                fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                file.remove()?;
             }
             self.dirty.truncate(keep);
-            mmap::sync_dir(&self.dir)?;
+            mmap::sync_dir(&self.dir, &self.faults)?;
         }
         if let Some(i) = self.file_index(byte) {
             let file = &mut self.files[i];
@@ -406,14 +413,12 @@ impl OwnedQueue {
         };
         let mut removed = false;
         for file in self.files.drain(keep..) {
-            let path = file.path().to_owned();
-            drop(file);
-            fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            file.remove()?;
             removed = true;
         }
         self.dirty.truncate(keep);
         if removed {
-            mmap::sync_dir(&self.dir)?;
+            mmap::sync_dir(&self.dir, &self.faults)?;
         }
         if let Some(i) = self.file_index(byte) {
             let file = &mut self.files[i];
@@ -528,13 +533,13 @@ impl OwnedQueue {
     }
 
     /// Flushes what recovery changed and shares the queue.
-    pub(crate) fn into_shared(self, faults: &FaultInjector) -> Result<ConsumeQueue> {
+    pub(crate) fn into_shared(self) -> Result<ConsumeQueue> {
         let mut shared = Vec::with_capacity(self.files.len());
         let mut writer = None;
         let count = self.files.len();
         for (i, file) in self.files.into_iter().enumerate() {
             if self.dirty.get(i).copied().unwrap_or(false) {
-                file.flush_all(faults)?;
+                file.flush_all()?;
             }
             let (file, w) = file.into_shared();
             if i + 1 == count && !file.is_full() {
@@ -568,14 +573,14 @@ fn first_kept(from: u64, end: u64, log_min: u64, unit: impl Fn(u64) -> Option<Cq
     at
 }
 
-fn remove_queue_files(dir: &Path) -> Result<()> {
+fn remove_queue_files(dir: &Path, faults: &FaultInjector) -> Result<()> {
     let entries = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
         let path = entry.path();
-        fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+        crate::fault::remove_file(faults, &path).map_err(|e| Error::io("remove", &path, e))?;
     }
-    mmap::sync_dir(dir)
+    mmap::sync_dir(dir, faults)
 }
 
 /// Lists `(topic, queue_id)` of every queue directory under `root`
@@ -624,7 +629,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let faults = FaultInjector::default();
         let size = 5 * CQ_UNIT_SIZE;
-        let (mut q, problem) = OwnedQueue::load(dir.path(), "t", 0, size).expect("load");
+        let (mut q, problem) = OwnedQueue::load(dir.path(), "t", 0, size, &faults).expect("load");
         assert_eq!(problem, None);
         assert_eq!(q.scan(1000, true).expect("scan"), None);
         for i in 0..12u64 {
@@ -632,7 +637,7 @@ mod tests {
         }
         assert!(!q.put(3, unit(300), &faults).expect("same unit"));
         assert_eq!(q.end(), 12);
-        let shared = q.into_shared(&faults).expect("share");
+        let shared = q.into_shared().expect("share");
         assert_eq!(shared.max_offset(), 12);
         assert_eq!(shared.file_count(), 3);
         shared.append(12, unit(1200), &faults).expect("append");
@@ -643,7 +648,7 @@ mod tests {
         assert_eq!(shared.unit(12), Some(unit(1200)));
         drop(shared);
 
-        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 0, size).expect("reload");
+        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 0, size, &faults).expect("reload");
         assert_eq!(q.scan(1000, true).expect("scan"), None);
         assert_eq!((q.end(), q.max_physical_end()), (13, 1300));
         assert!(q.cut_beyond(750).expect("cut"));
@@ -659,14 +664,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let faults = FaultInjector::default();
         let size = 10 * CQ_UNIT_SIZE;
-        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 1, size).expect("load");
+        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 1, size, &faults).expect("load");
         for i in 0..6u64 {
             q.put(i, unit(i as i64 * 100), &faults).expect("put");
         }
         // Unit 3 goes backwards: an impossible unit.
         q.files[0].bytes_mut()[60..80].copy_from_slice(&unit(50).encode());
-        drop(q.into_shared(&faults).expect("share"));
-        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 1, size).expect("reload");
+        drop(q.into_shared().expect("share"));
+        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 1, size, &faults).expect("reload");
         assert_eq!(
             q.scan(1000, true).expect("scan"),
             Some(UnitProblem::Invalid(unit(50)))
@@ -676,8 +681,8 @@ mod tests {
         q.put(3, unit(300), &faults).expect("put");
         q.put(4, unit(400), &faults).expect("put");
         q.files[0].bytes_mut()[60..80].fill(0);
-        drop(q.into_shared(&faults).expect("share"));
-        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 1, size).expect("reload");
+        drop(q.into_shared().expect("share"));
+        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 1, size, &faults).expect("reload");
         assert_eq!(
             q.scan(1000, true).expect("scan"),
             Some(UnitProblem::DataAfterHole)
@@ -690,11 +695,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let faults = FaultInjector::default();
         let size = 4 * CQ_UNIT_SIZE;
-        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 2, size).expect("load");
+        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 2, size, &faults).expect("load");
         q.put(6, unit(600), &faults).expect("put");
         assert_eq!((q.end(), q.min_offset), (7, 6));
         assert_eq!(q.unit(4), Some(CqUnit::FILLER));
-        let shared = q.into_shared(&faults).expect("share");
+        let shared = q.into_shared().expect("share");
         assert_eq!(shared.min_offset(), 6);
         assert_eq!(shared.unit(6), Some(unit(600)));
     }

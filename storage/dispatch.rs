@@ -68,8 +68,8 @@ impl ConsumeQueues {
         if let Some(q) = by_id.get(&queue_id) {
             return Ok(Arc::clone(q));
         }
-        let q = OwnedQueue::empty(&self.root, topic, queue_id, self.file_size);
-        let q = Arc::new(q.into_shared(&self.faults)?);
+        let q = OwnedQueue::empty(&self.root, topic, queue_id, self.file_size, &self.faults);
+        let q = Arc::new(q.into_shared()?);
         by_id.insert(queue_id, Arc::clone(&q));
         Ok(q)
     }
@@ -83,7 +83,7 @@ impl ConsumeQueues {
     /// Flushes every queue.
     pub(crate) fn flush(&self) -> Result<()> {
         for q in self.all() {
-            q.flush(&self.faults)?;
+            q.flush()?;
         }
         Ok(())
     }
@@ -261,6 +261,29 @@ impl Dispatcher {
             index.put(phys, v)?;
         }
         Ok(())
+    }
+
+    /// Waits until everything below `offset` is dispatched, for at most `timeout`, giving
+    /// up early once dispatch keeps failing (an error since the wait began and no progress
+    /// for 100 ms): false then, or on timeout or failure. For shutdown and checkpoints,
+    /// which must not sit out the whole timeout on a disk that refuses every write.
+    pub(crate) fn wait_dispatched_while_progressing(&self, offset: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let errors_before = self.errors.load(Ordering::Relaxed);
+        loop {
+            let reput = self.reput_offset();
+            let now = Instant::now();
+            if now >= deadline {
+                return self.reput_offset() >= offset;
+            }
+            if self.wait_dispatched(offset, (deadline - now).min(Duration::from_millis(100))) {
+                return true;
+            }
+            let failing = self.errors.load(Ordering::Relaxed) > errors_before;
+            if self.has_failed() || (failing && self.reput_offset() == reput) {
+                return false;
+            }
+        }
     }
 
     /// Waits until everything below `offset` is dispatched; false on timeout or failure.

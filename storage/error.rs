@@ -44,6 +44,9 @@ pub enum CorruptionKind {
     /// A ConsumeQueue unit that does not match the record it points at (the offset in the
     /// error is the queue offset).
     UnitMismatch,
+    /// Found by the offline check: repairing it would lose records, so it needs the
+    /// repair's explicit discard flag.
+    NeedsDiscard(String),
 }
 
 impl fmt::Display for CorruptionKind {
@@ -60,6 +63,10 @@ impl fmt::Display for CorruptionKind {
                 write!(f, "file is {actual} bytes, expected {expected}")
             }
             Self::ForeignFile => f.write_str("file name is not a 20-digit offset"),
+            Self::NeedsDiscard(what) => write!(
+                f,
+                "{what} (repairing it drops records: pass the discard flag to cut here)"
+            ),
             Self::GapInFileNames { expected_offset } => {
                 write!(
                     f,
@@ -93,7 +100,9 @@ pub enum Error {
     /// The disk (or quota) is full. The store stays usable: nothing was written, and
     /// appends succeed again once space is freed.
     DiskFull {
-        /// The file that could not be allocated.
+        /// What was being done (`allocate`, `msync`, `rename`, …).
+        op: &'static str,
+        /// The file it was done to.
         path: PathBuf,
     },
     /// Bytes on disk are corrupt. Opening refuses rather than guessing.
@@ -129,7 +138,7 @@ impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         let path = path.into();
         match source.raw_os_error() {
-            Some(libc::ENOSPC | libc::EDQUOT) => Error::DiskFull { path },
+            Some(libc::ENOSPC | libc::EDQUOT) => Error::DiskFull { op, path },
             _ => Error::Io { op, path, source },
         }
     }
@@ -146,7 +155,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
-            Error::DiskFull { path } => write!(f, "disk full while allocating {}", path.display()),
+            Error::DiskFull { op, path } => write!(f, "disk full: {op} {}", path.display()),
             Error::Corrupted { path, offset, kind } => {
                 write!(
                     f,

@@ -202,7 +202,8 @@ impl IndexService {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
                 let path = entry.path();
-                fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                crate::fault::remove_file(&faults, &path)
+                    .map_err(|e| Error::io("remove", &path, e))?;
             } else if format::is_index_file_name(&name) {
                 names.push(name);
             }
@@ -215,7 +216,7 @@ impl IndexService {
         };
         for name in names {
             let path = dir.join(&name);
-            let file = MappedFile::open(path.clone(), 0, size)?;
+            let file = MappedFile::open(path.clone(), 0, size, &faults)?;
             let header = IndexHeader::decode(file.bytes()).unwrap_or_default();
             let sane = header.index_count >= 0
                 && (header.index_count as u32) <= items
@@ -253,14 +254,12 @@ impl IndexService {
                 tracing::warn!(path = %last.file.path().display(), "index file fails its structural check; rebuilding it");
             }
             let file = files.pop().expect("last exists");
-            let path = file.file.path().to_owned();
             load.reindex_from = load.reindex_from.min(h.begin_phy_offset as u64);
-            drop(file);
-            fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            let path = file.file.remove()?;
             load.removed.push(path);
         }
         if !load.removed.is_empty() {
-            mmap::sync_dir(dir)?;
+            mmap::sync_dir(dir, &faults)?;
             tracing::info!(
                 files = load.removed.len(),
                 from = load.reindex_from,
@@ -333,7 +332,7 @@ impl IndexService {
             }
             let carried = files.last().map(|f| f.header);
             if let Some(full) = files.last_mut() {
-                full.file.flush_all(&self.faults)?;
+                full.file.flush_all()?;
                 full.dirty = false;
             }
             files.push(self.create(carried)?);
@@ -424,14 +423,12 @@ impl IndexService {
         };
         let mut removed = Vec::with_capacity(taken.len());
         for f in taken {
-            let path = f.file.path().to_owned();
             let size = f.file.size();
-            drop(f);
-            fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            let path = f.file.remove()?;
             removed.push((path, size));
         }
         if !removed.is_empty() {
-            mmap::sync_dir(&self.dir)?;
+            mmap::sync_dir(&self.dir, &self.faults)?;
         }
         Ok(removed)
     }
@@ -440,7 +437,7 @@ impl IndexService {
     pub(crate) fn flush(&self) -> Result<()> {
         let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
         for f in files.iter_mut().filter(|f| f.dirty) {
-            f.file.flush_all(&self.faults)?;
+            f.file.flush_all()?;
             f.dirty = false;
         }
         Ok(())

@@ -65,6 +65,8 @@ pub use disk::{DiskUsage, FsDiskUsage, ManualDiskUsage};
 pub use dispatch::{Arrival, ArrivalListener};
 pub use error::{CorruptionKind, Error, Result};
 #[cfg(feature = "fault-injection")]
+pub use fault::Injected;
+#[cfg(feature = "fault-injection")]
 pub use fault::{FaultInjector, IoOp};
 pub use message::{Appended, Message, PhysicalOffset, PutResult, PutStatus, QueueOffset};
 pub use read::{GetMessageResult, GetMessageStatus, MessageFilter, QueryMessageResult, TagFilter};

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::error::{CorruptionKind, Error, Result};
+use crate::fault::FaultInjector;
 use crate::format;
 use crate::mmap::{self, MappedFile};
 
@@ -14,7 +15,11 @@ use crate::mmap::{self, MappedFile};
 /// file is exactly `file_size` bytes, and consecutive names differ by `file_size`.
 /// Leftover `*.tmp` files (a creation cut short by a crash) and `*.deleted` files (deleted
 /// by cleanup while a reader held them) are removed.
-pub(crate) fn load_dir(dir: &Path, file_size: u64) -> Result<Vec<MappedFile>> {
+pub(crate) fn load_dir(
+    dir: &Path,
+    file_size: u64,
+    faults: &FaultInjector,
+) -> Result<Vec<MappedFile>> {
     fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
     let mut found: Vec<(u64, PathBuf)> = Vec::new();
     let entries = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
@@ -29,7 +34,7 @@ pub(crate) fn load_dir(dir: &Path, file_size: u64) -> Result<Vec<MappedFile>> {
                 .is_some_and(|stem| format::parse_file_name(stem).is_some())
         });
         if leftover {
-            fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            crate::fault::remove_file(faults, &path).map_err(|e| Error::io("remove", &path, e))?;
             removed_tmp = true;
             continue;
         }
@@ -43,7 +48,7 @@ pub(crate) fn load_dir(dir: &Path, file_size: u64) -> Result<Vec<MappedFile>> {
         }
     }
     if removed_tmp {
-        mmap::sync_dir(dir)?;
+        mmap::sync_dir(dir, faults)?;
     }
     found.sort_unstable_by_key(|(o, _)| *o);
     let mut files = Vec::with_capacity(found.len());
@@ -59,7 +64,7 @@ pub(crate) fn load_dir(dir: &Path, file_size: u64) -> Result<Vec<MappedFile>> {
             ));
         }
         expected = Some(offset + file_size);
-        files.push(MappedFile::open(path, offset, file_size)?);
+        files.push(MappedFile::open(path, offset, file_size, faults)?);
     }
     Ok(files)
 }
@@ -164,14 +169,9 @@ impl crate::cleanup::QueueFront for MappedFileQueue {
         Some(files.remove(0))
     }
 
-    fn put_back_first(&self, file: Arc<MappedFile>) {
-        let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
-        let follows = files
-            .first()
-            .is_none_or(|f| f.start_offset() == file.start_offset() + self.file_size);
-        if follows {
-            files.insert(0, file);
-        }
+    fn is_first_of_several(&self, start: u64) -> bool {
+        let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
+        files.len() >= 2 && files[0].start_offset() == start
     }
 }
 
@@ -217,13 +217,13 @@ mod tests {
             })
             .collect();
         let q = MappedFileQueue::new(size, files);
+        assert!(q.is_first_of_several(0) && !q.is_first_of_several(size));
         assert!(q.take_first(size).is_none(), "not the first file");
         let first = q.take_first(0).expect("the first of two");
         assert_eq!((q.min_offset(), q.file_count()), (size, 1));
         assert!(q.find(0).is_none(), "new reads no longer find it");
         assert!(q.take_first(size).is_none(), "never the last file");
-        q.put_back_first(first);
-        assert_eq!((q.min_offset(), q.file_count()), (0, 2));
-        assert!(q.find(10).is_some());
+        assert!(!q.is_first_of_several(size), "the last file");
+        assert_eq!(first.start_offset(), 0);
     }
 }

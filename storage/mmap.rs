@@ -65,6 +65,8 @@ pub(crate) struct MappedFile {
     /// Set once the file is deleted from the store: where it was renamed to. It is
     /// unlinked from there when the last holder drops it.
     retired: OnceLock<PathBuf>,
+    /// The store's injector, for the file's own I/O (flush, rename, unlink).
+    faults: FaultInjector,
 }
 
 /// Suffix of a deleted file waiting for its last reader; removed at the next open.
@@ -108,28 +110,33 @@ impl MappedFile {
             ));
         }
         let made = (|| {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)
-                .map_err(|e| Error::io("create", &tmp, e))?;
-            guarded(faults, IoOp::Allocate, || preallocate(&file, size))
-                .map_err(|e| Error::io("fallocate", &tmp, e))?;
-            file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
-            fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+            let file = guarded(faults, IoOp::Allocate, || {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&tmp)?;
+                preallocate(&file, size)?;
+                Ok(file)
+            })
+            .map_err(|e| Error::io("allocate", &tmp, e))?;
+            guarded(faults, IoOp::Flush, || file.sync_all())
+                .map_err(|e| Error::io("fsync", &tmp, e))?;
+            crate::fault::rename(faults, &tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
             Ok(file)
         })();
         let file = match made {
             Ok(file) => file,
             Err(e) => {
+                // Best effort, and not through the injector: a failed cleanup of a
+                // half-made file is removed at the next open anyway.
                 let _ = fs::remove_file(&tmp);
                 return Err(e);
             }
         };
-        sync_dir(dir)?;
-        let mut mapped = Self::map(path, file, start_offset, size)?;
+        sync_dir(dir, faults)?;
+        let mut mapped = Self::map(path, file, start_offset, size, faults)?;
         mapped.wrote = CachePadded::new(AtomicU64::new(0));
         mapped.flushed = CachePadded::new(AtomicU64::new(0));
         if opts.warm {
@@ -145,7 +152,12 @@ impl MappedFile {
 
     /// Opens an existing file, which must be exactly `size` bytes. It starts out treated
     /// as full (every byte readable); recovery then sets the real end with `set_wrote`.
-    pub(crate) fn open(path: PathBuf, start_offset: u64, size: u64) -> Result<MappedFile> {
+    pub(crate) fn open(
+        path: PathBuf,
+        start_offset: u64,
+        size: u64,
+        faults: &FaultInjector,
+    ) -> Result<MappedFile> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -165,17 +177,23 @@ impl MappedFile {
                 },
             });
         }
-        Self::map(path, file, start_offset, size)
+        Self::map(path, file, start_offset, size, faults)
     }
 
-    fn map(path: PathBuf, file: File, start_offset: u64, size: u64) -> Result<MappedFile> {
+    fn map(
+        path: PathBuf,
+        file: File,
+        start_offset: u64,
+        size: u64,
+        faults: &FaultInjector,
+    ) -> Result<MappedFile> {
         let len = usize::try_from(size).map_err(|_| {
             Error::config("mappedFileSizeCommitLog", "larger than the address space")
         })?;
-        let map = MmapOptions::new()
-            .len(len)
-            .map_raw(&file)
-            .map_err(|e| Error::io("mmap", &path, e))?;
+        let map = guarded(faults, IoOp::Map, || {
+            MmapOptions::new().len(len).map_raw(&file)
+        })
+        .map_err(|e| Error::io("mmap", &path, e))?;
         Ok(MappedFile {
             path,
             file,
@@ -185,6 +203,7 @@ impl MappedFile {
             wrote: CachePadded::new(AtomicU64::new(size)),
             flushed: CachePadded::new(AtomicU64::new(size)),
             retired: OnceLock::new(),
+            faults: faults.clone(),
         })
     }
 
@@ -292,11 +311,12 @@ impl MappedFile {
             }
         }
         let start = pos / OS_PAGE_SIZE * OS_PAGE_SIZE;
-        self.map
-            .flush_range(start as usize, (self.size - start) as usize)
-            .map_err(|e| Error::io("msync", &self.path, e))?;
-        self.file
-            .sync_data()
+        guarded(&self.faults, IoOp::Flush, || {
+            self.map
+                .flush_range(start as usize, (self.size - start) as usize)
+        })
+        .map_err(|e| Error::io("msync", &self.path, e))?;
+        guarded(&self.faults, IoOp::Flush, || self.file.sync_data())
             .map_err(|e| Error::io("fdatasync", &self.path, e))
     }
 
@@ -320,8 +340,8 @@ impl MappedFile {
 
     /// Flushes the whole mapping (files written at arbitrary positions) and marks
     /// everything published as durable.
-    pub(crate) fn flush_all(&self, faults: &FaultInjector) -> Result<()> {
-        guarded(faults, IoOp::Flush, || self.map.flush())
+    pub(crate) fn flush_all(&self) -> Result<()> {
+        guarded(&self.faults, IoOp::Flush, || self.map.flush())
             .map_err(|e| Error::io("msync", &self.path, e))?;
         self.flushed.fetch_max(self.wrote(), Ordering::AcqRel);
         Ok(())
@@ -330,14 +350,14 @@ impl MappedFile {
     /// Flushes published bytes by RocketMQ's rule (§2.3): when the file is full, when at
     /// least `least_pages` pages are dirty, or (`least_pages == 0`) when anything is.
     /// Returns whether a flush happened. Callers serialize flushes of one file.
-    pub(crate) fn flush(&self, least_pages: u32, faults: &FaultInjector) -> Result<bool> {
+    pub(crate) fn flush(&self, least_pages: u32) -> Result<bool> {
         let wrote = self.wrote();
         let flushed = self.flushed();
         if !should_flush(wrote, flushed, self.size, least_pages) {
             return Ok(false);
         }
         let start = flushed / OS_PAGE_SIZE * OS_PAGE_SIZE;
-        guarded(faults, IoOp::Flush, || {
+        guarded(&self.faults, IoOp::Flush, || {
             self.map
                 .flush_range(start as usize, (wrote - start) as usize)
         })
@@ -358,11 +378,19 @@ impl MappedFile {
         let mut name = self.path.as_os_str().to_owned();
         name.push(RETIRED_SUFFIX);
         let target = PathBuf::from(name);
-        fs::rename(&self.path, &target).map_err(|e| Error::io("rename", &self.path, e))?;
-        if let Some(dir) = self.path.parent() {
-            sync_dir(dir)?;
-        }
+        crate::fault::rename(&self.faults, &self.path, &target)
+            .map_err(|e| Error::io("rename", &self.path, e))?;
         let _ = self.retired.set(target);
+        // Once renamed the file is out of the namespace whether or not the directory sync
+        // below succeeds: putting it back in its queue under the old name would make the
+        // next rename fail and the next open remove a file still in use. If the rename is
+        // lost to a power cut the file simply reappears as the first one of its queue,
+        // which keeps the names contiguous.
+        if let Some(dir) = self.path.parent() {
+            if let Err(e) = sync_dir(dir, &self.faults) {
+                tracing::warn!(path = %self.path.display(), error = %e, "directory sync after deleting a file failed; the deletion stands");
+            }
+        }
         Ok(())
     }
 
@@ -379,6 +407,21 @@ impl MappedFile {
         retired
     }
 
+    /// Unmaps and unlinks a file nobody else holds (recovery cutting files past the end).
+    /// Returns the removed path.
+    pub(crate) fn remove(self) -> Result<PathBuf> {
+        let path = self.path.clone();
+        let faults = self.faults.clone();
+        drop(self);
+        crate::fault::remove_file(&faults, &path).map_err(|e| Error::io("remove", &path, e))?;
+        Ok(path)
+    }
+
+    /// The injector this file's I/O goes through.
+    pub(crate) fn faults(&self) -> &FaultInjector {
+        &self.faults
+    }
+
     /// Shares the file and returns its one writer.
     pub(crate) fn into_shared(self) -> (Arc<MappedFile>, SegmentWriter) {
         let file = Arc::new(self);
@@ -391,7 +434,7 @@ impl Drop for MappedFile {
         // Unlinking a mapped file is safe (the inode lives until the mapping is gone,
         // which happens right after this, when the fields drop).
         if let Some(path) = self.retired.get() {
-            if let Err(e) = fs::remove_file(path) {
+            if let Err(e) = crate::fault::remove_file(&self.faults, path) {
                 tracing::warn!(path = %path.display(), error = %e, "could not remove a deleted file; the next open removes it");
             }
         }
@@ -541,10 +584,11 @@ pub(crate) fn fs_space(path: &Path) -> io::Result<FsSpace> {
 }
 
 /// fsyncs a directory, making creates, renames and unlinks in it durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync directory", dir, e))
+pub(crate) fn sync_dir(dir: &Path, faults: &FaultInjector) -> Result<()> {
+    guarded(faults, IoOp::DirSync, || {
+        File::open(dir).and_then(|d| d.sync_all())
+    })
+    .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 #[cfg(test)]
@@ -601,7 +645,7 @@ mod tests {
         assert!(shared.readable_from(0).is_empty());
         writer.append(5, |b| b.copy_from_slice(b"hello"));
         assert_eq!(shared.readable_from(0), b"hello");
-        assert!(shared.flush(0, &faults).expect("flush"));
+        assert!(shared.flush(0).expect("flush"));
         assert_eq!(shared.flushed(), 5);
         writer.finish_with_blank();
         assert!(shared.is_full());
@@ -611,11 +655,11 @@ mod tests {
         );
         let path = shared.path().to_owned();
         drop((shared, writer));
-        let mut reopened = MappedFile::open(path.clone(), size, size).expect("open");
+        let mut reopened = MappedFile::open(path.clone(), size, size, &faults).expect("open");
         assert_eq!(&reopened.readable_from(0)[..5], b"hello");
         reopened.zero_from(3).expect("zero");
         assert_eq!(&reopened.readable_from(0)[..8], b"hel\0\0\0\0\0");
-        let e = MappedFile::open(path, size, size * 2).expect_err("wrong size");
+        let e = MappedFile::open(path, size, size * 2, &faults).expect_err("wrong size");
         assert!(matches!(
             e,
             Error::Corrupted {

@@ -76,6 +76,7 @@ impl QueueRepair<'_> {
                 v.topic,
                 v.queue_id as u32,
                 self.cfg.mapped_file_size_consume_queue,
+                self.faults,
             )
         });
         if offset > q.end() && !self.from_log_start && only.is_none() {
@@ -119,6 +120,7 @@ pub(crate) fn recover(
             &topic,
             queue_id,
             cfg.mapped_file_size_consume_queue,
+            faults,
         )?;
         let unit_problem = q.scan(max_record, abnormal)?;
         if file_problem.is_some() || unit_problem.is_some() {
@@ -235,7 +237,7 @@ pub(crate) fn recover(
             }
         }
         q.correct_min_offset(log_min);
-        shared.push(q.into_shared(faults)?);
+        shared.push(q.into_shared()?);
     }
     trimmed.sort();
 

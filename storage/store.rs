@@ -206,8 +206,9 @@ impl MessageStore {
                 .collect::<Vec<_>>(),
         );
         // The abort file exists while the store runs; a clean shutdown removes it.
-        File::create(&abort).map_err(|e| Error::io("create", &abort, e))?;
-        crate::mmap::sync_dir(&root)?;
+        crate::fault::guarded(&faults, crate::fault::IoOp::Write, || File::create(&abort))
+            .map_err(|e| Error::io("create", &abort, e))?;
+        crate::mmap::sync_dir(&root, &faults)?;
         let index = recovered.index.map(Arc::new);
         let checkpoints = Arc::new(recovered.checkpoints);
         let dispatcher = Arc::new(Dispatcher::new(
@@ -622,7 +623,9 @@ impl MessageStore {
             return Err(Error::ShutDown);
         }
         self.flush()?;
-        self.wait_dispatched(SHUTDOWN_DISPATCH_WAIT);
+        self.reput_waker.wake();
+        self.dispatcher
+            .wait_dispatched_while_progressing(self.log.max_offset(), SHUTDOWN_DISPATCH_WAIT);
         checkpoint_derived(
             &self.dispatcher,
             &self.queues,
@@ -699,7 +702,7 @@ impl MessageStore {
         // Let the dispatcher catch up, then stop it and the CQ flusher, and checkpoint.
         let caught_up = self
             .dispatcher
-            .wait_dispatched(self.log.max_offset(), SHUTDOWN_DISPATCH_WAIT);
+            .wait_dispatched_while_progressing(self.log.max_offset(), SHUTDOWN_DISPATCH_WAIT);
         threads.stop_all();
         let clean = caught_up
             && outcome.is_ok()
@@ -718,7 +721,7 @@ impl MessageStore {
             };
         if clean && !self.log.group.is_poisoned() {
             let abort = self.config.store_path_root_dir.join("abort");
-            if let Err(e) = std::fs::remove_file(&abort) {
+            if let Err(e) = crate::fault::remove_file(self.log.faults(), &abort) {
                 tracing::warn!(error = %e, "could not remove the abort file");
             }
         } else {

@@ -139,9 +139,28 @@ fn run_round(seed: u64, threads: u64, mode: FlushMode) {
     }
 }
 
+/// The seeds to run: `MQSTORE_CRASH_SEED=<n>` reproduces one round of any of these tests.
+fn seeds(default: std::ops::Range<u64>) -> Vec<u64> {
+    match std::env::var("MQSTORE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(seed) => vec![seed],
+        None => default.collect(),
+    }
+}
+
+fn mode_of(seed: u64) -> FlushMode {
+    if seed.is_multiple_of(2) {
+        FlushMode::Sync
+    } else {
+        FlushMode::Async
+    }
+}
+
 #[test]
 fn sigkill_after_sync_acks_loses_nothing_acknowledged() {
-    for seed in 0..13 {
+    for seed in seeds(0..13) {
         eprintln!("crash round seed={seed} sync");
         run_round(seed, 1 + seed % 3, FlushMode::Sync);
     }
@@ -149,23 +168,33 @@ fn sigkill_after_sync_acks_loses_nothing_acknowledged() {
 
 #[test]
 fn sigkill_after_async_acks_loses_nothing_acknowledged() {
-    for seed in 0..13 {
+    for seed in seeds(0..13) {
         eprintln!("crash round seed={seed} async");
         run_round(seed, 1 + seed % 3, FlushMode::Async);
     }
 }
 
-/// The long version: `cargo test --test crash -- --ignored`.
+/// The long version, 1000 rounds (2000 kills; `MQSTORE_CRASH_ROUNDS` changes the count):
+/// `cargo test --all-features --test crash -- --ignored --nocapture`. Even seeds run
+/// SYNC_FLUSH, odd ones ASYNC_FLUSH; `MQSTORE_CRASH_SEED=<n>` reruns one.
 #[test]
 #[ignore = "long crash loop"]
 fn sigkill_loop_long() {
-    for seed in 0..200 {
-        let mode = if seed % 2 == 0 {
-            FlushMode::Sync
-        } else {
-            FlushMode::Async
-        };
+    let rounds = std::env::var("MQSTORE_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let started = std::time::Instant::now();
+    let seeds = seeds(0..rounds);
+    for &seed in &seeds {
+        let mode = mode_of(seed);
         eprintln!("crash round seed={seed} {mode:?}");
         run_round(seed, 1 + seed % 4, mode);
     }
+    eprintln!(
+        "{} crash rounds ({} kills) passed in {:.0?}",
+        seeds.len(),
+        seeds.len() * 2,
+        started.elapsed()
+    );
 }

@@ -26,8 +26,9 @@ fn open(root: &std::path::Path, mode: FlushMode, faults: &FaultInjector) -> Mess
 fn allocation_failure_is_disk_full_and_recovers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let faults = FaultInjector::new();
-    // The first file (made at open) succeeds; every later allocation fails until cleared.
-    faults.fail_nth(IoOp::Allocate, 2, libc_enospc(), true);
+    // Opening an empty directory allocates the two checkpoint files and the first
+    // CommitLog file; every later allocation (the next CommitLog file) fails until cleared.
+    faults.fail_nth(IoOp::Allocate, 4, libc_enospc(), true);
     let store = open(dir.path(), FlushMode::Async, &faults);
     let mut stored = 0u32;
     let err = loop {
@@ -173,4 +174,67 @@ fn libc_enospc() -> i32 {
 
 fn libc_eio() -> i32 {
     5
+}
+
+/// Cleanup's rename failing (F16): the file stays in its queue and every record in it
+/// still reads back, on this run and after a reopen; once the fault clears, it goes.
+#[test]
+fn a_failed_rename_keeps_the_file_readable_and_it_goes_later() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = FaultInjector::new();
+    let clock = Arc::new(mqstore::ManualClock::new(1_700_000_000_000));
+    let open = |faults: &FaultInjector| {
+        MessageStore::builder(dir.path())
+            .configure(|c| {
+                c.mapped_file_size_commit_log = 16 * 1024;
+                c.flush_disk_type = FlushMode::Sync;
+            })
+            .clock(clock.clone())
+            .disk_usage(Arc::new(mqstore::ManualDiskUsage::new(10)))
+            .fault_injector(faults.clone())
+            .open()
+            .expect("open")
+    };
+    let store = open(&faults);
+    let mut acked = Vec::new();
+    for i in 0..40u32 {
+        let r = store
+            .put(&Message::new("r", 0, vec![i as u8; 1000]))
+            .expect("put");
+        acked.push((r.appended.expect("stored").physical_offset, i));
+    }
+    let check = |store: &MessageStore, step: &str| {
+        let min = store.min_offset();
+        for &(at, i) in acked.iter().filter(|(at, _)| *at >= min) {
+            let r = store
+                .read(at)
+                .unwrap_or_else(|e| panic!("read {at:?}: {e}"))
+                .unwrap_or_else(|| panic!("{step}: record {at:?} above min {min:?} not found"));
+            assert_eq!(
+                r.view().expect("decodes").body,
+                vec![i as u8; 1000].as_slice()
+            );
+        }
+    };
+    store.checkpoint().expect("checkpoint");
+    check(&store, "step 1");
+    clock.advance(100 * 3_600_000);
+    faults.fail_nth(IoOp::Rename, 1, libc_eio(), true);
+    store.delete_expired_files_manually();
+    assert!(
+        store.run_cleanup().is_err(),
+        "the rename failure is reported"
+    );
+    assert_eq!(store.min_offset(), PhysicalOffset(0), "nothing deleted");
+    check(&store, "step 2");
+    assert!(store.run_cleanup().is_err());
+    check(&store, "step 3");
+    faults.clear();
+    let report = store.run_cleanup().expect("cleanup");
+    assert!(!report.removed.is_empty(), "deleted once the fault clears");
+    assert!(store.min_offset() > PhysicalOffset(0));
+    check(&store, "step 4");
+    store.shutdown().expect("shutdown");
+    let store = open(&FaultInjector::new());
+    check(&store, "step 5");
 }
