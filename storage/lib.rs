@@ -54,6 +54,7 @@ mod read;
 mod recovery;
 mod service;
 mod store;
+pub mod verify;
 
 pub use cleanup::{CleanTrigger, CleanupReport, RemovalReason, RemovedFile};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -826,7 +826,7 @@ fn spawn_flusher(config: &StoreConfig, log: &Arc<CommitLog>) -> Result<ServiceTh
 }
 
 /// Takes the exclusive lock on `<root>/lock` (RocketMQ's lock file, holding `lock`).
-fn lock_dir(root: &Path) -> Result<File> {
+pub(crate) fn lock_dir(root: &Path) -> Result<File> {
     std::fs::create_dir_all(root).map_err(|e| Error::io("create directory", root, e))?;
     let path = root.join("lock");
     let mut file = OpenOptions::new()
