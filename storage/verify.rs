@@ -636,20 +636,6 @@ fn check_index_file(
             report.problems.push(derived(pos, what));
         }
     };
-    for slot in 0..slots {
-        let pos = format::index_slot_pos(slot);
-        let Some(raw) = bytes.get(pos as usize..(pos + INDEX_SLOT_SIZE) as usize) else {
-            break;
-        };
-        let v = i32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
-        if v < 0 || v as u32 >= count.max(1) {
-            note(
-                report,
-                pos,
-                format!("slot {slot} points at item {v} of {count}"),
-            );
-        }
-    }
     let slot_of = |hash: i32| hash.cast_unsigned() % slots.max(1);
     let item_at = |n: u32| {
         let pos = format::index_item_pos(slots, n) as usize;
@@ -657,6 +643,25 @@ fn check_index_file(
             .get(pos..pos + INDEX_ITEM_SIZE as usize)
             .and_then(IndexItem::decode)
     };
+    for slot in 0..slots {
+        let pos = format::index_slot_pos(slot);
+        let Some(raw) = bytes.get(pos as usize..(pos + INDEX_SLOT_SIZE) as usize) else {
+            break;
+        };
+        let v = i32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
+        let head_ok = match u32::try_from(v) {
+            Ok(0) => true,
+            Ok(n) if n < count => item_at(n).is_some_and(|i| slot_of(i.key_hash) == slot),
+            _ => false,
+        };
+        if !head_ok {
+            note(
+                report,
+                pos,
+                format!("slot {slot} points at item {v} of {count}, not one of its keys"),
+            );
+        }
+    }
     for item_no in 1..count {
         let pos = format::index_item_pos(slots, item_no);
         let Some(item) = bytes

@@ -33,6 +33,24 @@ enum Scenario {
     /// As `Appends`, then expire the oldest files and delete them (renames, unlinks,
     /// directory syncs), put more, shut down.
     AppendsAndCleanup,
+    /// `Appends` with ASYNC_FLUSH: acknowledged before the flush, which the background
+    /// flusher and shutdown do.
+    AsyncAppends,
+}
+
+impl Scenario {
+    fn flush_mode(self) -> FlushMode {
+        if self == Scenario::AsyncAppends {
+            FlushMode::Async
+        } else {
+            FlushMode::Sync
+        }
+    }
+
+    /// Nothing is deleted in this scenario: the queues must be complete from offset 0.
+    fn keeps_everything(self) -> bool {
+        self != Scenario::AppendsAndCleanup
+    }
 }
 
 fn body(seq: u64) -> Vec<u8> {
@@ -42,13 +60,14 @@ fn body(seq: u64) -> Vec<u8> {
 
 fn open(
     root: &Path,
+    mode: FlushMode,
     faults: &FaultInjector,
     clock: &Arc<ManualClock>,
 ) -> mqstore::Result<MessageStore> {
     MessageStore::builder(root)
         .configure(|c| {
             c.mapped_file_size_commit_log = FILE_SIZE;
-            c.flush_disk_type = FlushMode::Sync;
+            c.flush_disk_type = mode;
             c.mapped_file_size_consume_queue = 20 * 50;
             c.max_hash_slot_num = 64;
             c.max_index_num = 256;
@@ -74,7 +93,7 @@ struct Run {
 fn run_sequence(root: &Path, scenario: Scenario, faults: &FaultInjector, context: &str) -> Run {
     let clock = Arc::new(ManualClock::new(START_MS));
     let mut run = Run::default();
-    let store = match open(root, faults, &clock) {
+    let store = match open(root, scenario.flush_mode(), faults, &clock) {
         Ok(s) => s,
         Err(e) => {
             run.errors.push(format!("open: {e}"));
@@ -156,7 +175,7 @@ fn run_sequence(root: &Path, scenario: Scenario, faults: &FaultInjector, context
 /// Reopens without faults and checks I1–I4 for what `run` acknowledged.
 fn check_after(root: &Path, scenario: Scenario, run: &Run, context: &str) {
     let clock = Arc::new(ManualClock::new(START_MS + 200 * HOUR_MS));
-    let store = open(root, &FaultInjector::new(), &clock)
+    let store = open(root, scenario.flush_mode(), &FaultInjector::new(), &clock)
         .unwrap_or_else(|e| panic!("{context}: reopen after {:?}: {e}", run.errors));
     let min = store.min_offset().0;
     assert_eq!(
@@ -164,7 +183,7 @@ fn check_after(root: &Path, scenario: Scenario, run: &Run, context: &str) {
         0,
         "{context}: min offset on a file boundary"
     );
-    if scenario == Scenario::Appends {
+    if scenario.keeps_everything() {
         assert_eq!(min, 0, "{context}: nothing deleted");
     }
     let kept: Vec<(u64, u64)> = run
@@ -204,7 +223,7 @@ fn check_after(root: &Path, scenario: Scenario, run: &Run, context: &str) {
             "{context}: key k{seq} finds acked {at}"
         );
     }
-    if scenario == Scenario::Appends {
+    if scenario.keeps_everything() {
         common::assert_queues_consistent(&store, "sweep", context);
     }
     let r = store
@@ -282,11 +301,15 @@ fn report(label: &str, points: u64, hit: &BTreeMap<String, u64>) {
 /// Both scenarios, failing once or forever from the Nth call; checks every op class was hit.
 fn sweep_all(forever: bool) {
     let (a, mut hit) = sweep(Scenario::Appends, forever);
-    let (b, hit_b) = sweep(Scenario::AppendsAndCleanup, forever);
-    for (k, v) in hit_b {
-        *hit.entry(k).or_default() += v;
+    let mut points = a;
+    for scenario in [Scenario::AppendsAndCleanup, Scenario::AsyncAppends] {
+        let (n, more) = sweep(scenario, forever);
+        points += n;
+        for (k, v) in more {
+            *hit.entry(k).or_default() += v;
+        }
     }
-    report(if forever { "forever" } else { "once" }, a + b, &hit);
+    report(if forever { "forever" } else { "once" }, points, &hit);
 }
 
 #[test]
