@@ -466,36 +466,21 @@ struct QueueFile {
     path: PathBuf,
 }
 
+/// Every ConsumeQueue file, by topic, queue and start; the queue directories are the ones
+/// the store itself loads (other entries there are ignored by it, and here).
 fn list_queue_files(root: &Path) -> Result<(Vec<QueueFile>, Vec<PathBuf>)> {
     let mut out = Vec::new();
     let mut other = Vec::new();
-    let topics = match fs::read_dir(root) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((out, other)),
-        Err(e) => return Err(Error::io("read directory", root, e)),
-    };
-    for topic in topics {
-        let topic = topic.map_err(|e| Error::io("read directory", root, e))?;
-        let topic_name = topic.file_name().to_string_lossy().into_owned();
-        for queue in
-            fs::read_dir(topic.path()).map_err(|e| Error::io("read directory", topic.path(), e))?
-        {
-            let queue = queue.map_err(|e| Error::io("read directory", topic.path(), e))?;
-            let Ok(queue_id) = queue.file_name().to_string_lossy().parse::<i32>() else {
-                other.push(queue.path());
-                continue;
-            };
-            let (files, rest) = files_of(&queue.path())?;
-            other.extend(rest);
-            out.extend(files.into_iter().map(|(start, path)| QueueFile {
-                topic: topic_name.clone(),
-                queue_id,
-                start,
-                path,
-            }));
-        }
+    for (topic, queue_id) in crate::consume_queue::list_queues(root)? {
+        let (files, rest) = files_of(&crate::consume_queue::queue_dir(root, &topic, queue_id))?;
+        other.extend(rest);
+        out.extend(files.into_iter().map(|(start, path)| QueueFile {
+            topic: topic.clone(),
+            queue_id: queue_id as i32,
+            start,
+            path,
+        }));
     }
-    out.sort_by(|a, b| (&a.topic, a.queue_id, a.start).cmp(&(&b.topic, b.queue_id, b.start)));
     Ok((out, other))
 }
 
