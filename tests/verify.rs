@@ -6,7 +6,9 @@ mod common;
 
 use std::path::Path;
 
-use mqstore::verify::{repair_store, verify_store, RepairOptions, Severity, VerifyReport};
+use mqstore::verify::{
+    repair_store, verify_store, RepairOptions, RepairReport, Severity, VerifyReport,
+};
 use mqstore::{Error, Message, MessageStore, PhysicalOffset, StoreConfig};
 
 const FILE_SIZE: u64 = 64 * 1024;
@@ -37,6 +39,18 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n
     }
+}
+
+/// Repairs `root` with `options` and asserts the check after the repair is clean.
+fn repair_clean(root: &Path, options: RepairOptions, context: &str) -> RepairReport {
+    let repaired = repair_store(&config(root), options, &mut |_, _| {})
+        .unwrap_or_else(|e| panic!("{context}: repair: {e}"));
+    assert!(
+        repaired.after.problems.is_empty(),
+        "{context}: {:?}",
+        repaired.after.problems
+    );
+    repaired
 }
 
 fn flip(path: &Path, byte: u64, bit: u64) {
@@ -166,20 +180,14 @@ fn every_flipped_commit_log_bit_is_found_and_cut_only_with_the_discard_flag() {
             "{context}: untouched"
         );
 
-        let repaired = repair_store(
-            &config(dir.path()),
+        let repaired = repair_clean(
+            dir.path(),
             RepairOptions {
                 discard_after_corruption: true,
             },
-            &mut |_, _| {},
-        )
-        .unwrap_or_else(|e| panic!("{context}: repair: {e}"));
-        assert_eq!(repaired.cut_at, Some(start), "{context}");
-        assert!(
-            repaired.after.problems.is_empty(),
-            "{context}: {:?}",
-            repaired.after.problems
+            &context,
         );
+        assert_eq!(repaired.cut_at, Some(start), "{context}");
         let backup = repaired.backup_dir.expect("backup");
         assert_eq!(
             std::fs::read(
@@ -236,20 +244,10 @@ fn flipped_queue_and_index_bits_are_found_and_rebuilt() {
             "{context}: names the file: {:?}",
             report.problems
         );
-        let repaired = repair_store(
-            &config(dir.path()),
-            RepairOptions::default(),
-            &mut |_, _| {},
-        )
-        .unwrap_or_else(|e| panic!("{context}: repair: {e}"));
+        let repaired = repair_clean(dir.path(), RepairOptions::default(), &context);
         assert_eq!(
             repaired.cut_at, None,
             "{context}: the CommitLog is left alone"
-        );
-        assert!(
-            repaired.after.problems.is_empty(),
-            "{context}: {:?}",
-            repaired.after.problems
         );
         assert_serves(dir.path(), &records, &context);
     }
@@ -304,17 +302,7 @@ fn every_torn_tail_is_found_and_repaired_to_the_complete_prefix() {
                     report.problems
                 );
             }
-            let repaired = repair_store(
-                &config(dir.path()),
-                RepairOptions::default(),
-                &mut |_, _| {},
-            )
-            .unwrap_or_else(|e| panic!("{context}: repair: {e}"));
-            assert!(
-                repaired.after.problems.is_empty(),
-                "{context}: {:?}",
-                repaired.after.problems
-            );
+            repair_clean(dir.path(), RepairOptions::default(), &context);
             let store = open(dir.path()).expect("open");
             assert_eq!(store.max_offset(), PhysicalOffset(kept_end), "{context}");
             for &(at, _) in &survivors {
