@@ -136,6 +136,9 @@ pub struct StoreConfig {
     pub redelete_hanged_file_interval: Duration,
     /// `cleanResourceInterval`: period of the cleanup thread (`rmq-clean`). Default: 10 s.
     pub clean_resource_interval: Duration,
+    /// `messageDelayLevel`: the delay of each level (1-based), space separated, each a
+    /// number with unit s, m, h or d.
+    pub message_delay_level: String,
 }
 
 /// What recovery does with an invalid CommitLog record (raft-engine's and RocksDB's modes).
@@ -158,6 +161,10 @@ pub enum RecoveryMode {
 pub const DEFAULT_COMMIT_LOG_FILE_SIZE: u64 = 1024 * 1024 * 1024;
 /// RocketMQ's default maximum message (body) size: 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 4 * 1024 * 1024;
+
+/// RocketMQ's default delay levels (`messageDelayLevel`, §11.1).
+pub const DEFAULT_MESSAGE_DELAY_LEVEL: &str =
+    "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
 
 impl StoreConfig {
     /// RocketMQ's defaults, rooted at `root`.
@@ -202,7 +209,40 @@ impl StoreConfig {
             destroy_mapped_file_interval_forcibly: Duration::from_secs(120),
             redelete_hanged_file_interval: Duration::from_secs(120),
             clean_resource_interval: Duration::from_secs(10),
+            message_delay_level: DEFAULT_MESSAGE_DELAY_LEVEL.to_owned(),
         }
+    }
+
+    /// The delay of each level in milliseconds (index 0 = level 1).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when an entry is not `<number><s|m|h|d>` or the list is empty.
+    pub fn delay_levels(&self) -> Result<Vec<i64>> {
+        let bad = |why: String| Error::config("messageDelayLevel", why);
+        let levels = self
+            .message_delay_level
+            .split_whitespace()
+            .map(|entry| {
+                let unit_at = entry.len().saturating_sub(1);
+                let (n, unit) = entry.split_at(unit_at);
+                let unit_ms: i64 = match unit {
+                    "s" => 1_000,
+                    "m" => 60_000,
+                    "h" => 3_600_000,
+                    "d" => 86_400_000,
+                    _ => return Err(bad(format!("`{entry}` has no unit s, m, h or d"))),
+                };
+                n.parse::<i64>()
+                    .ok()
+                    .filter(|&n| n >= 0)
+                    .and_then(|n| n.checked_mul(unit_ms))
+                    .ok_or_else(|| bad(format!("`{entry}` is not a duration")))
+            })
+            .collect::<Result<Vec<i64>>>()?;
+        if levels.is_empty() {
+            return Err(bad("no levels".into()));
+        }
+        Ok(levels)
     }
 
     /// The CommitLog directory.
@@ -246,6 +286,7 @@ impl StoreConfig {
     /// # Errors
     /// [`Error::InvalidConfig`] for the first invalid field.
     pub fn validate(&self) -> Result<()> {
+        self.delay_levels()?;
         let size = self.mapped_file_size_commit_log;
         if size < OS_PAGE_SIZE || !size.is_multiple_of(OS_PAGE_SIZE) {
             return Err(Error::config(
@@ -387,6 +428,13 @@ impl StoreConfig {
             "storePathCommitLog" => self.store_path_commit_log = Some(PathBuf::from(value)),
             "mappedFileSizeCommitLog" => self.mapped_file_size_commit_log = parse(key, value)?,
             "maxMessageSize" => self.max_message_size = parse(key, value)?,
+            "messageDelayLevel" => {
+                let old = std::mem::replace(&mut self.message_delay_level, value.to_owned());
+                if let Err(e) = self.delay_levels() {
+                    self.message_delay_level = old;
+                    return Err(e);
+                }
+            }
             "flushDiskType" => {
                 self.flush_disk_type = match value {
                     "ASYNC_FLUSH" => FlushMode::Async,

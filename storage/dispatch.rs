@@ -90,14 +90,23 @@ impl ConsumeQueues {
 }
 
 /// The ConsumeQueue unit of a record, if it enters one.
-pub(crate) fn unit_of(phys: u64, v: &RecordView<'_>) -> Option<(u64, CqUnit)> {
+pub(crate) fn unit_of(
+    phys: u64,
+    v: &RecordView<'_>,
+    delay_levels: &[i64],
+) -> Option<(u64, CqUnit)> {
     format::enters_consume_queue(v.sys_flag).then(|| {
         (
             v.queue_offset as u64,
             CqUnit {
                 physical_offset: phys as i64,
                 size: v.total_size as i32,
-                tags_code: format::tags_code(v.properties),
+                tags_code: format::queue_tags_code(
+                    v.topic,
+                    v.properties,
+                    v.store_timestamp,
+                    delay_levels,
+                ),
             },
         )
     })
@@ -144,6 +153,8 @@ pub(crate) struct Dispatcher {
     faults: FaultInjector,
     /// Told about every message that enters a ConsumeQueue (long polling).
     listener: Option<Arc<dyn ArrivalListener>>,
+    /// Delay per level, for the schedule topic's tags codes (due times).
+    delay_levels: Vec<i64>,
 }
 
 impl Dispatcher {
@@ -168,7 +179,14 @@ impl Dispatcher {
             progressed: Condvar::new(),
             faults,
             listener,
+            delay_levels: Vec::new(),
         }
+    }
+
+    /// Sets the delay per level the schedule topic's due times are computed with.
+    pub(crate) fn with_delay_levels(mut self, delay_levels: Vec<i64>) -> Self {
+        self.delay_levels = delay_levels;
+        self
     }
 
     /// Everything below this offset is in its ConsumeQueue and the index.
@@ -240,7 +258,7 @@ impl Dispatcher {
     }
 
     fn dispatch(&self, phys: u64, v: &RecordView<'_>) -> Result<()> {
-        if let Some((offset, unit)) = unit_of(phys, v) {
+        if let Some((offset, unit)) = unit_of(phys, v, &self.delay_levels) {
             let queue_id = v.queue_id as u32;
             self.queues
                 .get_or_create(v.topic, queue_id)?

@@ -102,7 +102,14 @@ pub mod keys {
     pub const WAIT: &str = "WAIT";
     /// Delay level.
     pub const DELAY: &str = "DELAY";
+    /// The topic a delayed or half message really belongs to.
+    pub const REAL_TOPIC: &str = "REAL_TOPIC";
+    /// The queue a delayed or half message really belongs to.
+    pub const REAL_QID: &str = "REAL_QID";
 }
+
+/// The topic delayed messages wait in, queue `level - 1` (§11.1).
+pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
 
 /// Byte offsets of the fixed fields (the same for every host family).
 pub mod pos {
@@ -152,6 +159,27 @@ pub fn java_string_hash(s: &str) -> i32 {
 /// The ConsumeQueue tags code of a properties string: the Java hash of `TAGS`, or 0.
 pub fn tags_code(properties: &str) -> i64 {
     property(properties, keys::TAGS).map_or(0, |t| i64::from(java_string_hash(t)))
+}
+
+/// The ConsumeQueue tags code of a record: for the schedule topic the time it is due
+/// (store time + its level's delay, levels capped at the last one), else [`tags_code`].
+pub fn queue_tags_code(
+    topic: &str,
+    properties: &str,
+    store_timestamp: i64,
+    delay_levels: &[i64],
+) -> i64 {
+    if topic == SCHEDULE_TOPIC {
+        let level = property(properties, keys::DELAY).and_then(|d| d.parse::<usize>().ok());
+        if let Some(level) = level.filter(|&l| l > 0) {
+            let delay = delay_levels
+                .get(level.min(delay_levels.len()).saturating_sub(1))
+                .copied()
+                .unwrap_or(0);
+            return store_timestamp.saturating_add(delay);
+        }
+    }
+    tags_code(properties)
 }
 
 /// A mapped file's name: its start offset as 20 zero-padded decimal digits.

@@ -72,6 +72,22 @@ impl Message {
         self
     }
 
+    /// Removes every occurrence of a property (builder style).
+    #[must_use]
+    pub fn without_property(mut self, key: &str) -> Self {
+        let kept: Vec<(&str, &str)> = format::parse_properties(&self.properties)
+            .filter(|(k, _)| *k != key)
+            .collect();
+        self.properties = format::encode_properties(kept);
+        self
+    }
+
+    /// Sets a property, replacing any value it had (builder style).
+    #[must_use]
+    pub fn with_property_replaced(self, key: &str, value: &str) -> Self {
+        self.without_property(key).with_property(key, value)
+    }
+
     /// The value of a property.
     pub fn property(&self, key: &str) -> Option<&str> {
         format::property(&self.properties, key)

@@ -54,6 +54,7 @@ struct QueueRepair<'a> {
     /// offsets were removed, not lost.
     from_log_start: bool,
     units_rebuilt: u64,
+    delay_levels: Vec<i64>,
 }
 
 impl QueueRepair<'_> {
@@ -63,7 +64,7 @@ impl QueueRepair<'_> {
         v: &RecordView<'_>,
         only: Option<&HashSet<QueueKey>>,
     ) -> Result<()> {
-        let Some((offset, unit)) = unit_of(phys, v) else {
+        let Some((offset, unit)) = unit_of(phys, v, &self.delay_levels) else {
             return Ok(());
         };
         let key = (v.topic.to_owned(), v.queue_id as u32);
@@ -184,6 +185,7 @@ pub(crate) fn recover(
         backfill: HashSet::new(),
         from_log_start: log_start.is_none_or(|s| from <= s),
         units_rebuilt: 0,
+        delay_levels: cfg.delay_levels()?,
     };
     let mut last_timestamp = 0;
     let index_ref = index.as_ref().map(|(i, _)| i);

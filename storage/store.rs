@@ -22,7 +22,7 @@ use crate::dispatch::{ArrivalListener, ConsumeQueues, Dispatcher};
 use crate::error::{Error, Result};
 use crate::fault::FaultInjector;
 use crate::flush::{FlushWait, PeriodicFlushPolicy};
-use crate::format::{TimestampCheckpoint, MAX_MSGS_NUM_BATCH};
+use crate::format::{CqUnit, TimestampCheckpoint, MAX_MSGS_NUM_BATCH};
 use crate::index_file::IndexService;
 use crate::message::{Message, PhysicalOffset, PutResult, PutStatus, QueueOffset};
 use crate::read::{self, GetMessageResult, MessageFilter, QueryMessageResult, TransferLimits};
@@ -211,15 +211,18 @@ impl MessageStore {
         crate::mmap::sync_dir(&root, &faults)?;
         let index = recovered.index.map(Arc::new);
         let checkpoints = Arc::new(recovered.checkpoints);
-        let dispatcher = Arc::new(Dispatcher::new(
-            Arc::clone(&log),
-            Arc::clone(&queues),
-            index.clone(),
-            recovered.report.valid_end.0,
-            recovered.last_timestamp,
-            faults,
-            listener,
-        ));
+        let dispatcher = Arc::new(
+            Dispatcher::new(
+                Arc::clone(&log),
+                Arc::clone(&queues),
+                index.clone(),
+                recovered.report.valid_end.0,
+                recovered.last_timestamp,
+                faults,
+                listener,
+            )
+            .with_delay_levels(config.delay_levels()?),
+        );
         let flusher = spawn_flusher(&config, &log)?;
         let reput = {
             let dispatcher = Arc::clone(&dispatcher);
@@ -493,6 +496,13 @@ impl MessageStore {
                 .get(topic, queue_id)
                 .map_or(0, |q| read::offset_by_time(&self.log, &q, timestamp)),
         )
+    }
+
+    /// A queue's unit at `offset` (position, size and tags code — for the schedule topic
+    /// the time the message is due); `None` beyond the queue's ends or for a filler.
+    pub fn queue_unit(&self, topic: &str, queue_id: u32, offset: QueueOffset) -> Option<CqUnit> {
+        let unit = self.queues.get(topic, queue_id)?.unit(offset.0)?;
+        (!unit.is_filler()).then_some(unit)
     }
 
     /// The CommitLog offset of a queue's message (`getCommitLogOffsetInQueue`).

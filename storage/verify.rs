@@ -298,6 +298,7 @@ fn scan_log(
     advance: &mut dyn FnMut(u64),
 ) -> Result<LogScan> {
     let size = config.mapped_file_size_commit_log;
+    let delay_levels = config.delay_levels()?;
     report.commit_log_files = files.len();
     report.min_offset = files.first().map_or(0, |(s, _)| *s);
     let mut scan = LogScan {
@@ -377,7 +378,12 @@ fn scan_log(
                             queue_id: v.queue_id,
                             queue_offset: v.queue_offset,
                             size: v.total_size,
-                            tags_code: format::tags_code(v.properties),
+                            tags_code: format::queue_tags_code(
+                                v.topic,
+                                v.properties,
+                                v.store_timestamp,
+                                &delay_levels,
+                            ),
                             in_queue: format::enters_consume_queue(v.sys_flag),
                             key_hashes: keys,
                             store_timestamp: v.store_timestamp,

@@ -74,6 +74,7 @@ async fn producers(
                     tags: Some("T".into()),
                     keys: None,
                     uniq_key: Some(format!("p{p}-{i}")),
+                    delay_level: None,
                 };
                 let t = Instant::now();
                 ops::send(&c, "bench", &m).await.expect("send");

@@ -17,10 +17,14 @@ use mqstore::{
 use crate::clients::{Channel, ClientManager, HeartbeatData};
 use crate::codes::{pull_flag, request, response};
 use crate::config::BrokerConfig;
+use crate::locks::QueueLocks;
 use crate::long_poll::PullWaiters;
 use crate::offsets::OffsetManager;
 use crate::remoting::RemotingCommand;
+use crate::schedule::ScheduleService;
+use crate::subscriptions::SubscriptionGroupManager;
 use crate::topics::{self, TopicConfig, TopicManager};
+use crate::transaction::{Transactions, CHECK_GROUP, OP_TOPIC};
 
 /// Most messages one QUERY_MESSAGE returns (`defaultQueryMaxNum`).
 const DEFAULT_QUERY_MAX_NUM: usize = 32;
@@ -83,6 +87,14 @@ pub struct Broker {
     pub waiters: Arc<PullWaiters>,
     /// Counters.
     pub stats: BrokerStats,
+    /// Subscription groups (retry settings).
+    pub subscriptions: SubscriptionGroupManager,
+    /// Delayed delivery.
+    pub schedule: ScheduleService,
+    /// Resolved transactions.
+    pub transactions: Transactions,
+    /// Orderly consumers' queue locks.
+    pub locks: QueueLocks,
 }
 
 /// Why the broker could not start.
@@ -97,12 +109,12 @@ pub enum StartError {
 }
 
 /// A response with a code and a remark.
-fn error(req: &RemotingCommand, code: i32, remark: impl Into<String>) -> Outcome {
+pub(crate) fn error(req: &RemotingCommand, code: i32, remark: impl Into<String>) -> Outcome {
     Outcome::Reply(req.response(code).with_remark(remark))
 }
 
 /// Reads a required ext field as `T`.
-fn field<T: std::str::FromStr>(req: &RemotingCommand, key: &str) -> Result<T, String> {
+pub(crate) fn field<T: std::str::FromStr>(req: &RemotingCommand, key: &str) -> Result<T, String> {
     let raw = req
         .ext(key)
         .ok_or_else(|| format!("the custom header lacks `{key}`"))?;
@@ -112,7 +124,10 @@ fn field<T: std::str::FromStr>(req: &RemotingCommand, key: &str) -> Result<T, St
 }
 
 /// Reads an optional ext field as `T`.
-fn opt_field<T: std::str::FromStr>(req: &RemotingCommand, key: &str) -> Result<Option<T>, String> {
+pub(crate) fn opt_field<T: std::str::FromStr>(
+    req: &RemotingCommand,
+    key: &str,
+) -> Result<Option<T>, String> {
     match req.ext(key) {
         None => Ok(None),
         Some(raw) if raw.is_empty() || raw == "null" => Ok(None),
@@ -136,6 +151,7 @@ struct SendHeader {
     properties: String,
     reconsume_times: i32,
     batch: bool,
+    max_reconsume_times: Option<i32>,
 }
 
 impl SendHeader {
@@ -156,6 +172,7 @@ impl SendHeader {
             reconsume_times: opt_field(req, k("reconsumeTimes", "j"))?.unwrap_or(0),
             batch: opt_field(req, k("batch", "m"))?.unwrap_or(false)
                 || req.code == request::SEND_BATCH_MESSAGE,
+            max_reconsume_times: opt_field(req, k("maxReconsumeTimes", "l"))?,
         })
     }
 }
@@ -232,15 +249,34 @@ impl Broker {
             config.default_topic_queue_nums,
         )?;
         let offsets = OffsetManager::load(dir.join("consumerOffset.json"))?;
+        let subscriptions = SubscriptionGroupManager::load(
+            dir.join("subscriptionGroup.json"),
+            config.auto_create_subscription_group,
+        )?;
         topics.persist();
+        let store = Arc::new(store);
+        let op_from = offsets
+            .query(CHECK_GROUP, OP_TOPIC, 0)
+            .and_then(|o| u64::try_from(o).ok())
+            .unwrap_or(0);
+        let transactions = Transactions::load(&store, op_from);
+        let schedule = ScheduleService::start(
+            Arc::clone(&store),
+            store.config().delay_levels()?,
+            dir.join("delayOffset.json"),
+        )?;
         Ok(Arc::new(Broker {
             config,
-            store: Arc::new(store),
+            store,
             topics,
             offsets,
             clients: ClientManager::default(),
             waiters,
             stats: BrokerStats::default(),
+            subscriptions,
+            schedule,
+            transactions,
+            locks: QueueLocks::default(),
         }))
     }
 
@@ -276,6 +312,20 @@ impl Broker {
             request::QUERY_MESSAGE => self.query_message(req),
             request::VIEW_MESSAGE_BY_ID => self.view_message(req),
             request::CHECK_CLIENT_CONFIG => Outcome::Reply(req.response(response::SUCCESS)),
+            request::CONSUMER_SEND_MSG_BACK => self.send_back(req),
+            request::END_TRANSACTION => self.end_transaction(req),
+            request::LOCK_BATCH_MQ => self.lock_batch(req),
+            request::UNLOCK_BATCH_MQ => self.unlock_batch(req),
+            request::GET_ALL_DELAY_OFFSET => Outcome::Reply(
+                req.response(response::SUCCESS)
+                    .with_body(self.schedule.to_json()),
+            ),
+            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.put_subscription_group(req),
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => Outcome::Reply(
+                req.response(response::SUCCESS)
+                    .with_body(self.subscriptions.to_json()),
+            ),
+            request::DELETE_EXPIRED_COMMITLOG => self.delete_expired_now(req),
             request::GET_ROUTEINFO_BY_TOPIC | request::GET_BROKER_CLUSTER_INFO => {
                 Outcome::Reply(self.route(req))
             }
@@ -453,18 +503,22 @@ impl Broker {
             let batch_props: Vec<(&str, &str)> = format::parse_properties(&h.properties)
                 .chain(cluster.iter().copied())
                 .collect();
-            let msgs: Vec<Message> = entries
-                .into_iter()
-                .map(|(flag, body, properties)| {
-                    let msg = Message {
-                        flag,
-                        body,
-                        properties,
-                        ..template.clone()
-                    };
-                    with_missing_properties(msg, &batch_props)
-                })
-                .collect();
+            let mut msgs: Vec<Message> = Vec::with_capacity(entries.len());
+            for (flag, body, properties) in entries {
+                let msg = Message {
+                    flag,
+                    body,
+                    properties,
+                    ..template.clone()
+                };
+                match self.route_sent(
+                    with_missing_properties(msg, &batch_props),
+                    h.max_reconsume_times,
+                ) {
+                    Ok(m) => msgs.push(m),
+                    Err((code, remark)) => return error(req, code, remark),
+                }
+            }
             let uniq: Vec<&str> = msgs
                 .iter()
                 .filter_map(|m| m.property(keys::UNIQ_KEY))
@@ -480,6 +534,10 @@ impl Broker {
                 },
                 &cluster,
             );
+            let msg = match self.route_sent(msg, h.max_reconsume_times) {
+                Ok(m) => m,
+                Err((code, remark)) => return error(req, code, remark),
+            };
             let uniq = msg.property(keys::UNIQ_KEY).unwrap_or_default().to_owned();
             (self.store.put(&msg), uniq)
         };
@@ -721,6 +779,7 @@ impl Broker {
         };
         for c in &data.consumer_data_set {
             self.topics.ensure_retry_topic(&c.group_name);
+            self.subscriptions.find_or_create(&c.group_name);
         }
         for group in self.clients.heartbeat(channel, &data) {
             tracing::info!(group, client = %data.client_id, "consumer joined");
@@ -961,6 +1020,7 @@ impl Broker {
     /// # Errors
     /// The store's shutdown error.
     pub fn close(&self) -> Result<(), mqstore::Error> {
+        self.schedule.stop();
         self.persist_offsets();
         self.topics.persist();
         let out = self.store.close();
@@ -970,6 +1030,7 @@ impl Broker {
 
     /// Writes consumer offsets (periodically and at shutdown).
     pub fn persist_offsets(&self) {
+        self.schedule.persist();
         if let Err(e) = self.offsets.persist() {
             tracing::error!(error = %e, "could not persist consumer offsets; will retry");
         }
@@ -990,7 +1051,7 @@ pub fn is_send(code: i32) -> bool {
 }
 
 /// A pseudo-random number below `n` (queue choice for `queueId < 0`).
-fn random_below(n: u32) -> u32 {
+pub(crate) fn random_below(n: u32) -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

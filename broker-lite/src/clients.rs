@@ -103,8 +103,8 @@ struct ConsumerGroup {
 #[derive(Debug, Default)]
 struct Registry {
     consumers: HashMap<String, ConsumerGroup>,
-    /// Producer group → connection id → (client id, last seen).
-    producers: HashMap<String, BTreeMap<u64, (String, Instant)>>,
+    /// Producer group → connection id → (client id, last seen, connection).
+    producers: HashMap<String, BTreeMap<u64, (String, Instant, Channel)>>,
 }
 
 /// Producer and consumer registrations.
@@ -129,7 +129,7 @@ impl ClientManager {
             reg.producers
                 .entry(p.group_name.clone())
                 .or_default()
-                .insert(channel.id, (data.client_id.clone(), now));
+                .insert(channel.id, (data.client_id.clone(), now, channel.clone()));
         }
         for c in &data.consumer_data_set {
             let group = reg.consumers.entry(c.group_name.clone()).or_default();
@@ -202,7 +202,7 @@ impl ClientManager {
         let now = Instant::now();
         let mut reg = self.lock();
         for m in reg.producers.values_mut() {
-            m.retain(|_, (_, seen)| now.duration_since(*seen) < timeout);
+            m.retain(|_, (_, seen, _)| now.duration_since(*seen) < timeout);
         }
         let mut changed = Vec::new();
         reg.consumers.retain(|name, group| {
@@ -238,6 +238,21 @@ impl ClientManager {
             .consumers
             .get(group)
             .and_then(|g| g.subscriptions.get(topic).cloned())
+    }
+
+    /// A live connection of producer group `group` (the newest), for transaction
+    /// check-backs.
+    pub fn producer_channel(&self, group: &str) -> Option<Channel> {
+        self.lock()
+            .producers
+            .get(group)
+            .and_then(|m| m.values().max_by_key(|(_, seen, _)| *seen))
+            .map(|(_, _, ch)| ch.clone())
+    }
+
+    /// A fresh opaque for a server-initiated request.
+    pub fn next_opaque(&self) -> i32 {
+        self.next_opaque.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Whether any consumer of `group` is connected.

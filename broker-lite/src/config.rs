@@ -60,6 +60,21 @@ pub struct BrokerConfig {
     pub region_id: String,
     /// `registerNameServerPeriod`. Default 30 000 ms.
     pub register_name_server_period: Duration,
+    /// `autoCreateSubscriptionGroup`: a send-back or heartbeat of an unknown consumer
+    /// group creates its subscription group.
+    pub auto_create_subscription_group: bool,
+    /// `transactionTimeOut`: a half message younger than this is not checked back.
+    pub transaction_timeout: Duration,
+    /// `transactionCheckMax`: check-backs before a half message is discarded.
+    pub transaction_check_max: u32,
+    /// `transactionCheckInterval`: how often half messages are checked.
+    pub transaction_check_interval: Duration,
+    /// `rejectTransactionMessage`: refuse half messages (NO_PERMISSION).
+    pub reject_transaction_message: bool,
+    /// `rebalanceLockMaxLiveTime` (RocketMQ's JVM property
+    /// `rocketmq.broker.rebalance.lockMaxLiveTime`): a queue lock not renewed for this
+    /// long is free again.
+    pub rebalance_lock_max_live_time: Duration,
     /// The store's settings (`storePathRootDir`, `flushDiskType`, …).
     pub store: StoreConfig,
 }
@@ -100,6 +115,12 @@ impl Default for BrokerConfig {
             trace_on: true,
             region_id: "DefaultRegion".into(),
             register_name_server_period: Duration::from_secs(30),
+            auto_create_subscription_group: true,
+            transaction_timeout: Duration::from_secs(6),
+            transaction_check_max: 15,
+            transaction_check_interval: Duration::from_secs(60),
+            reject_transaction_message: false,
+            rebalance_lock_max_live_time: Duration::from_secs(60),
             store,
         }
     }
@@ -193,6 +214,14 @@ impl BrokerConfig {
             "traceOn" => self.trace_on = parse(key, value)?,
             "regionId" => self.region_id = value.into(),
             "registerNameServerPeriod" => self.register_name_server_period = millis(key, value)?,
+            "autoCreateSubscriptionGroup" => {
+                self.auto_create_subscription_group = parse(key, value)?;
+            }
+            "transactionTimeOut" => self.transaction_timeout = millis(key, value)?,
+            "transactionCheckMax" => self.transaction_check_max = parse(key, value)?,
+            "transactionCheckInterval" => self.transaction_check_interval = millis(key, value)?,
+            "rejectTransactionMessage" => self.reject_transaction_message = parse(key, value)?,
+            "rebalanceLockMaxLiveTime" => self.rebalance_lock_max_live_time = millis(key, value)?,
             _ => match self.store.set(key, value) {
                 Ok(()) => {}
                 Err(mqstore::Error::InvalidConfig { reason, .. })

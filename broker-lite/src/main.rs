@@ -67,6 +67,38 @@ enum Command {
         queue: i32,
         #[arg(long, default_value = "broker_lite_cli")]
         group: String,
+        /// DELAY level: deliver after that level's delay (`messageDelayLevel`).
+        #[arg(long)]
+        delay: Option<u32>,
+    },
+    /// Finds messages by key (KEYS or UNIQ_KEY, within a time range) or by offset message
+    /// id, and prints them.
+    Query {
+        #[arg(long, default_value = "127.0.0.1:10911")]
+        broker: SocketAddr,
+        /// The topic (with --key).
+        #[arg(long, required_unless_present = "id")]
+        topic: Option<String>,
+        /// A key.
+        #[arg(long, conflicts_with = "id", requires = "topic")]
+        key: Option<String>,
+        /// An offset message id (the msgId a send printed).
+        #[arg(long)]
+        id: Option<String>,
+        /// Earliest store time (ms since the epoch).
+        #[arg(long, default_value_t = 0)]
+        begin: i64,
+        /// Latest store time (ms since the epoch; default: now).
+        #[arg(long)]
+        end: Option<i64>,
+        /// Most messages to return.
+        #[arg(long, default_value_t = 32)]
+        max: u32,
+    },
+    /// Asks the broker to delete expired CommitLog files now (DELETE_EXPIRED_COMMITLOG).
+    DeleteExpired {
+        #[arg(long, default_value = "127.0.0.1:10911")]
+        broker: SocketAddr,
     },
     /// Pulls messages of a topic for a group from its committed offsets, prints them and
     /// commits the new offsets.
@@ -288,6 +320,7 @@ async fn run_client(cmd: Command) -> Result<(), String> {
             count,
             queue,
             group,
+            delay,
         } => {
             let client = ops::connect(broker).await.map_err(e)?;
             for n in 0..count {
@@ -298,6 +331,7 @@ async fn run_client(cmd: Command) -> Result<(), String> {
                     tags: tag.clone(),
                     keys: keys.as_ref().map(|k| k.replace("<n>", &n.to_string())),
                     uniq_key: None,
+                    delay_level: delay,
                 };
                 let r = ops::send(&client, &group, &m).await.map_err(e)?;
                 println!(
@@ -350,6 +384,48 @@ async fn run_client(cmd: Command) -> Result<(), String> {
                 Ok(())
             }
         },
+        Command::Query {
+            broker,
+            topic,
+            key,
+            id,
+            begin,
+            end,
+            max,
+        } => {
+            let client = ops::connect(broker).await.map_err(e)?;
+            let found = match (id, key, topic) {
+                (Some(id), _, _) => vec![ops::view_by_id(&client, &id).await.map_err(e)?],
+                (None, Some(key), Some(topic)) => {
+                    let end = end.unwrap_or_else(broker_lite::topics::now_millis);
+                    ops::query_by_key(&client, &topic, &key, max, begin, end)
+                        .await
+                        .map_err(e)?
+                }
+                _ => return Err("give --id, or --topic and --key".into()),
+            };
+            for m in &found {
+                println!(
+                    "topic={} queue={} offset={} msgId={} storeTime={} keys={} uniqKey={} body={}",
+                    m.topic,
+                    m.queue_id,
+                    m.queue_offset,
+                    m.msg_id,
+                    m.store_timestamp,
+                    m.property("KEYS").unwrap_or(""),
+                    m.property("UNIQ_KEY").unwrap_or(""),
+                    String::from_utf8_lossy(&m.body)
+                );
+            }
+            println!("found {} messages", found.len());
+            Ok(())
+        }
+        Command::DeleteExpired { broker } => {
+            let client = ops::connect(broker).await.map_err(e)?;
+            ops::delete_expired(&client).await.map_err(e)?;
+            println!("expired CommitLog files deleted");
+            Ok(())
+        }
         Command::Offsets {
             broker,
             group,

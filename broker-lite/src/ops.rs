@@ -68,6 +68,8 @@ pub struct Outgoing {
     pub keys: Option<String>,
     /// UNIQ_KEY.
     pub uniq_key: Option<String>,
+    /// DELAY level (delivered after the level's delay).
+    pub delay_level: Option<u32>,
 }
 
 /// What a send returned.
@@ -94,6 +96,10 @@ pub fn send_request(producer_group: &str, m: &Outgoing) -> RemotingCommand {
     }
     if let Some(u) = &m.uniq_key {
         props.push(("UNIQ_KEY", u.as_str()));
+    }
+    let delay = m.delay_level.map(|d| d.to_string());
+    if let Some(d) = &delay {
+        props.push(("DELAY", d.as_str()));
     }
     props.push(("WAIT", "true"));
     RemotingCommand::request(request::SEND_MESSAGE_V2)
@@ -325,4 +331,60 @@ pub async fn queue_count(client: &Client, topic: &str) -> Result<u32, OpError> {
 /// The connect error.
 pub async fn connect(addr: SocketAddr) -> Result<Client, OpError> {
     Ok(Client::connect(addr).await?)
+}
+
+/// QUERY_MESSAGE: messages of `topic` with `key` stored within `[begin, end]` ms.
+///
+/// # Errors
+/// Transport errors; [`OpError::Refused`] with QUERY_NOT_FOUND (22) when none matches.
+pub async fn query_by_key(
+    client: &Client,
+    topic: &str,
+    key: &str,
+    max: u32,
+    begin: i64,
+    end: i64,
+) -> Result<Vec<ReceivedMessage>, OpError> {
+    let req = RemotingCommand::request(request::QUERY_MESSAGE)
+        .with_ext("topic", topic)
+        .with_ext("key", key)
+        .with_ext("maxNum", max)
+        .with_ext("beginTimestamp", begin)
+        .with_ext("endTimestamp", end)
+        .with_ext("indexType", "K");
+    let r = success(client.invoke(req, TIMEOUT).await?)?;
+    let mut found = decode_messages(&r.body).map_err(OpError::BadAnswer)?;
+    // The index matches by hash; the key itself is checked here as clients do.
+    found.retain(|m| {
+        m.property("UNIQ_KEY") == Some(key)
+            || m.property("KEYS")
+                .is_some_and(|k| k.split(' ').any(|k| k == key))
+    });
+    Ok(found)
+}
+
+/// VIEW_MESSAGE_BY_ID for an offset message id (32 hex digits: store host + offset).
+///
+/// # Errors
+/// [`OpError::BadAnswer`] for an id that is not an offset message id; the broker's
+/// refusal (SYSTEM_ERROR) when no message starts at that offset.
+pub async fn view_by_id(client: &Client, msg_id: &str) -> Result<ReceivedMessage, OpError> {
+    let (_, offset) = mqstore::format::parse_offset_msg_id(msg_id)
+        .ok_or_else(|| OpError::BadAnswer(format!("`{msg_id}` is not an offset message id")))?;
+    let req = RemotingCommand::request(request::VIEW_MESSAGE_BY_ID).with_ext("offset", offset);
+    let r = success(client.invoke(req, TIMEOUT).await?)?;
+    decode_messages(&r.body)
+        .map_err(OpError::BadAnswer)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| OpError::BadAnswer("empty body".into()))
+}
+
+/// DELETE_EXPIRED_COMMITLOG: the broker deletes expired CommitLog files now.
+///
+/// # Errors
+/// Transport errors or the broker's refusal.
+pub async fn delete_expired(client: &Client) -> Result<(), OpError> {
+    let req = RemotingCommand::request(request::DELETE_EXPIRED_COMMITLOG);
+    success(client.invoke(req, TIMEOUT).await?).map(|_| ())
 }

@@ -479,9 +479,16 @@ async fn housekeeping(shared: Arc<Shared>) {
     let broker = &shared.broker;
     let mut persist = tokio::time::interval(broker.config.flush_consumer_offset_interval);
     let mut expire = tokio::time::interval(Duration::from_secs(10));
+    let mut check = tokio::time::interval(broker.config.transaction_check_interval);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    check.tick().await;
     loop {
         tokio::select! {
             () = shared.stop.cancelled() => return,
+            _ = check.tick() => {
+                let b = Arc::clone(broker);
+                let _ = tokio::task::spawn_blocking(move || b.check_transactions()).await;
+            }
             _ = persist.tick() => {
                 let b = Arc::clone(broker);
                 let _ = tokio::task::spawn_blocking(move || b.persist_offsets()).await;

@@ -13,6 +13,8 @@ use crate::json_file;
 pub const AUTO_CREATE_TOPIC: &str = "TBW102";
 /// Prefix of a group's retry topic.
 pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
+/// Prefix of a group's dead-letter topic.
+pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
 
 /// Topics clients may not send to (§14.2 step 3).
 const NOT_ALLOWED_SEND: [&str; 6] = [
@@ -244,6 +246,22 @@ impl TopicManager {
         created
     }
 
+    /// A broker-made topic (`%DLQ%group`), created with `queues` read-write queues if
+    /// missing.
+    pub fn ensure_topic(&self, name: &str, queues: u32) -> TopicConfig {
+        let mut t = self.lock();
+        if let Some(c) = t.topic_config_table.get(name) {
+            return c.clone();
+        }
+        let created = TopicConfig::new(name, queues, rw());
+        t.topic_config_table
+            .insert(name.to_owned(), created.clone());
+        t.data_version.counter += 1;
+        t.data_version.timestamp = now_millis();
+        self.persist_locked(&t);
+        created
+    }
+
     /// The table as JSON (GET_ALL_TOPIC_CONFIG body and topics.json).
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(&*self.lock()).unwrap_or_default()
@@ -264,7 +282,7 @@ impl TopicManager {
 }
 
 /// Wall-clock milliseconds (the store's clock).
-pub(crate) fn now_millis() -> i64 {
+pub fn now_millis() -> i64 {
     mqstore::Clock::now_millis(&mqstore::SystemClock)
 }
 

@@ -26,6 +26,7 @@ async fn well_behaved_round_trip(addr: SocketAddr, n: u32) {
         tags: Some("P".into()),
         keys: None,
         uniq_key: None,
+        delay_level: None,
     };
     let r = ops::send(&c, "p", &m).await.expect("send");
     // Dispatch is asynchronous: a suspended pull waits for the message to become readable.
@@ -268,6 +269,7 @@ async fn idle_connections_and_a_client_that_never_reads_are_contained() {
             tags: None,
             keys: None,
             uniq_key: Some(format!("u{i}")),
+            delay_level: None,
         };
         ops::send(&c, "p", &m).await.expect("send");
     }
@@ -337,6 +339,7 @@ async fn a_saturated_send_path_answers_system_busy_and_stores_nothing() {
         tags: None,
         keys: None,
         uniq_key: None,
+        delay_level: None,
     };
     match ops::send(&c, "p", &m).await {
         Err(ops::OpError::Refused { code, remark }) => {
@@ -391,6 +394,7 @@ async fn an_oversized_message_is_refused_and_nothing_is_stored() {
         tags: None,
         keys: None,
         uniq_key: None,
+        delay_level: None,
     };
     match ops::send(&c, "p", &m).await {
         Err(ops::OpError::Refused { code, .. }) => assert_eq!(code, response::MESSAGE_ILLEGAL),
@@ -425,6 +429,7 @@ async fn a_full_disk_refuses_sends_with_service_not_available() {
         tags: None,
         keys: None,
         uniq_key: None,
+        delay_level: None,
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

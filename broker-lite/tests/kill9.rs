@@ -52,6 +52,7 @@ async fn round(seed: u64) {
                             tags: Some("k".into()),
                             keys: Some(format!("s{seq}")),
                             uniq_key: None,
+                            delay_level: None,
                         };
                         match ops::send(&c, "p", &m).await {
                             Ok(r) if r.code == response::SUCCESS => {

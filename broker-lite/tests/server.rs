@@ -22,6 +22,7 @@ fn msg(topic: &str, queue: i32, body: String, tag: &str) -> Outgoing {
         tags: Some(tag.into()),
         keys: None,
         uniq_key: None,
+        delay_level: None,
     }
 }
 

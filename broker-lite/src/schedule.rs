@@ -1,0 +1,323 @@
+//! Delayed delivery (§11.1): messages with a `DELAY` level wait in `SCHEDULE_TOPIC_XXXX`
+//! queue `level - 1`; the `rmq-schedule` thread re-puts each to its real topic and queue
+//! when it is due, and keeps how far each level got in `config/delayOffset.json`.
+//!
+//! Progress is saved after delivery, so a crash between a re-put and the next save
+//! delivers that message again after restart (at-least-once, as RocketMQ).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mqstore::format::{keys, SCHEDULE_TOPIC};
+use mqstore::{Message, MessageStore, PhysicalOffset, PutStatus, QueueOffset};
+
+use crate::json_file;
+use crate::transaction::HALF_TOPIC;
+
+/// How often the thread looks for newly arrived delayed messages when nothing is due
+/// sooner, and how long it waits before retrying a failed re-put.
+const POLL: Duration = Duration::from_millis(20);
+/// Pause after the store failed (an I/O error), as RocketMQ's 10 s exception back-off.
+const ERROR_PAUSE: Duration = Duration::from_secs(10);
+
+/// `delayOffset.json`: level → next schedule-queue offset to deliver.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DelayOffsetFile {
+    #[serde(default)]
+    offset_table: BTreeMap<u32, i64>,
+}
+
+/// Writes the table as RocketMQ's fastjson does: integer keys unquoted.
+fn encode_offsets(table: &BTreeMap<u32, u64>) -> String {
+    let entries: Vec<String> = table.iter().map(|(l, o)| format!("{l}:{o}")).collect();
+    format!("{{\n\t\"offsetTable\":{{{}}}\n}}", entries.join(","))
+}
+
+/// Rewrites a message read from the schedule topic for its real topic and queue; `None`
+/// for one that names no real topic or a transaction half topic (discarded, as RocketMQ).
+pub fn due_message(mut msg: Message) -> Option<Message> {
+    let topic = msg.property(keys::REAL_TOPIC)?.to_owned();
+    let queue = msg.property(keys::REAL_QID)?.parse::<u32>().ok()?;
+    if topic == HALF_TOPIC {
+        return None;
+    }
+    msg.topic = topic;
+    msg.queue_id = queue;
+    Some(
+        msg.without_property(keys::DELAY)
+            .with_property_replaced(keys::WAIT, "false"),
+    )
+}
+
+struct State {
+    offsets: BTreeMap<u32, u64>,
+    dirty: bool,
+    stop: bool,
+}
+
+struct Shared {
+    store: Arc<MessageStore>,
+    levels: Vec<i64>,
+    path: PathBuf,
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+/// The delivery thread and its progress table.
+pub struct ScheduleService {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for ScheduleService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduleService")
+            .field("levels", &self.shared.levels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScheduleService {
+    /// Loads `delayOffset.json` (or its backup) and starts the thread.
+    ///
+    /// # Errors
+    /// A corrupt progress file without a usable backup, or the thread could not start.
+    pub fn start(
+        store: Arc<MessageStore>,
+        levels: Vec<i64>,
+        path: PathBuf,
+    ) -> Result<Self, json_file::LoadError> {
+        let file: DelayOffsetFile = json_file::load(&path)?.unwrap_or_default();
+        let offsets = file
+            .offset_table
+            .into_iter()
+            .filter(|(l, _)| *l >= 1)
+            .map(|(l, o)| (l, u64::try_from(o).unwrap_or(0)))
+            .collect();
+        let shared = Arc::new(Shared {
+            store,
+            levels,
+            path: path.clone(),
+            state: Mutex::new(State {
+                offsets,
+                dirty: false,
+                stop: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let worker = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("rmq-schedule".into())
+            .spawn(move || worker.run())
+            .map_err(|e| json_file::LoadError::Io { path, source: e })?;
+        Ok(ScheduleService {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Delay of each level in milliseconds (index 0 = level 1).
+    pub fn levels(&self) -> &[i64] {
+        &self.shared.levels
+    }
+
+    /// Next offset to deliver per level (GET_ALL_DELAY_OFFSET, tests).
+    pub fn offsets(&self) -> BTreeMap<u32, u64> {
+        self.shared.lock().offsets.clone()
+    }
+
+    /// The table in `delayOffset.json`'s form.
+    pub fn to_json(&self) -> String {
+        encode_offsets(&self.offsets())
+    }
+
+    /// Writes `delayOffset.json` if progress was made since the last write.
+    pub fn persist(&self) {
+        self.shared.persist();
+    }
+
+    /// Stops and joins the thread, then saves progress. Idempotent.
+    pub fn stop(&self) {
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_all();
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            if h.join().is_err() {
+                tracing::error!("the schedule thread panicked");
+            }
+        }
+        self.shared.persist();
+    }
+}
+
+impl Drop for ScheduleService {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn persist(&self) {
+        let text = {
+            let mut s = self.lock();
+            if !s.dirty {
+                return;
+            }
+            s.dirty = false;
+            encode_offsets(&s.offsets)
+        };
+        if let Err(e) = json_file::store(&self.path, &text) {
+            self.lock().dirty = true;
+            tracing::error!(file = %self.path.display(), error = %e, "could not save delay offsets");
+        }
+    }
+
+    fn run(&self) {
+        let mut last_save = Instant::now();
+        loop {
+            let wait = match self.deliver_due() {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::error!(error = %e, "delayed delivery failed; retrying in 10 s");
+                    ERROR_PAUSE
+                }
+            };
+            if last_save.elapsed() >= Duration::from_secs(10) {
+                self.persist();
+                last_save = Instant::now();
+            }
+            let guard = self.lock();
+            if guard.stop {
+                return;
+            }
+            let (guard, _) = self
+                .wake
+                .wait_timeout(guard, wait)
+                .unwrap_or_else(PoisonError::into_inner);
+            if guard.stop {
+                return;
+            }
+        }
+    }
+
+    /// Delivers every due message of every level; returns how long to sleep.
+    fn deliver_due(&self) -> mqstore::Result<Duration> {
+        let mut wait = POLL;
+        for (index, &delay) in self.levels.iter().enumerate() {
+            let level = index as u32 + 1;
+            if let Some(due_in) = self.deliver_level(level, delay)? {
+                wait = wait.min(due_in);
+            }
+        }
+        Ok(wait)
+    }
+
+    /// Delivers one level's due messages in order; `Some(d)` when the next one is due in
+    /// `d` (or a re-put must be retried).
+    fn deliver_level(&self, level: u32, delay: i64) -> mqstore::Result<Option<Duration>> {
+        let queue = level - 1;
+        let store = &self.store;
+        let min = store.min_offset_in_queue(SCHEDULE_TOPIC, queue).0;
+        let max = store.max_offset_in_queue(SCHEDULE_TOPIC, queue).0;
+        let mut offset = self.lock().offsets.get(&level).copied().unwrap_or(0);
+        // A saved offset outside the queue (files removed, store replaced) is clamped.
+        offset = offset.clamp(min, max.max(min));
+        let mut outcome = None;
+        while offset < max {
+            let Some(unit) = store.queue_unit(SCHEDULE_TOPIC, queue, QueueOffset(offset)) else {
+                offset += 1;
+                continue;
+            };
+            let now = mqstore::Clock::now_millis(&mqstore::SystemClock);
+            let mut due = unit.tags_code;
+            if due > now.saturating_add(delay) {
+                // A due time further out than the level allows (clock moved back).
+                due = now;
+            }
+            if due > now {
+                outcome = Some(Duration::from_millis((due - now) as u64));
+                break;
+            }
+            let record = store.read(PhysicalOffset(unit.physical_offset as u64))?;
+            let Some(msg) = record
+                .as_ref()
+                .and_then(|r| r.view().ok())
+                .and_then(|v| due_message(v.to_message()))
+            else {
+                tracing::warn!(
+                    level,
+                    offset,
+                    "delayed message unreadable or without a real topic; skipped"
+                );
+                offset += 1;
+                continue;
+            };
+            let put = store.put(&msg)?;
+            if put.status == PutStatus::PutOk || put.appended.is_some() {
+                offset += 1;
+            } else {
+                tracing::warn!(
+                    level,
+                    offset,
+                    status = put.status.as_str(),
+                    "re-put of a due message failed; retrying"
+                );
+                outcome = Some(POLL);
+                break;
+            }
+        }
+        let mut s = self.lock();
+        if s.offsets.get(&level) != Some(&offset) {
+            s.offsets.insert(level, offset);
+            s.dirty = true;
+        }
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_written_with_bare_keys_and_read_back() {
+        let mut t = BTreeMap::new();
+        t.insert(1, 25);
+        t.insert(3, 0);
+        let text = encode_offsets(&t);
+        assert!(text.contains("{1:25,3:0}"), "{text}");
+        let back: DelayOffsetFile =
+            serde_json::from_str(&json_file::quote_bare_keys(&text)).expect("parses");
+        assert_eq!(back.offset_table.get(&1), Some(&25));
+        assert_eq!(back.offset_table.get(&3), Some(&0));
+    }
+
+    #[test]
+    fn a_due_message_goes_back_to_its_real_queue_without_its_delay() {
+        let m = Message::new(SCHEDULE_TOPIC, 2, b"x".to_vec())
+            .with_property(keys::DELAY, "3")
+            .with_property(keys::REAL_TOPIC, "T")
+            .with_property(keys::REAL_QID, "5")
+            .with_property(keys::TAGS, "a");
+        let d = due_message(m).expect("has a real topic");
+        assert_eq!((d.topic.as_str(), d.queue_id), ("T", 5));
+        assert_eq!(d.property(keys::DELAY), None);
+        assert_eq!(d.property(keys::TAGS), Some("a"));
+        let half = Message::new(SCHEDULE_TOPIC, 0, Vec::new())
+            .with_property(keys::REAL_TOPIC, HALF_TOPIC)
+            .with_property(keys::REAL_QID, "0");
+        assert!(due_message(half).is_none());
+    }
+}

@@ -1,0 +1,175 @@
+//! Subscription groups (`config/subscriptionGroup.json`, §11.2, §15): per consumer group
+//! the retry settings a send-back follows.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use crate::json_file;
+use crate::topics::{now_millis, DataVersion};
+
+/// One group's settings, in RocketMQ's JSON form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionGroupConfig {
+    /// The consumer group.
+    pub group_name: String,
+    /// Consumption allowed.
+    #[serde(default = "yes")]
+    pub consume_enable: bool,
+    /// A new group may start from the queue's minimum.
+    #[serde(default = "yes")]
+    pub consume_from_min_enable: bool,
+    /// Broadcast consumers allowed.
+    #[serde(default = "yes")]
+    pub consume_broadcast_enable: bool,
+    /// Queues of the group's retry topic; 0 drops send-backs.
+    #[serde(default = "one")]
+    pub retry_queue_nums: u32,
+    /// Deliveries before a message goes to the dead-letter queue.
+    #[serde(default = "sixteen")]
+    pub retry_max_times: i32,
+    /// Broker to read from.
+    #[serde(default)]
+    pub broker_id: u64,
+    /// Broker to read from when consuming slowly.
+    #[serde(default = "one_u64")]
+    pub which_broker_when_consume_slowly: u64,
+    /// Tell consumers when the group's membership changes.
+    #[serde(default = "yes")]
+    pub notify_consumer_ids_changed_enable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> u32 {
+    1
+}
+fn one_u64() -> u64 {
+    1
+}
+fn sixteen() -> i32 {
+    16
+}
+
+impl SubscriptionGroupConfig {
+    /// RocketMQ's defaults for `group`.
+    pub fn new(group: &str) -> Self {
+        SubscriptionGroupConfig {
+            group_name: group.to_owned(),
+            consume_enable: true,
+            consume_from_min_enable: true,
+            consume_broadcast_enable: true,
+            retry_queue_nums: 1,
+            retry_max_times: 16,
+            broker_id: 0,
+            which_broker_when_consume_slowly: 1,
+            notify_consumer_ids_changed_enable: true,
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupTable {
+    #[serde(default)]
+    subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
+    #[serde(default)]
+    data_version: DataVersion,
+}
+
+/// The broker's subscription groups.
+#[derive(Debug)]
+pub struct SubscriptionGroupManager {
+    table: Mutex<GroupTable>,
+    path: PathBuf,
+    auto_create: bool,
+}
+
+impl SubscriptionGroupManager {
+    /// Loads the file (or its backup).
+    ///
+    /// # Errors
+    /// A corrupt file with no usable backup.
+    pub fn load(path: PathBuf, auto_create: bool) -> Result<Self, json_file::LoadError> {
+        let table = json_file::load(&path)?.unwrap_or_default();
+        Ok(SubscriptionGroupManager {
+            table: Mutex::new(table),
+            path,
+            auto_create,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GroupTable> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A group's settings, created with the defaults when auto-creation is on; `None`
+    /// when the group is unknown and auto-creation is off.
+    pub fn find_or_create(&self, group: &str) -> Option<SubscriptionGroupConfig> {
+        let mut t = self.lock();
+        if let Some(c) = t.subscription_group_table.get(group) {
+            return Some(c.clone());
+        }
+        if !self.auto_create {
+            return None;
+        }
+        let created = SubscriptionGroupConfig::new(group);
+        t.subscription_group_table
+            .insert(group.to_owned(), created.clone());
+        t.data_version.counter += 1;
+        t.data_version.timestamp = now_millis();
+        self.persist_locked(&t);
+        tracing::info!(group, "subscription group created");
+        Some(created)
+    }
+
+    /// Creates or replaces a group (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).
+    pub fn put(&self, config: SubscriptionGroupConfig) {
+        let mut t = self.lock();
+        t.subscription_group_table
+            .insert(config.group_name.clone(), config);
+        t.data_version.counter += 1;
+        t.data_version.timestamp = now_millis();
+        self.persist_locked(&t);
+    }
+
+    /// The table as JSON (GET_ALL_SUBSCRIPTIONGROUP_CONFIG body and the file).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(&*self.lock()).unwrap_or_default()
+    }
+
+    fn persist_locked(&self, table: &GroupTable) {
+        let text = serde_json::to_string_pretty(table).unwrap_or_default();
+        if let Err(e) = json_file::store(&self.path, &text) {
+            tracing::error!(file = %self.path.display(), error = %e, "could not persist subscription groups");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_created_with_defaults_and_survive_a_reload() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("subscriptionGroup.json");
+        let m = SubscriptionGroupManager::load(path.clone(), true).expect("load");
+        let g = m.find_or_create("cg").expect("created");
+        assert_eq!((g.retry_queue_nums, g.retry_max_times), (1, 16));
+        let mut custom = SubscriptionGroupConfig::new("short");
+        custom.retry_max_times = 2;
+        m.put(custom);
+        let again = SubscriptionGroupManager::load(path, false).expect("reload");
+        assert!(again.find_or_create("cg").is_some());
+        assert_eq!(
+            again.find_or_create("short").map(|g| g.retry_max_times),
+            Some(2)
+        );
+        assert!(again.find_or_create("new").is_none(), "auto-creation off");
+    }
+}
