@@ -184,6 +184,10 @@ pub struct ReceivedMessage {
     pub properties: String,
     /// The offset message id.
     pub msg_id: String,
+    /// Deliveries before this one (RECONSUMETIMES).
+    pub reconsume_times: i32,
+    /// BORNTIMESTAMP (the producer's clock).
+    pub born_timestamp: i64,
 }
 
 impl ReceivedMessage {
@@ -211,6 +215,8 @@ pub fn decode_messages(mut body: &[u8]) -> Result<Vec<ReceivedMessage>, String> 
                     body: v.body.to_vec(),
                     properties: v.user_properties().to_owned(),
                     msg_id: mqstore::format::offset_msg_id(v.store_host, v.physical_offset as u64),
+                    reconsume_times: v.reconsume_times,
+                    born_timestamp: v.born_timestamp,
                 });
                 body = &body[v.total_size as usize..];
             }
