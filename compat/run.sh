@@ -4,6 +4,8 @@
 # SEND_MESSAGE (the client's default), binary ROCKETMQ headers, and SEND_MESSAGE_V2
 # (sendSmartMsg). Each mode sends sync/async/oneway/batch messages with KEYS and TAGS and
 # consumes them with a clustering push consumer subscribed to one tag: exactly once each.
+# Then the delivery scenario: transaction producer, delayed message, ReconsumeLater,
+# orderly consumer, query by key.
 #
 # usage: compat/run.sh <broker-lite binary> <compat-rust-client binary> [messages per kind]
 set -euo pipefail
@@ -21,6 +23,11 @@ mappedFileSizeCommitLog=67108864
 mappedFileSizeConsumeQueue=600000
 maxIndexNum=400000
 maxHashSlotNum=100000
+# Short delay levels (level 2 = 2 s, first retry = level 3 = 1 s) and quick check-backs
+# for the delivery scenario.
+messageDelayLevel=1s 2s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s
+transactionCheckInterval=1000
+transactionTimeOut=1000
 CONF
 RUST_LOG=info,broker_lite=trace "$broker" -c "$work/broker.conf" --store "$work/store" --port 0 --namesrv-port 0 \
   > "$work/out.log" 2> "$work/broker.log" &
@@ -36,6 +43,8 @@ run() {
 run json RUST_LOG=off
 run binary ROCKETMQ_SERIALIZE_TYPE=ROCKETMQ
 run v2 org.apache.rocketmq.client.sendSmartMsg=true
+echo "--- delivery (transactions, delay, ReconsumeLater send-back, orderly consumer, query by key)"
+RUST_LOG=off timeout 180 "$client" "$ns" Compat_delivery compat_delivery delivery
 echo "--- request codes the client sent (code, flag, service, header type)"
 grep ' request ' "$work/broker.log" | grep -o 'code=[0-9]* \|flag=[0-9]* \|service=[A-Za-z]*\|ser=[A-Za-z]*' \
   | paste -d' ' - - - - | sort | uniq -c

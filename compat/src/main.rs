@@ -4,7 +4,8 @@
 //! subscribed to one tag must receive every message with that tag exactly once and none of
 //! the others.
 //!
-//! Usage: `compat-rust-client <namesrv host:port> <topic> <group> <messages per kind>`.
+//! Usage: `compat-rust-client <namesrv host:port> <topic> <group> <messages per kind>`, or
+//! `… <group> delivery` for the delivery scenario (src/delivery.rs).
 //! Exit code 0 on success; the summary line starts with `COMPAT`.
 
 #![recursion_limit = "512"]
@@ -22,6 +23,8 @@ use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+
+mod delivery;
 
 type Seen = Arc<Mutex<HashMap<String, u32>>>;
 
@@ -57,10 +60,11 @@ fn message(topic: &str, tag: &str, key: &str, body: &str) -> Message {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() != 4 {
-        return Err("usage: compat-rust-client <namesrv> <topic> <group> <n>".into());
+        return Err("usage: compat-rust-client <namesrv> <topic> <group> <n | delivery>".into());
     }
     let (namesrv, topic, group) = (args[0].clone(), args[1].clone(), args[2].clone());
-    let n: usize = args[3].parse()?;
+    let delivery = args[3] == "delivery";
+    let n: usize = if delivery { 0 } else { args[3].parse()? };
     let owner = RuntimeOwner::plan(RuntimeConfig {
         thread_name: "compat".into(),
         ..Default::default()
@@ -72,7 +76,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ClientRuntimeConfig::default(),
         telemetry.handle(),
     )?;
-    let outcome = owner.block_on(run(runtime.clone(), namesrv, topic, group, n));
+    let outcome = if delivery {
+        owner.block_on(delivery::run(runtime.clone(), namesrv, topic, group))
+    } else {
+        owner.block_on(run(runtime.clone(), namesrv, topic, group, n))
+    };
     let _ = owner.block_on(runtime.shutdown());
     let _ = owner.shutdown_runtime_blocking();
     outcome
