@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use mqstore::{Error, FlushMode, Message, MessageStore, PhysicalOffset, PutStatus};
+use mqstore::{Error, FlushMode, Message, MessageStore, PhysicalOffset, PutStatus, QueueOffset};
 
 const FILE_SIZE: u64 = 64 * 1024;
 
@@ -410,4 +410,58 @@ fn readers_tailing_the_log_only_ever_see_complete_records() {
         w.join().expect("writer");
     }
     assert_eq!(seen, 6000, "the reader saw every record exactly once");
+}
+
+#[test]
+fn schedule_topic_units_carry_the_due_time_also_after_a_rebuild() {
+    let dir = tempfile::tempdir().expect("dir");
+    let open = || {
+        MessageStore::builder(dir.path())
+            .configure(|c| {
+                c.mapped_file_size_commit_log = 1 << 20;
+                c.message_delay_level = "1s 5s 2m".into();
+            })
+            .open()
+            .expect("open")
+    };
+    let store = open();
+    let mut stamps = Vec::new();
+    for (level, queue) in [("2", 1), ("3", 2), ("9", 2)] {
+        let m = Message::new(mqstore::format::SCHEDULE_TOPIC, queue, b"x".to_vec())
+            .with_property("DELAY", level)
+            .with_property("TAGS", "ignored-for-the-schedule-topic");
+        let put = store.put(&m).expect("put");
+        stamps.push(put.appended.expect("stored").store_timestamp);
+    }
+    let plain = store
+        .put(&Message::new("T", 0, b"y".to_vec()).with_property("TAGS", "a"))
+        .expect("put");
+    assert!(plain.appended.is_some());
+    assert!(store.wait_dispatched(std::time::Duration::from_secs(5)));
+    let check = |store: &MessageStore| {
+        let unit = |q, o| {
+            store
+                .queue_unit(mqstore::format::SCHEDULE_TOPIC, q, QueueOffset(o))
+                .expect("unit")
+                .tags_code
+        };
+        assert_eq!(unit(1, 0), stamps[0] + 5_000, "level 2 = 5 s");
+        assert_eq!(unit(2, 0), stamps[1] + 120_000, "level 3 = 2 m");
+        assert_eq!(
+            unit(2, 1),
+            stamps[2] + 120_000,
+            "level 9 capped at the last level"
+        );
+        let t = store.queue_unit("T", 0, QueueOffset(0)).expect("unit");
+        assert_eq!(t.tags_code, mqstore::format::tags_code("TAGS\u{1}a"));
+    };
+    check(&store);
+    store.shutdown().expect("shutdown");
+    // Queues rebuilt from the CommitLog compute the same due times.
+    std::fs::remove_dir_all(dir.path().join("consumequeue")).expect("drop queues");
+    let _ = std::fs::remove_file(dir.path().join("checkpoint"));
+    let store = open();
+    assert!(store.wait_dispatched(std::time::Duration::from_secs(5)));
+    check(&store);
+    store.shutdown().expect("shutdown");
 }
