@@ -216,7 +216,7 @@ impl StoreConfig {
     /// The delay of each level in milliseconds (index 0 = level 1).
     ///
     /// # Errors
-    /// [`Error::Config`] when an entry is not `<number><s|m|h|d>` or the list is empty.
+    /// [`Error::InvalidConfig`] when an entry is not `<number><s|m|h|d>` or the list is empty.
     pub fn delay_levels(&self) -> Result<Vec<i64>> {
         let bad = |why: String| Error::config("messageDelayLevel", why);
         let levels = self
