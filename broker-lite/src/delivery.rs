@@ -438,12 +438,17 @@ impl Broker {
             0,
             i64::try_from(at).unwrap_or(i64::MAX),
         );
-        let op_max = store.max_offset_in_queue(OP_TOPIC, 0).0;
+        let op_from = self
+            .offsets
+            .query(CHECK_GROUP, OP_TOPIC, 0)
+            .and_then(|o| u64::try_from(o).ok())
+            .unwrap_or(0);
+        let op_at = transaction::op_offset_after(store, op_from, at);
         self.offsets.commit(
             CHECK_GROUP,
             OP_TOPIC,
             0,
-            i64::try_from(op_max).unwrap_or(i64::MAX),
+            i64::try_from(op_at).unwrap_or(i64::MAX),
         );
         self.transactions.forget_below(at);
         if report != CheckReport::default() {

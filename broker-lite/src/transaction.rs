@@ -96,6 +96,31 @@ pub fn op_message(half_queue_offset: u64, host: std::net::SocketAddr, uniq: &str
     m
 }
 
+/// The half queue offset the op message at `op_offset` resolves.
+fn op_target(store: &MessageStore, op_offset: u64) -> Option<u64> {
+    let record = store
+        .commit_log_offset_in_queue(OP_TOPIC, 0, QueueOffset(op_offset))
+        .and_then(|p| store.read(p).ok().flatten())?;
+    let v = record.view().ok()?;
+    if v.property(keys::TAGS) != Some(OP_TAG_DONE) {
+        return None;
+    }
+    std::str::from_utf8(v.body).ok()?.trim().parse().ok()
+}
+
+/// Where the check group's op offset may move: past the op messages from `from` on that
+/// resolve half offsets below `half_offset` (those the round no longer needs), stopping at
+/// the first that resolves one at or above it, so a restart re-reads every resolution the
+/// unfinished part of the half queue still depends on.
+pub fn op_offset_after(store: &MessageStore, from: u64, half_offset: u64) -> u64 {
+    let max = store.max_offset_in_queue(OP_TOPIC, 0).0;
+    let mut at = from.max(store.min_offset_in_queue(OP_TOPIC, 0).0);
+    while at < max && op_target(store, at).is_none_or(|h| h < half_offset) {
+        at += 1;
+    }
+    at
+}
+
 /// What the broker remembers about resolved transactions.
 #[derive(Debug, Default)]
 pub struct Transactions {
@@ -129,15 +154,7 @@ impl Transactions {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         while at < max {
-            let record = store
-                .commit_log_offset_in_queue(OP_TOPIC, 0, QueueOffset(at))
-                .and_then(|p| store.read(p).ok().flatten());
-            if let Some(half) = record.as_ref().and_then(|r| {
-                let v = r.view().ok()?;
-                (v.property(keys::TAGS) == Some(OP_TAG_DONE))
-                    .then(|| std::str::from_utf8(v.body).ok()?.trim().parse::<u64>().ok())
-                    .flatten()
-            }) {
+            if let Some(half) = op_target(store, at) {
                 resolved.insert(half);
             }
             at += 1;
