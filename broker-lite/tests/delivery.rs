@@ -116,13 +116,23 @@ fn delayed_messages_arrive_on_time_once_and_survive_a_restart() {
             ..Outgoing::default()
         };
         let receipt = ops::send(&c, "pg", &m).await.expect("send");
-        assert_eq!(max_offset(&c, "Delayed", 0).await, 0, "not visible before it is due");
-        let got = wait_for(&c, "Delayed", 0, 0, Duration::from_secs(5)).await;
-        let late = got.store_timestamp - got.born_timestamp;
-        assert!(
-            (1000..=1100 + 50).contains(&late),
-            "level 1 (1 s) delivered {late} ms after it was sent (due within 100 ms, +50 ms for the send itself)"
+        assert_eq!(
+            max_offset(&c, "Delayed", 0).await,
+            0,
+            "not visible before it is due"
         );
+        let got = wait_for(&c, "Delayed", 0, 0, Duration::from_secs(5)).await;
+        // Due time = the schedule record's store time + 1 s; it is found by its key.
+        let waiting = ops::query_by_key(&c, "SCHEDULE_TOPIC_XXXX", "delay-key", 32, 0, i64::MAX)
+            .await
+            .expect("the schedule record");
+        let due = waiting[0].store_timestamp + 1000;
+        let late = got.store_timestamp - due;
+        assert!(
+            (0..=100).contains(&late),
+            "level 1 (1 s) delivered {late} ms after it was due (must be within 100 ms)"
+        );
+        assert_eq!(waiting[0].property("REAL_TOPIC"), Some("Delayed"));
         assert_eq!(got.body, b"later");
         assert_eq!(got.property("TAGS"), Some("T1"));
         assert_eq!(got.property("DELAY"), None);
@@ -130,20 +140,34 @@ fn delayed_messages_arrive_on_time_once_and_survive_a_restart() {
         // Out-of-range levels: above the highest is capped, negative or junk is refused.
         for bad in ["-1", "abc"] {
             let r = c
-                .invoke(send_raw("Delayed", 0, "bad", &props(&[("DELAY", bad)]), 0), TIMEOUT)
+                .invoke(
+                    send_raw("Delayed", 0, "bad", &props(&[("DELAY", bad)]), 0),
+                    TIMEOUT,
+                )
                 .await
                 .expect("answer");
-            assert_eq!(r.code, response::MESSAGE_ILLEGAL, "DELAY={bad}: {:?}", r.remark);
+            assert_eq!(
+                r.code,
+                response::MESSAGE_ILLEGAL,
+                "DELAY={bad}: {:?}",
+                r.remark
+            );
         }
         let capped = c
-            .invoke(send_raw("Delayed", 0, "capped", &props(&[("DELAY", "99")]), 0), TIMEOUT)
+            .invoke(
+                send_raw("Delayed", 0, "capped", &props(&[("DELAY", "99")]), 0),
+                TIMEOUT,
+            )
             .await
             .expect("answer");
         assert_eq!(capped.code, response::SUCCESS);
         let got = wait_for(&c, "Delayed", 0, 1, Duration::from_secs(6)).await;
         assert_eq!(got.body, b"capped", "the refused ones were not stored");
         let late = got.store_timestamp - got.born_timestamp;
-        assert!((3000..=3150).contains(&late), "capped to level 3 (3 s): {late} ms");
+        assert!(
+            (3000..=3150).contains(&late),
+            "capped to level 3 (3 s): {late} ms"
+        );
         // Pending across a restart: send at level 3, stop at once, start again.
         let pending = Outgoing {
             body: Bytes::from_static(b"pending"),
@@ -208,7 +232,7 @@ fn failed_messages_come_back_with_more_reconsume_times_then_go_to_the_dlq() {
         )
         .await
         .expect("send");
-        let original = pull_all(&c, "cg", "Work", 0, 0).await.remove(0);
+        let original = wait_for(&c, "Work", 0, 0, Duration::from_secs(5)).await;
         // Bad input first: offsets where no message starts; nothing may be stored.
         let schedule_before = max_offset(&c, "SCHEDULE_TOPIC_XXXX", 2).await;
         for bad in [original.physical_offset + 1, 1 << 40, -5] {
@@ -577,6 +601,7 @@ fn orderly_consumers_never_share_a_queue_and_locks_expire() {
             ops::send(&c, "pg", &m).await.expect("send");
         }
         for q in 0..2 {
+            wait_for(&c, "Seq", q, 9, Duration::from_secs(5)).await;
             let bodies: Vec<i32> = pull_all(&c, "og", "Seq", q, 0)
                 .await
                 .iter()
@@ -612,9 +637,20 @@ fn query_by_key_and_id_delete_expired_and_broadcast_consumers() {
         .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("msgId=")))
         .expect("msgId")
         .to_owned();
-    let by_key = cli(&[
-        "query", "--broker", &addr, "--topic", "Look", "--key", "order-2",
-    ]);
+    // The index is built by the dispatcher just after the send returns.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let by_key = loop {
+        let out = std::process::Command::new(common::binary())
+            .args([
+                "query", "--broker", &addr, "--topic", "Look", "--key", "order-2",
+            ])
+            .output()
+            .expect("run");
+        if out.status.success() || Instant::now() > deadline {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(
         by_key.contains("found 1 messages") && by_key.contains("body=message 2"),
         "{by_key}"
