@@ -10,11 +10,11 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::error::{Error, Result};
 use crate::fault::{guarded, FaultInjector, IoOp};
+use crate::file::mmap;
 use crate::format::{
     OffsetCheckpoint, TimestampCheckpoint, CHECKPOINT_FILE_SIZE, OFFSET_CHECKPOINT_FILE,
     OFFSET_CHECKPOINT_FILE_SIZE,
 };
-use crate::mmap;
 
 /// What the checkpoint files said at open.
 #[derive(Debug, Clone, Copy, Default)]

@@ -1,6 +1,6 @@
 //! Expiry cleanup (§9): what to delete is decided by pure functions of the files, the
-//! clock and the disk usage ([`plan_commit_log`], [`queue_files_to_remove`],
-//! [`index_files_to_remove`]); the [`Cleaner`] gathers those facts, applies the decision,
+//! clock and the disk usage ([`plan_commit_log`], [`queue::files_to_remove`],
+//! [`index::files_to_remove`]); the [`Cleaner`] gathers those facts, applies the decision,
 //! and runs on the `rmq-clean` thread every `cleanResourceInterval`.
 //!
 //! Deleting a file that readers may hold (RELIABILITY F17), oldest first, in this order:
@@ -23,17 +23,18 @@ use std::time::{Duration, Instant};
 
 use crate::checkpoint::Checkpoints;
 use crate::clock::{local_hour, Clock};
-use crate::commit_log::CommitLog;
 use crate::config::StoreConfig;
-use crate::consume_queue::ConsumeQueue;
-use crate::disk::DiskUsage;
-use crate::dispatch::ConsumeQueues;
 use crate::error::Result;
 use crate::fault::{self, FaultInjector};
+use crate::file::disk::DiskUsage;
+use crate::file::mapped_file_queue::MappedFileQueue;
+use crate::file::mmap::MappedFile;
 use crate::format::CqUnit;
-use crate::index_file::IndexService;
-use crate::message::PhysicalOffset;
-use crate::mmap::MappedFile;
+use crate::index::IndexService;
+use crate::log::CommitLog;
+use crate::put::PhysicalOffset;
+use crate::queue::ConsumeQueue;
+use crate::queue::{self, ConsumeQueues};
 use crate::service::Pause;
 
 /// How many passes a manual trigger arms (RocketMQ `executeDeleteFilesManually`).
@@ -232,29 +233,6 @@ pub(crate) fn plan_commit_log(
     }
 }
 
-/// How many of a ConsumeQueue's files (oldest first; `last_units[i]` is the last unit of
-/// file `i`, `None` while it is not full) lie wholly below the CommitLog minimum (§9.2).
-/// Never the last file.
-pub(crate) fn queue_files_to_remove(last_units: &[Option<CqUnit>], log_min: u64) -> usize {
-    let candidates = last_units.len().saturating_sub(1);
-    last_units
-        .iter()
-        .take(candidates)
-        .take_while(|u| u.is_some_and(|u| u.is_filler() || (u.physical_offset as u64) < log_min))
-        .count()
-}
-
-/// How many IndexFiles (oldest first, by their header's end offset) hold only items below
-/// the CommitLog minimum (§9.2). Never the last file.
-pub(crate) fn index_files_to_remove(end_offsets: &[i64], log_min: u64) -> usize {
-    let candidates = end_offsets.len().saturating_sub(1);
-    end_offsets
-        .iter()
-        .take(candidates)
-        .take_while(|&&end| end < 0 || (end as u64) < log_min)
-        .count()
-}
-
 /// A deleted file waiting for its last reader.
 #[derive(Debug)]
 struct Parked {
@@ -396,7 +374,7 @@ impl Cleaner {
                 let files = q.files();
                 let lasts: Vec<Option<CqUnit>> =
                     files.iter().map(|f| ConsumeQueue::last_unit(f)).collect();
-                let n = queue_files_to_remove(&lasts, log_min);
+                let n = queue::files_to_remove(&lasts, log_min);
                 for file in files.iter().take(n) {
                     let removed = park(st, file, reason, q.file_queue())?;
                     tracing::info!(path = %removed.path.display(), bytes = removed.bytes, min_offset = q.min_offset(), "deleted consume queue file below the commit log minimum");
@@ -484,7 +462,7 @@ fn park(
     st: &mut CleanState,
     file: &Arc<MappedFile>,
     reason: RemovalReason,
-    queue: &dyn QueueFront,
+    queue: &MappedFileQueue,
 ) -> Result<RemovedFile> {
     let path = file.path().to_owned();
     let not_first = || {
@@ -513,14 +491,6 @@ fn park(
         bytes: file.size(),
         reason,
     })
-}
-
-/// The front of a queue of files, as cleanup changes it.
-pub(crate) trait QueueFront {
-    /// Takes the first file if it starts at `start` and is not the last one.
-    fn take_first(&self, start: u64) -> Option<Arc<MappedFile>>;
-    /// Whether the file starting at `start` is the first one and not the last one.
-    fn is_first_of_several(&self, start: u64) -> bool;
 }
 
 /// Removes a deleted file again; false (keep trying) only if it still exists.
@@ -738,50 +708,5 @@ mod tests {
             "removed on retry"
         );
         assert!(!stuck.exists());
-    }
-
-    #[test]
-    fn queue_and_index_files_go_when_wholly_below_the_log_minimum() {
-        let unit = |phys: i64| {
-            Some(CqUnit {
-                physical_offset: phys,
-                size: 100,
-                tags_code: 0,
-            })
-        };
-        let lasts = [unit(900), unit(1900), unit(2900), None];
-        assert_eq!(queue_files_to_remove(&lasts, 1000), 1);
-        assert_eq!(
-            queue_files_to_remove(&lasts, 1900),
-            1,
-            "1900 itself is kept"
-        );
-        assert_eq!(
-            queue_files_to_remove(&lasts, 5000),
-            3,
-            "never the last file"
-        );
-        assert_eq!(
-            queue_files_to_remove(&[None, unit(0)], 5000),
-            0,
-            "a file being written stays"
-        );
-        assert_eq!(
-            queue_files_to_remove(&[Some(CqUnit::FILLER), unit(10)], 5),
-            1
-        );
-        assert_eq!(queue_files_to_remove(&[], 5), 0);
-        assert_eq!(index_files_to_remove(&[900, 1900, 2900], 2000), 2);
-        assert_eq!(
-            index_files_to_remove(&[900, 1900, 2900], 10_000),
-            2,
-            "never the last"
-        );
-        assert_eq!(index_files_to_remove(&[900], 10_000), 0);
-        assert_eq!(
-            index_files_to_remove(&[1000, 900], 1000),
-            0,
-            "stops at the first kept"
-        );
     }
 }

@@ -1,116 +1,26 @@
-//! Dispatch (RocketMQ's reput, §8.5): one thread tails the CommitLog from the reput
+//! Dispatch (RocketMQ's reput, `ReputMessageService` in DefaultMessageStore.java): one thread tails the CommitLog from the reput
 //! offset and writes each record's ConsumeQueue unit and index keys, in CommitLog order.
 //! Puts wake it; readers wait on [`Dispatcher::wait_dispatched`].
 //!
-//! Why a thread and not inline on append: measured in `benches/dispatch.rs` (README,
-//! "Dispatch"): inline dispatch adds the CQ append and the index insert (a random write into
-//! a 420 MB mapping) to the put lock's critical section, while the thread keeps puts as
-//! they were and still makes a message visible well within a millisecond.
+//! Why a thread and not inline on append: inline dispatch would put the ConsumeQueue
+//! append and the index insert (a random write into a 420 MB mapping) inside the put
+//! lock's critical section; the thread keeps puts as they were and still makes a message
+//! visible well within a millisecond.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::commit_log::CommitLog;
-use crate::consume_queue::{ConsumeQueue, OwnedQueue};
 use crate::error::Result;
 use crate::fault::FaultInjector;
-use crate::format::{self, CqUnit, Decoded, RecordView};
-use crate::index_file::IndexService;
-use crate::message::QueueOffset;
+use crate::format::{self, Decoded, RecordView};
+use crate::index::IndexService;
+use crate::log::CommitLog;
+use crate::put::QueueOffset;
+use crate::queue::{unit_of, ConsumeQueues};
 
 /// Records dispatched per call before the thread checks for a stop request.
 const DISPATCH_BATCH: usize = 4096;
-
-/// Every ConsumeQueue of the store, by topic and queue id.
-#[derive(Debug)]
-pub(crate) struct ConsumeQueues {
-    root: PathBuf,
-    file_size: u64,
-    map: RwLock<HashMap<String, HashMap<u32, Arc<ConsumeQueue>>>>,
-    faults: FaultInjector,
-}
-
-impl ConsumeQueues {
-    pub(crate) fn new(
-        root: PathBuf,
-        file_size: u64,
-        queues: Vec<ConsumeQueue>,
-        faults: FaultInjector,
-    ) -> Self {
-        let mut map: HashMap<String, HashMap<u32, Arc<ConsumeQueue>>> = HashMap::new();
-        for q in queues {
-            map.entry(q.topic().to_owned())
-                .or_default()
-                .insert(q.queue_id(), Arc::new(q));
-        }
-        ConsumeQueues {
-            root,
-            file_size,
-            map: RwLock::new(map),
-            faults,
-        }
-    }
-
-    pub(crate) fn get(&self, topic: &str, queue_id: u32) -> Option<Arc<ConsumeQueue>> {
-        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-        map.get(topic)?.get(&queue_id).cloned()
-    }
-
-    fn get_or_create(&self, topic: &str, queue_id: u32) -> Result<Arc<ConsumeQueue>> {
-        if let Some(q) = self.get(topic, queue_id) {
-            return Ok(q);
-        }
-        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        let by_id = map.entry(topic.to_owned()).or_default();
-        if let Some(q) = by_id.get(&queue_id) {
-            return Ok(Arc::clone(q));
-        }
-        let q = OwnedQueue::empty(&self.root, topic, queue_id, self.file_size, &self.faults);
-        let q = Arc::new(q.into_shared()?);
-        by_id.insert(queue_id, Arc::clone(&q));
-        Ok(q)
-    }
-
-    /// Every queue.
-    pub(crate) fn all(&self) -> Vec<Arc<ConsumeQueue>> {
-        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-        map.values().flat_map(|m| m.values().cloned()).collect()
-    }
-
-    /// Flushes every queue.
-    pub(crate) fn flush(&self) -> Result<()> {
-        for q in self.all() {
-            q.flush()?;
-        }
-        Ok(())
-    }
-}
-
-/// The ConsumeQueue unit of a record, if it enters one.
-pub(crate) fn unit_of(
-    phys: u64,
-    v: &RecordView<'_>,
-    delay_levels: &[i64],
-) -> Option<(u64, CqUnit)> {
-    format::enters_consume_queue(v.sys_flag).then(|| {
-        (
-            v.queue_offset as u64,
-            CqUnit {
-                physical_offset: phys as i64,
-                size: v.total_size as i32,
-                tags_code: format::queue_tags_code(
-                    v.topic,
-                    v.properties,
-                    v.store_timestamp,
-                    delay_levels,
-                ),
-            },
-        )
-    })
-}
 
 /// A message that has just become readable through its ConsumeQueue.
 #[derive(Debug, Clone, Copy)]

@@ -24,52 +24,60 @@
 //! # }
 //! ```
 //!
-//! Modules: `format` (the byte layout and a total codec, no I/O), `mmap` (the only
-//! `unsafe`: mapped files), `mapped_file_queue` and `allocate` (a queue's files and the
-//! background creation of the next one), `commit_log` (append, read, recover the end),
-//! `flush` (group commit, periodic flush), `consume_queue` and `index_file` (derived
-//! files), `dispatch` (the reput thread), `recovery` (open), `cleanup` (72-hour retention
-//! and disk-pressure deletion, safe under readers), `store` (the facade).
+//! Modules, bottom to top (a module only uses the ones above it in this list):
+//! `clock`, `fault`, `service` (utilities); `format` (the byte layouts of every file and
+//! a total codec, no I/O); `error`, `config`; `file` (mapped files — the only `unsafe` —,
+//! a queue of them, the allocator, disk usage); `checkpoint`; `put` (what a put reports);
+//! `log` (the CommitLog: append, read, flush policy, the scan that finds its end);
+//! `queue` (ConsumeQueues); `index` (IndexFiles); `dispatch` (the reput thread); `read`
+//! (queue reads and queries); `cleanup` (72-hour retention and disk-pressure deletion,
+//! safe under readers); `recovery` (open); `store` (the facade); `verify` (offline check
+//! and repair).
 
-#[allow(unsafe_code)]
-mod mmap;
-
-mod allocate;
-mod checkpoint;
-mod cleanup;
 mod clock;
-mod commit_log;
-mod config;
-mod consume_queue;
-mod disk;
-mod dispatch;
-mod error;
 mod fault;
-mod flush;
-pub mod format;
-mod index_file;
-mod mapped_file_queue;
-mod message;
-mod read;
-mod recovery;
 mod service;
+
+pub mod format;
+
+mod error;
+
+mod config;
+
+mod file;
+
+mod checkpoint;
+mod put;
+
+mod log;
+
+mod queue;
+
+mod index;
+
+mod dispatch;
+mod read;
+
+mod cleanup;
+mod recovery;
 mod store;
 pub mod verify;
 
 pub use cleanup::{CleanTrigger, CleanupReport, RemovalReason, RemovedFile};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use commit_log::{RecordGuard, Records, RecoveryReport};
 pub use config::{
     FlushMode, RecoveryMode, StoreConfig, DEFAULT_COMMIT_LOG_FILE_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
 };
-pub use disk::{DiskUsage, FsDiskUsage, ManualDiskUsage};
 pub use dispatch::{Arrival, ArrivalListener};
 pub use error::{CorruptionKind, Error, Result};
 #[cfg(feature = "fault-injection")]
 pub use fault::Injected;
 #[cfg(feature = "fault-injection")]
 pub use fault::{FaultInjector, IoOp};
-pub use message::{Appended, Message, PhysicalOffset, PutResult, PutStatus, QueueOffset};
+pub use file::disk::{DiskUsage, FsDiskUsage, ManualDiskUsage};
+pub use format::Message;
+pub use log::{RecordGuard, Records, RecoveryReport};
+pub use put::{Appended, PhysicalOffset, PutResult, PutStatus, QueueOffset};
 pub use read::{GetMessageResult, GetMessageStatus, MessageFilter, QueryMessageResult, TagFilter};
 pub use store::{MessageStore, StoreBuilder, StoreStats};
 

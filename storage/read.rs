@@ -7,11 +7,11 @@
 
 use std::collections::HashSet;
 
-use crate::commit_log::{CommitLog, RecordGuard};
-use crate::consume_queue::ConsumeQueue;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{self, CqUnit, RecordView, CQ_UNIT_SIZE};
-use crate::message::QueueOffset;
+use crate::log::{CommitLog, RecordGuard};
+use crate::put::QueueOffset;
+use crate::queue::ConsumeQueue;
 
 /// Outcome of [`MessageStore::get_message`](crate::MessageStore::get_message)
 /// (RocketMQ `GetMessageStatus`).

@@ -14,15 +14,15 @@ use std::sync::Arc;
 
 use crate::checkpoint::{Checkpoints, LoadedCheckpoints};
 use crate::clock::Clock;
-use crate::commit_log::{CommitLog, RecoveryReport, ScanPlan};
 use crate::config::StoreConfig;
-use crate::consume_queue::{self, ConsumeQueue, OwnedQueue};
-use crate::dispatch::unit_of;
 use crate::error::Result;
 use crate::fault::FaultInjector;
+use crate::file::mapped_file_queue;
 use crate::format::{RecordView, TimestampCheckpoint, MAX_RECORD_OVERHEAD};
-use crate::index_file::IndexService;
-use crate::mapped_file_queue;
+use crate::index::IndexService;
+use crate::log::{CommitLog, RecoveryReport, ScanPlan};
+use crate::queue::unit_of;
+use crate::queue::{self, ConsumeQueue, OwnedQueue};
 
 /// Everything a store needs after recovery.
 pub(crate) struct Recovered {
@@ -115,7 +115,7 @@ pub(crate) fn recover(
     let max_record = u64::from(cfg.max_message_size) + MAX_RECORD_OVERHEAD;
     let cq_root = cfg.consume_queue_dir();
     let mut queues = HashMap::new();
-    for (topic, queue_id) in consume_queue::list_queues(&cq_root)? {
+    for (topic, queue_id) in queue::list_queues(&cq_root)? {
         let (mut q, file_problem) = OwnedQueue::load(
             &cq_root,
             &topic,
@@ -205,7 +205,7 @@ pub(crate) fn recover(
         let only = std::mem::take(&mut repair.backfill);
         tracing::warn!(queues = only.len(), "consume queues lost units below the checkpoint; rebuilding them from the first commit log record");
         repair.from_log_start = true;
-        for rec in crate::commit_log::Records::new(Arc::clone(&log), log_min) {
+        for rec in crate::log::Records::new(Arc::clone(&log), log_min) {
             let rec = rec?;
             let v = rec.view().map_err(|e| crate::error::Error::Corrupted {
                 path: cfg.commit_log_dir(),

@@ -15,16 +15,18 @@ use std::time::{Duration, Instant};
 use crate::checkpoint::Checkpoints;
 use crate::cleanup::{Cleaner, CleanerParts, CleanupReport};
 use crate::clock::{Clock, SystemClock};
-use crate::commit_log::{CommitLog, RecordGuard, Records, RecoveryReport};
 use crate::config::{FlushMode, StoreConfig};
-use crate::disk::{DiskUsage, FsDiskUsage};
-use crate::dispatch::{ArrivalListener, ConsumeQueues, Dispatcher};
+use crate::dispatch::{ArrivalListener, Dispatcher};
 use crate::error::{Error, Result};
 use crate::fault::FaultInjector;
-use crate::flush::{FlushWait, PeriodicFlushPolicy};
+use crate::file::disk::{DiskUsage, FsDiskUsage};
+use crate::format::Message;
 use crate::format::{CqUnit, TimestampCheckpoint, MAX_MSGS_NUM_BATCH};
-use crate::index_file::IndexService;
-use crate::message::{Message, PhysicalOffset, PutResult, PutStatus, QueueOffset};
+use crate::index::IndexService;
+use crate::log::flush::{FlushWait, PeriodicFlushPolicy};
+use crate::log::{CommitLog, RecordGuard, Records, RecoveryReport};
+use crate::put::{PhysicalOffset, PutResult, PutStatus, QueueOffset};
+use crate::queue::ConsumeQueues;
 use crate::read::{self, GetMessageResult, MessageFilter, QueryMessageResult, TransferLimits};
 use crate::service::{Pause, ServiceThread, Waker};
 
@@ -208,7 +210,7 @@ impl MessageStore {
         // The abort file exists while the store runs; a clean shutdown removes it.
         crate::fault::guarded(&faults, crate::fault::IoOp::Write, || File::create(&abort))
             .map_err(|e| Error::io("create", &abort, e))?;
-        crate::mmap::sync_dir(&root, &faults)?;
+        crate::file::mmap::sync_dir(&root, &faults)?;
         let index = recovered.index.map(Arc::new);
         let checkpoints = Arc::new(recovered.checkpoints);
         let dispatcher = Arc::new(
@@ -268,7 +270,7 @@ impl MessageStore {
             )
             .map_err(|e| Error::io("spawn cleaner", &root, e))?
         };
-        let memory_window = crate::mmap::physical_memory_bytes() / 100
+        let memory_window = crate::file::mmap::physical_memory_bytes() / 100
             * u64::from(config.access_message_in_memory_max_ratio);
         let limits = TransferLimits {
             memory_window,

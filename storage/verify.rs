@@ -477,8 +477,8 @@ struct QueueFile {
 fn list_queue_files(root: &Path) -> Result<(Vec<QueueFile>, Vec<PathBuf>)> {
     let mut out = Vec::new();
     let mut other = Vec::new();
-    for (topic, queue_id) in crate::consume_queue::list_queues(root)? {
-        let (files, rest) = files_of(&crate::consume_queue::queue_dir(root, &topic, queue_id))?;
+    for (topic, queue_id) in crate::queue::list_queues(root)? {
+        let (files, rest) = files_of(&crate::queue::queue_dir(root, &topic, queue_id))?;
         other.extend(rest);
         out.extend(files.into_iter().map(|(start, path)| QueueFile {
             topic: topic.clone(),
@@ -793,7 +793,7 @@ pub fn repair_store(
             fs::rename(&from, &to).map_err(|e| Error::io("move aside", &from, e))?;
         }
     }
-    crate::mmap::sync_dir(root, &crate::fault::FaultInjector::default())?;
+    crate::file::mmap::sync_dir(root, &crate::fault::FaultInjector::default())?;
     drop(lock_file);
     let store = crate::MessageStore::open(config.clone())?;
     store.shutdown()?;
@@ -828,5 +828,5 @@ fn cut_log(config: &StoreConfig, end: u64, backup: &Path) -> Result<()> {
             fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
         }
     }
-    crate::mmap::sync_dir(&dir, &crate::fault::FaultInjector::default())
+    crate::file::mmap::sync_dir(&dir, &crate::fault::FaultInjector::default())
 }

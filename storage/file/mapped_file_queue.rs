@@ -7,8 +7,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::error::{CorruptionKind, Error, Result};
 use crate::fault::FaultInjector;
+use crate::file::mmap::{self, MappedFile};
 use crate::format;
-use crate::mmap::{self, MappedFile};
 
 /// Opens every file of `dir` (creating the directory if needed), in offset order, and
 /// checks the set: each name is a 20-digit offset that is a multiple of `file_size`, each
@@ -157,11 +157,12 @@ impl MappedFileQueue {
     }
 }
 
-impl crate::cleanup::QueueFront for MappedFileQueue {
+// The two ways cleanup changes a queue's front.
+impl MappedFileQueue {
     /// Takes the first file out of the queue if it starts at `start` and is not the last
     /// one (the queue's active file is never deleted). Readers can no longer find it;
     /// those holding it keep it mapped.
-    fn take_first(&self, start: u64) -> Option<Arc<MappedFile>> {
+    pub(crate) fn take_first(&self, start: u64) -> Option<Arc<MappedFile>> {
         let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
         if files.len() < 2 || files[0].start_offset() != start {
             return None;
@@ -169,7 +170,8 @@ impl crate::cleanup::QueueFront for MappedFileQueue {
         Some(files.remove(0))
     }
 
-    fn is_first_of_several(&self, start: u64) -> bool {
+    /// Whether the file starting at `start` is the first one and not the last one.
+    pub(crate) fn is_first_of_several(&self, start: u64) -> bool {
         let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
         files.len() >= 2 && files[0].start_offset() == start
     }
@@ -193,9 +195,8 @@ impl MappedFileQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cleanup::QueueFront;
     use crate::fault::FaultInjector;
-    use crate::mmap::CreateOptions;
+    use crate::file::mmap::CreateOptions;
     use std::sync::atomic::AtomicBool;
 
     #[test]

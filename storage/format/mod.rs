@@ -35,8 +35,6 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::message::{Message, PutStatus};
-
 /// MESSAGE_MAGIC_CODE: a normal v1 record.
 pub const MESSAGE_MAGIC_CODE: i32 = -626_843_481;
 /// BLANK_MAGIC_CODE: end-of-file filler.
@@ -343,16 +341,6 @@ pub enum EncodeError {
     },
     /// A batch mixes topics or queues, carries a delay level or a transaction type.
     IllegalBatch,
-}
-
-impl EncodeError {
-    /// The RocketMQ put status this error is reported as.
-    pub fn status(&self) -> PutStatus {
-        match self {
-            EncodeError::PropertiesSizeExceeded { .. } => PutStatus::PropertiesSizeExceeded,
-            _ => PutStatus::MessageIllegal,
-        }
-    }
 }
 
 impl fmt::Display for EncodeError {
@@ -996,10 +984,10 @@ impl<'b> Reader<'b> {
     }
 }
 
-#[path = "format_files.rs"]
 mod files;
 pub use files::*;
+mod message;
+pub use message::Message;
 
 #[cfg(test)]
-#[path = "format_test.rs"]
 mod tests;

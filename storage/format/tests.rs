@@ -179,15 +179,13 @@ fn old_crc_property_is_replaced() {
 }
 
 #[test]
-fn limits_map_to_statuses() {
+fn limits_are_refused_with_their_reason() {
     let host = fields().store_host;
     let mut m = sample();
     m.topic = "t".repeat(128);
     assert_eq!(
-        RecordPlan::new(&m, host, 1024, true)
-            .expect_err("long")
-            .status(),
-        PutStatus::MessageIllegal
+        RecordPlan::new(&m, host, 1024, true).expect_err("long"),
+        EncodeError::IllegalTopic
     );
     m.topic = "bad topic".into();
     assert_eq!(
@@ -214,24 +212,20 @@ fn limits_map_to_statuses() {
     );
     m.properties.push('v');
     assert_eq!(
-        RecordPlan::new(&m, host, 1024, true)
-            .expect_err("over")
-            .status(),
-        PutStatus::PropertiesSizeExceeded
+        RecordPlan::new(&m, host, 1024, true).expect_err("over"),
+        EncodeError::PropertiesSizeExceeded { bytes: 32_768 }
     );
     m.properties = format!("K\u{1}{}", "v".repeat(40_000));
-    assert_eq!(
-        RecordPlan::new(&m, host, 1024, true)
-            .expect_err("chars")
-            .status(),
-        PutStatus::MessageIllegal
-    );
+    assert!(matches!(
+        RecordPlan::new(&m, host, 1024, true),
+        Err(EncodeError::PropertiesTooLong { .. })
+    ));
     m.properties = format!("K\u{1}{}", "é".repeat(20_000));
-    assert_eq!(
-        RecordPlan::new(&m, host, 1024, false)
-            .expect_err("bytes")
-            .status(),
-        PutStatus::PropertiesSizeExceeded,
+    assert!(
+        matches!(
+            RecordPlan::new(&m, host, 1024, false),
+            Err(EncodeError::PropertiesSizeExceeded { .. })
+        ),
         "20002 chars but 40002 bytes"
     );
     m.properties.clear();

@@ -15,12 +15,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 use crate::clock::Clock;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::fault::FaultInjector;
+use crate::file::mmap::{self, CreateOptions, MappedFile};
 use crate::format::{
     self, index_file_size, index_item_pos, index_key, index_key_hash, index_slot_pos,
     index_time_diff, IndexHeader, IndexItem, RecordView, INDEX_HEADER_SIZE, INDEX_ITEM_SIZE,
     INDEX_SLOT_SIZE,
 };
-use crate::mmap::{self, CreateOptions, MappedFile};
 
 /// One IndexFile.
 #[derive(Debug)]
@@ -418,7 +418,7 @@ impl IndexService {
         let taken: Vec<IndexFile> = {
             let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
             let ends: Vec<i64> = files.iter().map(|f| f.header.end_phy_offset).collect();
-            let n = crate::cleanup::index_files_to_remove(&ends, log_min);
+            let n = files_to_remove(&ends, log_min);
             files.drain(..n).collect()
         };
         let mut removed = Vec::with_capacity(taken.len());
@@ -462,12 +462,23 @@ impl IndexService {
     }
 }
 
+/// How many IndexFiles (oldest first, by their header's end offset) hold only items below
+/// the CommitLog minimum. Never the last file.
+pub(crate) fn files_to_remove(end_offsets: &[i64], log_min: u64) -> usize {
+    let candidates = end_offsets.len().saturating_sub(1);
+    end_offsets
+        .iter()
+        .take(candidates)
+        .take_while(|&&end| end < 0 || (end as u64) < log_min)
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::format::Message;
     use crate::format::{Decoded, RecordPlan, StoreFields};
-    use crate::message::Message;
 
     fn record(topic: &str, keys: &str, ts: i64) -> Vec<u8> {
         let msg = Message::new(topic, 0, b"b".to_vec()).with_property("KEYS", keys);
@@ -570,5 +581,21 @@ mod tests {
         // The newest item points at itself: one hit, no loop.
         set_prev(20, 20);
         assert_eq!(svc.query("t", "k", 64, 0, i64::MAX), vec![1900]);
+    }
+
+    #[test]
+    fn files_go_when_wholly_below_the_log_minimum() {
+        assert_eq!(files_to_remove(&[900, 1900, 2900], 2000), 2);
+        assert_eq!(
+            files_to_remove(&[900, 1900, 2900], 10_000),
+            2,
+            "never the last"
+        );
+        assert_eq!(files_to_remove(&[900], 10_000), 0);
+        assert_eq!(
+            files_to_remove(&[1000, 900], 1000),
+            0,
+            "stops at the first kept"
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::fault::FaultInjector;
-use crate::mmap::{CreateOptions, MappedFile};
+use crate::file::mmap::{CreateOptions, MappedFile};
 
 #[derive(Debug, Default)]
 struct State {

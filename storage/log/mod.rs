@@ -9,16 +9,19 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::allocate::Allocator;
+pub(crate) mod flush;
+
 use crate::clock::Clock;
 use crate::config::{RecoveryMode, StoreConfig};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::fault::FaultInjector;
-use crate::flush::GroupCommit;
+use crate::file::allocate::Allocator;
+use crate::file::mapped_file_queue::{self, MappedFileQueue};
+use crate::file::mmap::{self, CreateOptions, MappedFile, SegmentWriter};
+use crate::format::Message;
 use crate::format::{self, Decoded, EncodeError, RecordError, RecordPlan, RecordView, StoreFields};
-use crate::mapped_file_queue::{self, MappedFileQueue};
-use crate::message::{Appended, Message, PhysicalOffset, PutResult, PutStatus, QueueOffset};
-use crate::mmap::{self, CreateOptions, MappedFile, SegmentWriter};
+use crate::log::flush::GroupCommit;
+use crate::put::{Appended, PhysicalOffset, PutResult, PutStatus, QueueOffset};
 
 /// How long an append waits for the allocator to hand over the next file (RocketMQ: 5 s).
 const ALLOCATE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -7,6 +7,9 @@
 //! prefix, and recovery then compares every unit it can against the CommitLog, rewriting or
 //! appending what differs, before the queue is shared.
 
+mod registry;
+pub(crate) use registry::{unit_of, ConsumeQueues};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,9 +17,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{CorruptionKind, Error, Result};
 use crate::fault::FaultInjector;
+use crate::file::mapped_file_queue::{self, MappedFileQueue};
+use crate::file::mmap::{self, CreateOptions, MappedFile, SegmentWriter};
 use crate::format::{CqUnit, CQ_UNIT_SIZE, MIN_RECORD_LEN};
-use crate::mapped_file_queue::{self, MappedFileQueue};
-use crate::mmap::{self, CreateOptions, MappedFile, SegmentWriter};
 
 /// Where a queue's files live.
 pub(crate) fn queue_dir(root: &Path, topic: &str, queue_id: u32) -> PathBuf {
@@ -612,6 +615,18 @@ pub(crate) fn list_queues(root: &Path) -> Result<Vec<(String, u32)>> {
     Ok(out)
 }
 
+/// How many of a ConsumeQueue's files (oldest first; `last_units[i]` is the last unit of
+/// file `i`, `None` while it is not full) lie wholly below the CommitLog minimum.
+/// Never the last file.
+pub(crate) fn files_to_remove(last_units: &[Option<CqUnit>], log_min: u64) -> usize {
+    let candidates = last_units.len().saturating_sub(1);
+    last_units
+        .iter()
+        .take(candidates)
+        .take_while(|u| u.is_some_and(|u| u.is_filler() || (u.physical_offset as u64) < log_min))
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -702,5 +717,27 @@ mod tests {
         let shared = q.into_shared().expect("share");
         assert_eq!(shared.min_offset(), 6);
         assert_eq!(shared.unit(6), Some(unit(600)));
+    }
+
+    #[test]
+    fn files_go_when_wholly_below_the_log_minimum() {
+        let unit = |phys: i64| {
+            Some(CqUnit {
+                physical_offset: phys,
+                size: 100,
+                tags_code: 0,
+            })
+        };
+        let lasts = [unit(900), unit(1900), unit(2900), None];
+        assert_eq!(files_to_remove(&lasts, 1000), 1);
+        assert_eq!(files_to_remove(&lasts, 1900), 1, "1900 itself is kept");
+        assert_eq!(files_to_remove(&lasts, 5000), 3, "never the last file");
+        assert_eq!(
+            files_to_remove(&[None, unit(0)], 5000),
+            0,
+            "a file being written stays"
+        );
+        assert_eq!(files_to_remove(&[Some(CqUnit::FILLER), unit(10)], 5), 1);
+        assert_eq!(files_to_remove(&[], 5), 0);
     }
 }

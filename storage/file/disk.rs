@@ -18,7 +18,7 @@ pub struct FsDiskUsage;
 
 impl DiskUsage for FsDiskUsage {
     fn used_percent(&self, path: &Path) -> Option<u32> {
-        let space = crate::mmap::fs_space(path).ok()?;
+        let space = crate::file::mmap::fs_space(path).ok()?;
         used_percent(space.used, space.available)
     }
 }
