@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{self, CqUnit, RecordView, CQ_UNIT_SIZE};
+use crate::index::indexed_keys;
 use crate::log::{CommitLog, RecordGuard};
 use crate::put::QueueOffset;
 use crate::queue::ConsumeQueue;
@@ -349,14 +350,10 @@ pub(crate) fn offset_by_time(log: &CommitLog, q: &ConsumeQueue, timestamp: i64) 
     }
 }
 
-/// Whether `rec` carries `key` (as UNIQ_KEY or one of KEYS) on `topic`.
+/// Whether `rec` is on `topic` and indexed under `key`.
 pub(crate) fn record_has_key(rec: &RecordGuard, topic: &str, key: &str) -> bool {
-    rec.view().is_ok_and(|v| {
-        v.topic == topic
-            && (v.property(format::keys::UNIQ_KEY) == Some(key)
-                || v.property(format::keys::KEYS)
-                    .is_some_and(|keys| keys.split(' ').any(|k| k == key)))
-    })
+    rec.view()
+        .is_ok_and(|v| v.topic == topic && indexed_keys(&v).any(|k| k == key))
 }
 
 /// Result of a key query.

@@ -18,12 +18,17 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use std::borrow::Cow;
+
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::format::{
-    self, decode_record, index_key, index_key_hash, CqUnit, Decoded, IndexHeader, IndexItem,
-    OffsetCheckpoint, CQ_UNIT_SIZE, INDEX_ITEM_SIZE, INDEX_SLOT_SIZE, OFFSET_CHECKPOINT_FILE,
+    self, index_key, index_key_hash, CqUnit, IndexHeader, IndexItem, OffsetCheckpoint,
+    CQ_UNIT_SIZE, INDEX_ITEM_SIZE, INDEX_SLOT_SIZE, OFFSET_CHECKPOINT_FILE,
 };
+use crate::index::indexed_keys;
+use crate::log::scan::{scan_log, LogFiles, ScanRules};
+pub use crate::log::scan::{CorruptReason, LogEnd};
 
 /// What a problem means for the data, and what a repair does about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -63,6 +68,8 @@ pub struct VerifyReport {
     pub min_offset: u64,
     /// End of the valid CommitLog data.
     pub valid_end: u64,
+    /// How the CommitLog ends: the verdict opening the store acts on.
+    pub log_end: LogEnd,
     /// ConsumeQueue files and units (fillers included) checked.
     pub queue_files: usize,
     /// ConsumeQueue units checked.
@@ -123,16 +130,6 @@ struct Known {
     in_queue: bool,
     key_hashes: Vec<i32>,
     store_timestamp: i64,
-}
-
-/// Where the valid CommitLog ends and what follows it.
-struct LogScan {
-    end: u64,
-    /// The first undecodable record after the end (file, position, reason), if the bytes
-    /// there are not all zero.
-    damage: Option<(PathBuf, u64, String)>,
-    /// A later file starts with a valid record: the damage is in the middle.
-    records_after: bool,
 }
 
 /// Checks a stopped store's files. Takes the directory's lock for the duration, so a
@@ -231,7 +228,7 @@ fn verify_unlocked(config: &StoreConfig, progress: &mut ProgressFn<'_>) -> Resul
         .and_then(|b| OffsetCheckpoint::newest(&b));
     let mut topics: HashMap<String, u32> = HashMap::new();
     let mut known: HashMap<u64, Known> = HashMap::new();
-    let scan = scan_log(
+    check_log(
         config,
         &log_files,
         &mut report,
@@ -242,8 +239,6 @@ fn verify_unlocked(config: &StoreConfig, progress: &mut ProgressFn<'_>) -> Resul
             progress(done, total);
         },
     )?;
-    report.valid_end = scan.end;
-    judge_log_end(&scan, &mut report, &log_files);
     let topic_names: HashMap<u32, &str> = topics.iter().map(|(k, v)| (*v, k.as_str())).collect();
     let mut seen_units: HashSet<u64> = HashSet::new();
     for q in &queue_files {
@@ -289,24 +284,36 @@ fn verify_unlocked(config: &StoreConfig, progress: &mut ProgressFn<'_>) -> Resul
     Ok(report)
 }
 
-fn scan_log(
-    config: &StoreConfig,
-    files: &[(u64, PathBuf)],
-    report: &mut VerifyReport,
-    topics: &mut HashMap<String, u32>,
-    known: &mut HashMap<u64, Known>,
-    advance: &mut dyn FnMut(u64),
-) -> Result<LogScan> {
-    let size = config.mapped_file_size_commit_log;
-    let delay_levels = config.delay_levels()?;
-    report.commit_log_files = files.len();
-    report.min_offset = files.first().map_or(0, |(s, _)| *s);
-    let mut scan = LogScan {
-        end: report.min_offset,
-        damage: None,
-        records_after: false,
-    };
-    let mut ended = false;
+/// The CommitLog files as the offline check reads them: plain reads, one file at a time.
+struct PlainFiles<'a> {
+    files: &'a [(u64, PathBuf)],
+    size: u64,
+    /// Reports each file read in the scan's order (progress).
+    advance: std::cell::RefCell<&'a mut dyn FnMut(u64)>,
+}
+
+impl LogFiles for PlainFiles<'_> {
+    fn count(&self) -> usize {
+        self.files.len()
+    }
+
+    fn start(&self, i: usize) -> u64 {
+        self.files[i].0
+    }
+
+    fn size(&self, _: usize) -> u64 {
+        self.size
+    }
+
+    fn bytes(&self, i: usize) -> Result<Cow<'_, [u8]>> {
+        let bytes = read(&self.files[i].1)?;
+        (self.advance.borrow_mut())(bytes.len() as u64);
+        Ok(Cow::Owned(bytes))
+    }
+}
+
+/// File names and sizes of the CommitLog: what recovery would refuse before scanning.
+fn check_log_files(size: u64, files: &[(u64, PathBuf)], report: &mut VerifyReport) {
     let mut expected = files.first().map(|(s, _)| *s);
     for (start, path) in files {
         if start % size != 0 || expected != Some(*start) {
@@ -321,148 +328,146 @@ fn scan_log(
             });
         }
         expected = Some(start.saturating_add(size));
-        let bytes = read(path)?;
-        advance(bytes.len() as u64);
-        if bytes.len() as u64 != size {
+        let len = file_len(path);
+        if len != size {
             report.problems.push(Problem {
                 path: path.clone(),
                 offset: 0,
                 severity: Severity::Corrupt,
-                what: format!("{} bytes, expected {size}", bytes.len()),
+                what: format!("{len} bytes, expected {size}"),
             });
         }
-        if ended {
-            // After the end of the valid data: a valid record at the start of a later
-            // file means records follow the damage.
-            if matches!(decode_record(&bytes, true), Ok(Decoded::Message(v)) if v.physical_offset as u64 == *start)
-            {
-                scan.records_after = true;
-            }
-            if scan.damage.is_none() {
-                if let Some(p) = bytes.iter().position(|&b| b != 0) {
-                    scan.damage = Some((
-                        path.clone(),
-                        p as u64,
-                        "non-zero bytes after the end of the log".into(),
-                    ));
-                }
-            }
-            continue;
-        }
-        let mut pos = 0usize;
-        loop {
-            let Some(rest) = bytes.get(pos..).filter(|r| !r.is_empty()) else {
-                scan.end = start + pos as u64;
-                break;
-            };
-            match decode_record(rest, true) {
-                Ok(Decoded::Message(v)) if v.physical_offset as u64 == start + pos as u64 => {
-                    let at = start + pos as u64;
-                    let next = topics.len() as u32;
-                    let topic = *topics.entry(v.topic.to_owned()).or_insert(next);
-                    let keys = v
-                        .property(format::keys::UNIQ_KEY)
-                        .into_iter()
-                        .chain(
-                            v.property(format::keys::KEYS)
-                                .into_iter()
-                                .flat_map(|k| k.split(' ')),
-                        )
-                        .filter(|k| !k.is_empty())
-                        .map(|k| index_key_hash(&index_key(v.topic, k)))
-                        .collect();
-                    known.insert(
-                        at,
-                        Known {
-                            topic,
-                            queue_id: v.queue_id,
-                            queue_offset: v.queue_offset,
-                            size: v.total_size,
-                            tags_code: format::queue_tags_code(
-                                v.topic,
-                                v.properties,
-                                v.store_timestamp,
-                                &delay_levels,
-                            ),
-                            in_queue: format::enters_consume_queue(v.sys_flag),
-                            key_hashes: keys,
-                            store_timestamp: v.store_timestamp,
-                        },
-                    );
-                    report.messages += 1;
-                    pos += v.total_size as usize;
-                }
-                Ok(Decoded::Blank { .. }) => {
-                    scan.end = start + size;
-                    break;
-                }
-                other => {
-                    scan.end = start + pos as u64;
-                    ended = true;
-                    let all_zero = rest.iter().all(|&b| b == 0);
-                    if !all_zero {
-                        let why = match other {
-                            Ok(Decoded::Message(v)) => format!(
-                                "record says it is at {}, not {}",
-                                v.physical_offset,
-                                start + pos as u64
-                            ),
-                            Err(e) => e.to_string(),
-                            Ok(Decoded::Blank { .. }) => String::new(),
-                        };
-                        scan.damage = Some((path.clone(), pos as u64, why));
-                    }
-                    break;
-                }
-            }
-        }
     }
-    Ok(scan)
 }
 
-fn judge_log_end(scan: &LogScan, report: &mut VerifyReport, files: &[(u64, PathBuf)]) {
-    let durable = report.checkpoint.map(|c| c.commit_log_durable);
-    if let Some((path, offset, why)) = &scan.damage {
-        let below_durable = durable.is_some_and(|d| scan.end < d);
-        let severity = if below_durable || scan.records_after {
-            Severity::Corrupt
-        } else {
-            Severity::TornTail
-        };
-        let context = if scan.records_after {
-            "; valid records follow it"
-        } else if below_durable {
-            "; below the durable point"
-        } else {
-            "; after the last durable record (a torn tail)"
-        };
+/// Scans the whole CommitLog with the rule recovery uses ([`scan_log`]), collects every
+/// valid record, and reports how the log ends.
+fn check_log(
+    config: &StoreConfig,
+    files: &[(u64, PathBuf)],
+    report: &mut VerifyReport,
+    topics: &mut HashMap<String, u32>,
+    known: &mut HashMap<u64, Known>,
+    advance: &mut dyn FnMut(u64),
+) -> Result<()> {
+    let size = config.mapped_file_size_commit_log;
+    let delay_levels = config.delay_levels()?;
+    report.commit_log_files = files.len();
+    report.min_offset = files.first().map_or(0, |(s, _)| *s);
+    report.valid_end = report.min_offset;
+    check_log_files(size, files, report);
+    let plain = PlainFiles {
+        files,
+        size,
+        advance: std::cell::RefCell::new(advance),
+    };
+    let rules = ScanRules {
+        from: report.min_offset,
+        durable: report.checkpoint.map(|c| c.commit_log_durable),
+        mode: config.recovery_mode,
+        check_crc: true,
+    };
+    let mut messages = 0u64;
+    let scan = scan_log(&plain, &rules, &mut |at, v| {
+        let next = topics.len() as u32;
+        let topic = *topics.entry(v.topic.to_owned()).or_insert(next);
+        let key_hashes = indexed_keys(v)
+            .map(|k| index_key_hash(&index_key(v.topic, k)))
+            .collect();
+        known.insert(
+            at,
+            Known {
+                topic,
+                queue_id: v.queue_id,
+                queue_offset: v.queue_offset,
+                size: v.total_size,
+                tags_code: format::queue_tags_code(
+                    v.topic,
+                    v.properties,
+                    v.store_timestamp,
+                    &delay_levels,
+                ),
+                in_queue: format::enters_consume_queue(v.sys_flag),
+                key_hashes,
+                store_timestamp: v.store_timestamp,
+            },
+        );
+        messages += 1;
+        Ok(())
+    })?;
+    report.messages = messages;
+    let Some(scan) = scan else {
+        return Ok(());
+    };
+    let (end_index, end_pos) = scan.end;
+    let (end_start, end_path) = &files[end_index];
+    report.valid_end = scan.gaps.first().map_or(end_start + end_pos, |g| g.0);
+    report.log_end = scan.log_end;
+    for &(from, to) in &scan.gaps {
+        let (start, path) = files
+            .iter()
+            .rev()
+            .find(|(s, _)| *s <= from)
+            .unwrap_or(&files[0]);
         report.problems.push(Problem {
             path: path.clone(),
-            offset: *offset,
-            severity,
-            what: format!("invalid record: {why}{context}"),
-        });
-    } else if scan.records_after {
-        report.problems.push(Problem {
-            path: files.last().map(|(_, p)| p.clone()).unwrap_or_default(),
-            offset: 0,
+            offset: from - start,
             severity: Severity::Corrupt,
-            what: "a file ends without its end-of-file blank but valid records follow".into(),
+            what: format!(
+                "a corrupt stretch up to {to}, which opening skips (TolerateAnyCorruption)"
+            ),
         });
     }
-    if let Some(d) = durable {
-        if d > scan.end && scan.damage.is_none() {
+    let why = scan
+        .found
+        .as_ref()
+        .map(|f| f.kind().to_string())
+        .unwrap_or_default();
+    match scan.log_end {
+        LogEnd::TornTail { .. } => report.problems.push(Problem {
+            path: end_path.clone(),
+            offset: end_pos,
+            severity: Severity::TornTail,
+            what: format!("invalid record: {why}; after the last durable record (a torn tail)"),
+        }),
+        LogEnd::Corrupt { reason, .. } => {
+            let durable = match (reason, rules.durable) {
+                (CorruptReason::BelowDurable, Some(d)) => {
+                    format!(" (the checkpoint says the log was durable up to {d})")
+                }
+                _ => String::new(),
+            };
             report.problems.push(Problem {
-                path: files.last().map(|(_, p)| p.clone()).unwrap_or_default(),
-                offset: 0,
+                path: end_path.clone(),
+                offset: end_pos,
                 severity: Severity::Corrupt,
-                what: format!(
-                    "the checkpoint says the log was durable up to {d}, but it ends at {}",
-                    scan.end
-                ),
+                what: format!("invalid record: {why}; {reason}{durable}"),
             });
         }
+        LogEnd::Clean => {
+            // Recovery zeroes what follows a clean end after a crash and removes later
+            // files; say so when any of it is not zero.
+            let rest = files
+                .iter()
+                .enumerate()
+                .skip(end_index)
+                .find_map(|(i, (_, path))| {
+                    let bytes = read(path).ok()?;
+                    let from = if i == end_index { end_pos as usize } else { 0 };
+                    let p = bytes.get(from..)?.iter().position(|&b| b != 0)?;
+                    Some((path.clone(), (from + p) as u64))
+                });
+            if let Some((path, offset)) = rest {
+                report.problems.push(Problem {
+                    path,
+                    offset,
+                    severity: Severity::TornTail,
+                    what: "non-zero bytes after the end of the log".into(),
+                });
+            }
+        }
     }
+    Ok(())
 }
 
 struct QueueFile {

@@ -287,15 +287,10 @@ impl IndexService {
         (h.index_count > 1 || h.end_timestamp > 0).then_some(h.end_phy_offset as u64)
     }
 
-    /// Indexes the keys of one record (UNIQ_KEY and each of KEYS) unless it is already
-    /// indexed or a rolled-back transaction.
+    /// Indexes the keys of one record ([`indexed_keys`]) unless it is already indexed.
     pub(crate) fn put(&self, phy_offset: u64, record: &RecordView<'_>) -> Result<()> {
-        if record.transaction_type() == format::TRANSACTION_ROLLBACK_TYPE {
-            return Ok(());
-        }
-        let uniq = record.property(format::keys::UNIQ_KEY);
-        let keys = record.property(format::keys::KEYS);
-        if uniq.is_none() && keys.is_none() {
+        let mut keys = indexed_keys(record).peekable();
+        if keys.peek().is_none() {
             return Ok(());
         }
         let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
@@ -306,11 +301,7 @@ impl IndexService {
                 return Ok(());
             }
         }
-        let all = uniq
-            .into_iter()
-            .chain(keys.into_iter().flat_map(|k| k.split(' ')))
-            .filter(|k| !k.is_empty());
-        for key in all {
+        for key in keys {
             let hash = index_key_hash(&index_key(record.topic, key));
             self.put_hash(&mut files, hash, phy_offset as i64, record.store_timestamp)?;
         }
@@ -460,6 +451,24 @@ impl IndexService {
             .unwrap_or_else(PoisonError::into_inner)
             .len()
     }
+}
+
+/// The keys a record is indexed under: its UNIQ_KEY and each space-separated word of its
+/// KEYS; none for a rolled-back transaction. Dispatch indexes these, a key query accepts a
+/// record only if the key is among them, and the offline check expects exactly these.
+pub(crate) fn indexed_keys<'a>(record: &RecordView<'a>) -> impl Iterator<Item = &'a str> {
+    let rolled_back = record.transaction_type() == format::TRANSACTION_ROLLBACK_TYPE;
+    let (uniq, keys) = if rolled_back {
+        (None, None)
+    } else {
+        (
+            format::property(record.properties, format::keys::UNIQ_KEY),
+            format::property(record.properties, format::keys::KEYS),
+        )
+    };
+    uniq.into_iter()
+        .chain(keys.into_iter().flat_map(|k| k.split(' ')))
+        .filter(|k| !k.is_empty())
 }
 
 /// How many IndexFiles (oldest first, by their header's end offset) hold only items below

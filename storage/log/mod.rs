@@ -2,6 +2,7 @@
 //! per topic-queue offsets (`topicQueueTable`), reads and iterates records, and finds the
 //! end of valid data when a store is opened.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub(crate) mod flush;
+pub(crate) mod scan;
+
+use scan::{LogEnd, LogFiles, ScanRules};
 
 use crate::clock::Clock;
 use crate::config::{RecoveryMode, StoreConfig};
@@ -690,9 +694,8 @@ pub(crate) struct ScanPlan {
     /// First offset to validate and hand to the visitor (a record or file boundary).
     /// Bytes below it are trusted: they were validated by an earlier recovery and flushed.
     pub from: u64,
-    /// Everything below this offset was flushed (from the offset checkpoint). A bad record
-    /// below it is corruption; at or above it, a torn tail. `None` (no checkpoint) falls
-    /// back to a heuristic: a bad record followed by valid data is corruption.
+    /// Everything below this offset was flushed (from the offset checkpoint). See
+    /// [`scan::judge`] for what a bad record means on either side of it.
     pub durable: Option<u64>,
     /// What to do with a bad record.
     pub mode: RecoveryMode,
@@ -704,34 +707,27 @@ pub(crate) struct ScanPlan {
 /// Receives each valid record found by the scan, in CommitLog order.
 pub(crate) type RecordVisitor<'v> = dyn FnMut(u64, &RecordView<'_>) -> Result<()> + 'v;
 
-/// Why scanning stopped inside a file (a file scanned to its end, through a BLANK, yields
-/// no stop).
-enum ScanStop {
-    /// Unwritten (zero) space at this position.
-    Zero(u64),
-    /// An invalid record at this position.
-    Invalid(u64, CorruptionKind),
-}
-
-impl ScanStop {
-    fn pos(&self) -> u64 {
-        match self {
-            ScanStop::Zero(p) | ScanStop::Invalid(p, _) => *p,
-        }
+impl LogFiles for [MappedFile] {
+    fn count(&self) -> usize {
+        self.len()
     }
 
-    fn kind(&self) -> CorruptionKind {
-        match self {
-            ScanStop::Zero(_) => CorruptionKind::Record(RecordError::ZeroHeader),
-            ScanStop::Invalid(_, k) => k.clone(),
-        }
+    fn start(&self, i: usize) -> u64 {
+        self[i].start_offset()
+    }
+
+    fn size(&self, i: usize) -> u64 {
+        self[i].size()
+    }
+
+    fn bytes(&self, i: usize) -> Result<Cow<'_, [u8]>> {
+        Ok(Cow::Borrowed(self[i].readable_from(0)))
     }
 }
 
-/// Validates the records from `plan.from` on, hands each to `visit`, truncates a torn tail
-/// and removes files past the end. Corruption below the durable point (or any bad record in
-/// `AbsoluteConsistency`) is an error; `TolerateAnyCorruption` skips bad stretches and
-/// reports them as gaps.
+/// Scans the records from `plan.from` on (handing each to `visit`) and acts on the verdict
+/// of [`scan::scan_log`]: corruption is an error; a torn tail is cut; files past the end
+/// are removed.
 fn recover(
     dir: &std::path::Path,
     files: &mut Vec<MappedFile>,
@@ -740,87 +736,50 @@ fn recover(
     visit: &mut RecordVisitor<'_>,
 ) -> Result<RecoveryReport> {
     let mut report = RecoveryReport::default();
-    let Some(count) = (!files.is_empty()).then_some(files.len()) else {
+    let rules = ScanRules {
+        from: plan.from,
+        durable: plan.durable,
+        mode: plan.mode,
+        check_crc,
+    };
+    let Some(scan) = scan::scan_log(files.as_slice(), &rules, visit)? else {
         return Ok(report);
     };
-    let Some(mut i) = files
+    report.records = scan.records;
+    report.scanned_from = PhysicalOffset(
+        files
+            .iter()
+            .find(|f| f.start_offset() + f.size() > plan.from)
+            .map_or(plan.from, |f| plan.from.max(f.start_offset())),
+    );
+    report.gaps = scan
+        .gaps
         .iter()
-        .position(|f| f.start_offset() + f.size() > plan.from)
-    else {
-        // Everything is below the scan start: the last file is full.
-        report.valid_end =
-            PhysicalOffset(files[count - 1].start_offset() + files[count - 1].size());
-        return Ok(report);
-    };
-    let mut pos = plan.from.saturating_sub(files[i].start_offset());
-    report.scanned_from = PhysicalOffset(files[i].start_offset() + pos);
-    // Where the valid data ends: (file index, position in it).
-    let (end_index, end_pos) = loop {
-        let Some(stop) = scan_file(&files[i], pos, check_crc, visit, &mut report.records)? else {
-            if i + 1 < count {
-                i += 1;
-                pos = 0;
-                continue;
-            }
-            break (i, files[i].size());
-        };
-        let at = files[i].start_offset() + stop.pos();
-        let is_zero = matches!(stop, ScanStop::Zero(_));
-        // Searching for data after the stop reads the rest of the file: only when the
-        // decision depends on it.
-        let needs_later =
-            plan.mode != RecoveryMode::TolerateTailCorruption || plan.durable.is_none();
-        let later_data = if needs_later {
-            later_valid_record(files, i, stop.pos())
-        } else {
-            None
-        };
-        if plan.mode == RecoveryMode::TolerateAnyCorruption {
-            if let Some((ni, npos)) = later_data {
-                let resume = files[ni].start_offset() + npos;
-                tracing::error!(from = at, to = resume, kind = %stop.kind(), "skipping a corrupt stretch of the commit log");
-                report
-                    .gaps
-                    .push((PhysicalOffset(at), PhysicalOffset(resume)));
-                i = ni;
-                pos = npos;
-                continue;
-            }
+        .map(|&(a, b)| (PhysicalOffset(a), PhysicalOffset(b)))
+        .collect();
+    let (end_index, end_pos) = scan.end;
+    match (scan.log_end, scan.found) {
+        (LogEnd::Corrupt { .. }, found) => {
+            return Err(Error::Corrupted {
+                path: files[end_index].path().to_owned(),
+                offset: end_pos,
+                kind: found.map_or(CorruptionKind::Record(RecordError::ZeroHeader), |f| {
+                    f.kind()
+                }),
+            });
         }
-        let corrupt = |kind: CorruptionKind| Error::Corrupted {
-            path: files[i].path().to_owned(),
-            offset: stop.pos(),
-            kind,
-        };
-        if plan.mode == RecoveryMode::AbsoluteConsistency && (!is_zero || later_data.is_some()) {
-            return Err(corrupt(stop.kind()));
-        }
-        // A CRC-valid record in the wrong place is stale or misdirected data, never a torn
-        // write: corruption wherever it is.
-        if matches!(stop.kind(), CorruptionKind::MisplacedRecord { .. }) {
-            return Err(corrupt(stop.kind()));
-        }
-        match plan.durable {
-            Some(durable) if at < durable => return Err(corrupt(stop.kind())),
-            Some(_) => {}
-            None => {
-                // No durable point known: valid data after the bad spot means the middle of
-                // the log is damaged, not its tail.
-                if later_data.is_some() {
-                    return Err(corrupt(stop.kind()));
-                }
-            }
-        }
-        if let ScanStop::Invalid(p, kind) = &stop {
-            let err = match kind {
+        (LogEnd::TornTail { .. }, Some(found)) => {
+            let kind = found.kind();
+            let err = match &kind {
                 CorruptionKind::Record(e) => e.clone(),
                 _ => RecordError::BadMagic(0),
             };
-            tracing::warn!(path = %files[i].path().display(), offset = p, error = %kind, "truncating a torn tail");
-            report.truncated = Some((files[i].path().to_owned(), *p, err));
+            tracing::warn!(path = %files[end_index].path().display(), offset = end_pos, error = %kind, "truncating a torn tail");
+            report.truncated = Some((files[end_index].path().to_owned(), end_pos, err));
         }
-        break (i, stop.pos());
-    };
+        _ => {}
+    }
+    let count = files.len();
     // A full last file: the next append opens a new one. A full file followed by an
     // (empty) file: that one is the active file.
     let (end_index, end_pos) = if end_pos == files[end_index].size() && end_index + 1 < count {
@@ -842,79 +801,6 @@ fn recover(
     last.set_wrote(end_pos);
     report.valid_end = PhysicalOffset(last.start_offset() + end_pos);
     Ok(report)
-}
-
-fn scan_file(
-    file: &MappedFile,
-    mut pos: u64,
-    verify: bool,
-    visit: &mut RecordVisitor<'_>,
-    records: &mut u64,
-) -> Result<Option<ScanStop>> {
-    loop {
-        let bytes = file.readable_from(pos);
-        if bytes.is_empty() {
-            return Ok(None);
-        }
-        match format::decode_record(bytes, verify) {
-            Ok(Decoded::Blank { len }) if pos + u64::from(len) == file.size() => return Ok(None),
-            Ok(Decoded::Blank { len }) => {
-                return Ok(Some(ScanStop::Invalid(
-                    pos,
-                    CorruptionKind::Record(RecordError::BadTotalSize(len as i32)),
-                )));
-            }
-            Ok(Decoded::Message(v)) => {
-                let at = file.start_offset() + pos;
-                if v.physical_offset as u64 != at {
-                    return Ok(Some(ScanStop::Invalid(
-                        pos,
-                        CorruptionKind::MisplacedRecord {
-                            stored: v.physical_offset as u64,
-                        },
-                    )));
-                }
-                visit(at, &v)?;
-                *records += 1;
-                pos += u64::from(v.total_size);
-            }
-            Err(RecordError::ZeroHeader) => return Ok(Some(ScanStop::Zero(pos))),
-            Err(e) => return Ok(Some(ScanStop::Invalid(pos, CorruptionKind::Record(e)))),
-        }
-    }
-}
-
-/// The first valid record after a bad spot at `pos` of file `index`: searched in the rest
-/// of that file (at positions holding the message magic), else at the start of a later file.
-fn later_valid_record(files: &[MappedFile], index: usize, pos: u64) -> Option<(usize, u64)> {
-    let file = &files[index];
-    let bytes = file.readable_from(0);
-    let magic = format::MESSAGE_MAGIC_CODE.to_be_bytes();
-    let from = usize::try_from(pos).ok()? + 1;
-    let mut at = from;
-    while let Some(found) = bytes
-        .get(at + 4..)
-        .and_then(|rest| rest.windows(4).position(|w| w == magic))
-    {
-        let p = at + found;
-        if valid_record_at(file, p as u64) {
-            return Some((index, p as u64));
-        }
-        at = p + 1;
-    }
-    files
-        .iter()
-        .enumerate()
-        .skip(index + 1)
-        .find(|(_, f)| valid_record_at(f, 0))
-        .map(|(i, _)| (i, 0))
-}
-
-fn valid_record_at(file: &MappedFile, pos: u64) -> bool {
-    matches!(
-        format::decode_record(file.readable_from(pos), true),
-        Ok(Decoded::Message(v)) if v.physical_offset as u64 == file.start_offset() + pos
-    )
 }
 
 #[cfg(test)]
