@@ -1,9 +1,9 @@
-//! Expiry cleanup (§9): what to delete is decided by pure functions of the files, the
+//! Expiry cleanup: what to delete is decided by pure functions of the files, the
 //! clock and the disk usage ([`plan_commit_log`], [`queue::files_to_remove`],
 //! [`index::files_to_remove`]); the [`Cleaner`] gathers those facts, applies the decision,
 //! and runs on the `rmq-clean` thread every `cleanResourceInterval`.
 //!
-//! Deleting a file that readers may hold (RELIABILITY F17), oldest first, in this order:
+//! Deleting a file that readers may hold, oldest first, in this order:
 //! 1. take it out of its queue: new reads no longer find it and get a clean "removed"
 //!    status (OFFSET_TOO_SMALL, MESSAGE_WAS_REMOVING), while readers that already hold it
 //!    keep reading the old bytes through their `Arc`;
@@ -40,7 +40,7 @@ use crate::service::Pause;
 /// How many passes a manual trigger arms (RocketMQ `executeDeleteFilesManually`).
 const MANUAL_DELETE_RUNS: u32 = 20;
 
-/// Why a pass was allowed to delete CommitLog files (§9.1).
+/// Why a pass was allowed to delete CommitLog files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CleanTrigger {
@@ -170,7 +170,7 @@ pub(crate) struct CommitLogPlan {
     pub remove: Vec<(u64, RemovalReason)>,
 }
 
-/// Decides which CommitLog files go (§9.1). `files` are `(start, end)` offsets, oldest
+/// Decides which CommitLog files go. `files` are `(start, end)` offsets, oldest
 /// first, the last one the active file; `newest(i)` is the newest store time in file `i`
 /// (asked only for files the walk reaches, since finding it may read the file).
 ///
@@ -362,7 +362,7 @@ impl Cleaner {
         }
         drop(files);
 
-        // ConsumeQueues and IndexFiles, once the CommitLog minimum moved (§9.2).
+        // ConsumeQueues and IndexFiles, once the CommitLog minimum moved.
         let log_min = self.parts.log.min_offset();
         if log_min > st.queues_cleaned_at {
             let reason = RemovalReason::BelowCommitLogMin {

@@ -162,7 +162,7 @@ pub const DEFAULT_COMMIT_LOG_FILE_SIZE: u64 = 1024 * 1024 * 1024;
 /// RocketMQ's default maximum message (body) size: 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 4 * 1024 * 1024;
 
-/// RocketMQ's default delay levels (`messageDelayLevel`, §11.1).
+/// RocketMQ's default delay levels (`messageDelayLevel`).
 pub const DEFAULT_MESSAGE_DELAY_LEVEL: &str =
     "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
 

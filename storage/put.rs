@@ -12,7 +12,7 @@ pub struct PhysicalOffset(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct QueueOffset(pub u64);
 
-/// RocketMQ's PutMessageStatus (§4.6). Expected outcomes are values; a broken store is an
+/// RocketMQ's PutMessageStatus. Expected outcomes are values; a broken store is an
 /// `Err` instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -29,7 +29,7 @@ pub enum PutStatus {
     ServiceNotAvailable,
     /// No CommitLog file could be obtained in time.
     CreateMappedFileFailed,
-    /// Limits of §3.7 / §4.1 broken (topic, sizes, batch rules).
+    /// Limits broken (topic, sizes, batch rules).
     MessageIllegal,
     /// Encoded properties over 32 767 bytes.
     PropertiesSizeExceeded,
@@ -108,7 +108,7 @@ impl Appended {
         PhysicalOffset(self.physical_offset.0 + self.wrote_bytes)
     }
 
-    /// Offset message ids (§3.5), comma-joined for a batch as RocketMQ's send response.
+    /// Offset message ids, comma-joined for a batch as RocketMQ's send response.
     pub fn msg_id(&self) -> String {
         let ids: Vec<String> = self
             .record_offsets()

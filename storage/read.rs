@@ -1,4 +1,4 @@
-//! The read side of the store (§10): `get_message` with RocketMQ's statuses, next-begin
+//! The read side of the store: `get_message` with RocketMQ's statuses, next-begin
 //! rules and transfer limits, tag filtering, lookup by time, and key queries.
 //!
 //! Nothing is served because a derived file says so: every ConsumeQueue unit and index hit
@@ -139,7 +139,7 @@ impl MessageFilter for TagFilter {
     }
 }
 
-/// Transfer limits of one pull (§10.1).
+/// Transfer limits of one pull.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TransferLimits {
     pub memory_window: u64,
@@ -163,7 +163,7 @@ fn unit_matches(
         && v.queue_offset as u64 == offset
 }
 
-/// `getMessage` (§10.1) on one queue.
+/// `getMessage` on one queue.
 pub(crate) fn get_message(
     log: &CommitLog,
     q: Option<&ConsumeQueue>,
@@ -288,7 +288,7 @@ fn unit_time(log: &CommitLog, unit: &CqUnit) -> Option<i64> {
     Some(t)
 }
 
-/// `getOffsetInQueueByTime` (§6.4): the queue offset whose message was stored at
+/// `getOffsetInQueueByTime`: the queue offset whose message was stored at
 /// `timestamp`, else the closer neighbour (ties to the older), else the nearest end.
 pub(crate) fn offset_by_time(log: &CommitLog, q: &ConsumeQueue, timestamp: i64) -> u64 {
     let (min, max) = (q.min_offset(), q.max_offset());

@@ -1,4 +1,4 @@
-//! Opening a store directory (§8.3–8.4, made stricter): checkpoints, ConsumeQueues and
+//! Opening a store directory (RocketMQ's DefaultMessageStore.recover, made stricter): checkpoints, ConsumeQueues and
 //! IndexFiles are loaded first so that the CommitLog scan can start where the durable
 //! derived state ends; the scan validates every record from there (CRCs, structure,
 //! PHYSICALOFFSET), compares or rewrites each record's ConsumeQueue unit, re-indexes what the

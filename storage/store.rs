@@ -436,7 +436,7 @@ impl MessageStore {
     }
 
     /// Up to `max_msgs` messages of `topic`/`queue_id` from queue offset `offset`, with
-    /// RocketMQ's statuses, next-begin offsets and transfer limits (§10.1). `group` is the
+    /// RocketMQ's statuses, next-begin offsets and transfer limits. `group` is the
     /// consumer group (kept for API parity; the store does not use it). `filter` = `None`
     /// takes every message.
     ///
@@ -486,7 +486,7 @@ impl MessageStore {
     }
 
     /// The queue offset of the message stored at `timestamp` (ms), else the nearer
-    /// neighbour (§6.4); 0 for an empty or unknown queue.
+    /// neighbour; 0 for an empty or unknown queue.
     pub fn offset_in_queue_by_time(
         &self,
         topic: &str,
@@ -582,7 +582,7 @@ impl MessageStore {
     }
 
     /// Runs one cleanup pass now, on the calling thread, exactly as the `rmq-clean` thread
-    /// does every `cleanResourceInterval` (§9): deletes expired CommitLog files when
+    /// does every `cleanResourceInterval`: deletes expired CommitLog files when
     /// triggered, files under disk pressure, then ConsumeQueue and index files below the new
     /// CommitLog minimum; sets or clears the disk-full mark. Passes never overlap.
     ///

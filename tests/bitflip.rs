@@ -1,4 +1,4 @@
-//! Bit flips in every kind of file while the store is stopped (RELIABILITY.md F6–F10):
+//! Bit flips in every kind of file while the store is stopped:
 //! a flipped CommitLog record (header, body or properties) below the durable point refuses
 //! to open with a typed error; a flipped ConsumeQueue unit, index entry or checkpoint is
 //! repaired from the CommitLog (or ignored) and the store serves exactly the CommitLog's

@@ -1,5 +1,5 @@
-//! Expiry cleanup (§9) end to end: retention by time and hour under a manual clock, disk
-//! pressure through a manual probe, readers holding deleted files (RELIABILITY F17), and a
+//! Expiry cleanup end to end: retention by time and hour under a manual clock, disk
+//! pressure through a manual probe, readers holding deleted files, and a
 //! restart after a crash in the middle of a cleanup pass.
 
 mod common;
@@ -394,7 +394,7 @@ fn still_referenced(dir: &Path) -> Vec<String> {
     out
 }
 
-/// RELIABILITY F17: readers hold records of the oldest files across their deletion, over
+/// Readers hold records of the oldest files across their deletion, over
 /// 10 000 cleanup passes with a fast-forwarded clock.
 #[test]
 fn readers_holding_the_oldest_files_while_they_are_deleted() {

@@ -1,4 +1,4 @@
-//! Kill -9 during appends (RELIABILITY.md F1, harness H1), in both flush modes: the test binary
+//! Kill -9 during appends, in both flush modes: the test binary
 //! re-runs itself as a child that appends and prints an `ACK` line after every
 //! acknowledgement; the parent SIGKILLs it right after a number of acks, reopens the store
 //! and checks that every acknowledged record is there, byte for byte, and that the store

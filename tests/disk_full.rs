@@ -1,4 +1,4 @@
-//! A really full disk (RELIABILITY.md F13/F14, harness H7): the store runs on a tiny
+//! A really full disk: the store runs on a tiny
 //! tmpfs, fills it, gets a typed `DiskFull` (never SIGBUS), keeps every earlier message,
 //! and resumes once space is freed. Needs permission to mount; prints a notice and passes
 //! vacuously where mounting is not allowed (the fault-injection suite covers the same path).

@@ -1,5 +1,5 @@
 //! Injected I/O failures (feature `fault-injection`): allocation failing with ENOSPC and a
-//! failed flush poisoning the write path (RELIABILITY.md F13, F15).
+//! failed flush poisoning the write path.
 
 mod common;
 

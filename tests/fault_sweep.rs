@@ -1,4 +1,4 @@
-//! Fault countdown (RELIABILITY.md F2, F13, F15, F16): run a fixed sequence of store
+//! Fault countdown: run a fixed sequence of store
 //! operations with the Nth I/O call failing, for N = 1, 2, … until the sequence completes
 //! without the fault firing. Every run must end in `Ok` or a typed `Err` (a panic fails the
 //! test), and the store must then reopen, without faults, to a consistent state holding every

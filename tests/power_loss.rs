@@ -1,4 +1,4 @@
-//! Power loss, approximated by "truncate to the last sync" (RELIABILITY.md F3, harness H3):
+//! Power loss, approximated by "truncate to the last sync":
 //! while SYNC_FLUSH writers run, snapshot the CommitLog files, then destroy everything at
 //! or above the durable offset in the copy — zeros, or garbage followed by zeros, as a power
 //! cut can leave — and open the copy. Every record acknowledged before the snapshot must be

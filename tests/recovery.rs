@@ -256,7 +256,7 @@ fn leftover_tmp_file_from_a_crashed_creation_is_removed() {
     store.shutdown().expect("shutdown");
 }
 
-/// RELIABILITY.md F11: a valid record at the wrong position is stale or misdirected data,
+/// A valid record at the wrong position is stale or misdirected data,
 /// never replayed; the strict default refuses to open and names the spot.
 #[test]
 fn misplaced_record_copy_refuses_to_open() {

@@ -34,7 +34,7 @@ struct Msg {
     store_ts: i64,
 }
 
-/// §3.2 v1 layout, IPv4 hosts, properties without a trailing separator (4.9.1+).
+/// v1 layout, IPv4 hosts, properties without a trailing separator (4.9.1+).
 fn record(m: &Msg, phys: i64) -> Vec<u8> {
     let props = format!(
         "KEYS\u{1}{}\u{2}UNIQ_KEY\u{1}{}\u{2}TAGS\u{1}{}",

@@ -1,4 +1,4 @@
-//! Torn tails (RELIABILITY.md F5): records written after the last durable point are cut at
+//! Torn tails: records written after the last durable point are cut at
 //! every byte position (zeroed from there, and separately overwritten with garbage), the
 //! store reopens, and exactly the complete records before the cut survive, with the
 //! ConsumeQueues and the index agreeing with the CommitLog.

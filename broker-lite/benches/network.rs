@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker_lite::codes::response;
 use broker_lite::ops::{self, Outgoing};
+use broker_lite::remoting::codes::response;
 use broker_lite::server::{serve, Listeners};
 use broker_lite::{Broker, BrokerConfig, Client};
 use bytes::Bytes;

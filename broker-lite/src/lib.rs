@@ -5,26 +5,27 @@
 //! `broker-lite` binary. The store is synchronous; the network side runs on tokio and calls
 //! the store from blocking threads.
 
+// Bottom to top: a module uses only modules listed before it (checked by .ci/layers.py).
 pub mod broker;
-pub mod client;
-pub mod clients;
-pub mod codes;
 pub mod config;
-pub mod delivery;
-pub mod json_file;
+pub mod connections;
 pub mod locks;
 pub mod long_poll;
+pub mod metadata;
 pub mod offsets;
 pub mod ops;
+pub mod outbound;
 pub mod register;
 pub mod remoting;
+pub mod requests;
 pub mod schedule;
 pub mod server;
 pub mod subscriptions;
 pub mod topics;
 pub mod transaction;
 
-pub use broker::{Broker, Outcome};
-pub use client::{Client, ClientError, ReceivedMessage};
+pub use broker::Broker;
 pub use config::BrokerConfig;
+pub use outbound::{Client, ClientError, ReceivedMessage};
 pub use remoting::{RemotingCommand, SerializeType};
+pub use requests::Outcome;

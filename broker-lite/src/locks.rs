@@ -1,4 +1,4 @@
-//! Queue locks for orderly consumers (LOCK_BATCH_MQ / UNLOCK_BATCH_MQ, §13.9): within a
+//! Queue locks for orderly consumers (LOCK_BATCH_MQ / UNLOCK_BATCH_MQ): within a
 //! consumer group each queue is held by at most one client id; a lock not renewed within
 //! `rebalanceLockMaxLiveTime` (60 s) is free for another client.
 

@@ -1,4 +1,4 @@
-//! Held pulls (RocketMQ's PullRequestHoldService, §14.4): a pull that found nothing waits
+//! Held pulls (RocketMQ's PullRequestHoldService): a pull that found nothing waits
 //! for the store's dispatcher to announce a matching message in its queue, or for its
 //! timeout, and is then processed again without suspension.
 

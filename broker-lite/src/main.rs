@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use broker_lite::codes::request;
 use broker_lite::ops::{self, Outgoing};
+use broker_lite::remoting::codes::request;
 use broker_lite::server::{serve, Listeners};
 use broker_lite::{Broker, BrokerConfig};
 use bytes::Bytes;
@@ -397,7 +397,7 @@ async fn run_client(cmd: Command) -> Result<(), String> {
             let found = match (id, key, topic) {
                 (Some(id), _, _) => vec![ops::view_by_id(&client, &id).await.map_err(e)?],
                 (None, Some(key), Some(topic)) => {
-                    let end = end.unwrap_or_else(broker_lite::topics::now_millis);
+                    let end = end.unwrap_or_else(broker_lite::metadata::now_millis);
                     ops::query_by_key(&client, &topic, &key, max, begin, end)
                         .await
                         .map_err(e)?

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::client::{decode_messages, Client, ClientError, ReceivedMessage};
-use crate::codes::{pull_flag, request, response};
+use crate::outbound::{decode_messages, Client, ClientError, ReceivedMessage};
+use crate::remoting::codes::{pull_flag, request, response};
 use crate::remoting::RemotingCommand;
 
 /// Default request timeout.
@@ -109,7 +109,7 @@ pub fn send_request(producer_group: &str, m: &Outgoing) -> RemotingCommand {
         .with_ext("d", 4)
         .with_ext("e", m.queue_id)
         .with_ext("f", 0)
-        .with_ext("g", crate::topics::now_millis())
+        .with_ext("g", crate::metadata::now_millis())
         .with_ext("h", 0)
         .with_ext("i", mqstore::format::encode_properties(props))
         .with_ext("j", 0)

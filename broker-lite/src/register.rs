@@ -1,4 +1,4 @@
-//! Registration with external RocketMQ name servers (`namesrvAddr`, §14.8): REGISTER_BROKER
+//! Registration with external RocketMQ name servers (`namesrvAddr`): REGISTER_BROKER
 //! at start and every `registerNameServerPeriod`, UNREGISTER_BROKER at shutdown.
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
-use crate::client::Client;
-use crate::codes::{request, response};
+use crate::outbound::Client;
+use crate::remoting::codes::{request, response};
 use crate::remoting::RemotingCommand;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -30,7 +30,7 @@ pub fn register_request(broker: &Broker) -> RemotingCommand {
     let body = serde_json::json!({
         "topicConfigSerializeWrapper": {
             "topicConfigTable": topics,
-            "dataVersion": { "timestamp": crate::topics::now_millis(), "counter": 0 },
+            "dataVersion": { "timestamp": crate::metadata::now_millis(), "counter": 0 },
         },
         "filterServerList": [],
     })

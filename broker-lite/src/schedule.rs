@@ -1,4 +1,4 @@
-//! Delayed delivery (§11.1): messages with a `DELAY` level wait in `SCHEDULE_TOPIC_XXXX`
+//! Delayed delivery (RocketMQ's `ScheduleMessageService`): messages with a `DELAY` level wait in `SCHEDULE_TOPIC_XXXX`
 //! queue `level - 1`; the `rmq-schedule` thread re-puts each to its real topic and queue
 //! when it is due, and keeps how far each level got in `config/delayOffset.json`.
 //!
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use mqstore::format::{keys, SCHEDULE_TOPIC};
 use mqstore::{Message, MessageStore, PhysicalOffset, PutStatus, QueueOffset};
 
-use crate::json_file;
+use crate::metadata::{self, Document, JsonTable};
 use crate::transaction::HALF_TOPIC;
 
 /// How often the thread looks for newly arrived delayed messages when nothing is due
@@ -28,10 +28,18 @@ const ERROR_PAUSE: Duration = Duration::from_secs(10);
 #[serde(rename_all = "camelCase")]
 struct DelayOffsetFile {
     #[serde(default)]
-    offset_table: BTreeMap<u32, i64>,
+    offset_table: BTreeMap<u32, u64>,
 }
 
-/// Writes the table as RocketMQ's fastjson does: integer keys unquoted.
+impl Document for DelayOffsetFile {
+    const WHAT: &'static str = "delay offsets";
+
+    /// As RocketMQ's fastjson writes it: integer keys unquoted.
+    fn encode(&self) -> String {
+        encode_offsets(&self.offset_table)
+    }
+}
+
 fn encode_offsets(table: &BTreeMap<u32, u64>) -> String {
     let entries: Vec<String> = table.iter().map(|(l, o)| format!("{l}:{o}")).collect();
     format!("{{\n\t\"offsetTable\":{{{}}}\n}}", entries.join(","))
@@ -53,35 +61,30 @@ pub fn due_message(mut msg: Message) -> Option<Message> {
     )
 }
 
-struct State {
-    offsets: BTreeMap<u32, u64>,
-    dirty: bool,
-    stop: bool,
-}
-
 struct Shared {
     store: Arc<MessageStore>,
     levels: Vec<i64>,
-    path: PathBuf,
-    state: Mutex<State>,
+    /// Per level, the next schedule-queue offset to deliver.
+    progress: JsonTable<DelayOffsetFile>,
+    stop: Mutex<bool>,
     wake: Condvar,
 }
 
 /// The delivery thread and its progress table.
-pub struct ScheduleService {
+pub struct ScheduledDelivery {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl std::fmt::Debug for ScheduleService {
+impl std::fmt::Debug for ScheduledDelivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScheduleService")
+        f.debug_struct("ScheduledDelivery")
             .field("levels", &self.shared.levels)
             .finish_non_exhaustive()
     }
 }
 
-impl ScheduleService {
+impl ScheduledDelivery {
     /// Loads `delayOffset.json` (or its backup) and starts the thread.
     ///
     /// # Errors
@@ -90,31 +93,22 @@ impl ScheduleService {
         store: Arc<MessageStore>,
         levels: Vec<i64>,
         path: PathBuf,
-    ) -> Result<Self, json_file::LoadError> {
-        let file: DelayOffsetFile = json_file::load(&path)?.unwrap_or_default();
-        let offsets = file
-            .offset_table
-            .into_iter()
-            .filter(|(l, _)| *l >= 1)
-            .map(|(l, o)| (l, u64::try_from(o).unwrap_or(0)))
-            .collect();
+    ) -> Result<Self, metadata::LoadError> {
+        let progress = JsonTable::<DelayOffsetFile>::load(path.clone())?;
+        progress.change_later(|f| f.offset_table.retain(|l, _| *l >= 1));
         let shared = Arc::new(Shared {
             store,
             levels,
-            path: path.clone(),
-            state: Mutex::new(State {
-                offsets,
-                dirty: false,
-                stop: false,
-            }),
+            progress,
+            stop: Mutex::new(false),
             wake: Condvar::new(),
         });
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("rmq-schedule".into())
             .spawn(move || worker.run())
-            .map_err(|e| json_file::LoadError::Io { path, source: e })?;
-        Ok(ScheduleService {
+            .map_err(|e| metadata::LoadError::Io { path, source: e })?;
+        Ok(ScheduledDelivery {
             shared,
             thread: Mutex::new(Some(thread)),
         })
@@ -127,12 +121,12 @@ impl ScheduleService {
 
     /// Next offset to deliver per level (GET_ALL_DELAY_OFFSET, tests).
     pub fn offsets(&self) -> BTreeMap<u32, u64> {
-        self.shared.lock().offsets.clone()
+        self.shared.progress.read(|f| f.offset_table.clone())
     }
 
     /// The table in `delayOffset.json`'s form.
     pub fn to_json(&self) -> String {
-        encode_offsets(&self.offsets())
+        self.shared.progress.text()
     }
 
     /// Writes `delayOffset.json` if progress was made since the last write.
@@ -142,7 +136,7 @@ impl ScheduleService {
 
     /// Stops and joins the thread, then saves progress. Idempotent.
     pub fn stop(&self) {
-        self.shared.lock().stop = true;
+        *self.shared.lock() = true;
         self.shared.wake.notify_all();
         let handle = self
             .thread
@@ -158,29 +152,20 @@ impl ScheduleService {
     }
 }
 
-impl Drop for ScheduleService {
+impl Drop for ScheduledDelivery {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.stop.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn persist(&self) {
-        let text = {
-            let mut s = self.lock();
-            if !s.dirty {
-                return;
-            }
-            s.dirty = false;
-            encode_offsets(&s.offsets)
-        };
-        if let Err(e) = json_file::store(&self.path, &text) {
-            self.lock().dirty = true;
-            tracing::error!(file = %self.path.display(), error = %e, "could not save delay offsets");
+        if let Err(e) = self.progress.persist() {
+            tracing::error!(error = %e, "could not save delay offsets");
         }
     }
 
@@ -199,14 +184,14 @@ impl Shared {
                 last_save = Instant::now();
             }
             let guard = self.lock();
-            if guard.stop {
+            if *guard {
                 return;
             }
             let (guard, _) = self
                 .wake
                 .wait_timeout(guard, wait)
                 .unwrap_or_else(PoisonError::into_inner);
-            if guard.stop {
+            if *guard {
                 return;
             }
         }
@@ -231,7 +216,9 @@ impl Shared {
         let store = &self.store;
         let min = store.min_offset_in_queue(SCHEDULE_TOPIC, queue).0;
         let max = store.max_offset_in_queue(SCHEDULE_TOPIC, queue).0;
-        let mut offset = self.lock().offsets.get(&level).copied().unwrap_or(0);
+        let mut offset = self
+            .progress
+            .read(|f| f.offset_table.get(&level).copied().unwrap_or(0));
         // A saved offset outside the queue (files removed, store replaced) is clamped.
         offset = offset.clamp(min, max.max(min));
         let mut outcome = None;
@@ -278,10 +265,12 @@ impl Shared {
                 break;
             }
         }
-        let mut s = self.lock();
-        if s.offsets.get(&level) != Some(&offset) {
-            s.offsets.insert(level, offset);
-            s.dirty = true;
+        if self
+            .progress
+            .read(|f| f.offset_table.get(&level) != Some(&offset))
+        {
+            self.progress
+                .change_later(|f| f.offset_table.insert(level, offset));
         }
         Ok(outcome)
     }
@@ -299,7 +288,7 @@ mod tests {
         let text = encode_offsets(&t);
         assert!(text.contains("{1:25,3:0}"), "{text}");
         let back: DelayOffsetFile =
-            serde_json::from_str(&json_file::quote_bare_keys(&text)).expect("parses");
+            serde_json::from_str(&metadata::quote_bare_keys(&text)).expect("parses");
         assert_eq!(back.offset_table.get(&1), Some(&25));
         assert_eq!(back.offset_table.get(&3), Some(&0));
     }

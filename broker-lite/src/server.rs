@@ -1,5 +1,5 @@
 //! The network side: listeners, connections, held pulls, housekeeping and an orderly
-//! shutdown (STYLE §3.5, after mini-redis).
+//! shutdown (after tokio's mini-redis).
 //!
 //! Each connection has a reader (frames in), a writer (a bounded queue of frames out) and
 //! one task per request, so pipelined requests are answered as they complete and a held
@@ -19,24 +19,18 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::{is_send, Broker, Outcome};
-use crate::clients::Channel;
-use crate::codes::{request, response};
+use crate::broker::Broker;
 use crate::config::BrokerConfig;
+use crate::connections::Channel;
+use crate::remoting::codes::response;
 use crate::remoting::{encode_queued, Inbound, RemotingCodec, RemotingCommand};
+use crate::requests::{self, is_send, Outcome, Port};
 
 /// Requests one connection may have in progress (held pulls included) before the server
 /// stops reading from it.
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 512;
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Which service a listener provides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Service {
-    Broker,
-    Routes,
-}
 
 /// Shared by every connection.
 #[derive(Debug)]
@@ -115,13 +109,13 @@ pub async fn serve(
     accept.push(tokio::spawn(accept_loop(
         Arc::clone(&shared),
         listeners.broker,
-        Service::Broker,
+        Port::Broker,
     )));
     if let Some(l) = listeners.routes {
         accept.push(tokio::spawn(accept_loop(
             Arc::clone(&shared),
             l,
-            Service::Routes,
+            Port::NameServer,
         )));
     }
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&shared)));
@@ -157,7 +151,7 @@ pub async fn serve(
         .unwrap_or(Ok(()))
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, service: Service) {
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, service: Port) {
     loop {
         let permit = tokio::select! {
             () = shared.stop.cancelled() => return,
@@ -188,7 +182,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, service: Servic
     }
 }
 
-async fn connection(shared: Arc<Shared>, stream: TcpStream, remote: SocketAddr, service: Service) {
+async fn connection(shared: Arc<Shared>, stream: TcpStream, remote: SocketAddr, service: Port) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let (read_half, mut write_half) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<RemotingCommand>(shared.broker.config.max_outbound_frames);
@@ -315,12 +309,12 @@ async fn handle(
     shared: &Shared,
     channel: &Channel,
     cmd: RemotingCommand,
-    service: Service,
+    service: Port,
 ) -> Option<RemotingCommand> {
     let broker = &shared.broker;
     let received = Instant::now();
     tracing::trace!(code = cmd.code, opaque = cmd.opaque, flag = cmd.flag, ext = ?cmd.ext_fields, ?service, ser = ?cmd.serialize_type, "request");
-    let send = is_send(cmd.code) && service == Service::Broker;
+    let send = is_send(cmd.code) && service == Port::Broker;
     // What an answer made here needs; the command itself moves to the processor.
     let oneway = cmd.is_oneway();
     let code = cmd.code;
@@ -340,15 +334,12 @@ async fn handle(
     let outcome = {
         let broker = Arc::clone(broker);
         let channel = channel.clone();
-        let inline = runs_inline(&broker, &cmd, service);
+        let inline = requests::runs_inline(service, &broker, &cmd);
         let work = move || {
             if send && broker.send_waited_too_long(received) {
                 return None;
             }
-            Some(match service {
-                Service::Broker => broker.process(&channel, &cmd, true),
-                Service::Routes => broker.process_route(&cmd),
-            })
+            Some(requests::process(service, &broker, &channel, &cmd, true))
         };
         if inline {
             Ok(work())
@@ -412,41 +403,6 @@ async fn handle(
                 _ => None,
             }
         }
-    }
-}
-
-/// Whether a request is cheap and never waits (memory only, or an ASYNC_FLUSH append to
-/// an existing topic: a copy into the mapping) and may run on the runtime thread. A hand-off
-/// to a blocking thread costs two thread wake-ups, which on a small machine is most of a
-/// send's latency (measured: 1 producer 3–5 k msgs/s handed off vs 14 k inline). Anything
-/// that may fsync (SYNC_FLUSH sends, topic creation, heartbeats that create retry topics),
-/// read cold pages (pulls, queries) or wait for a lock goes to the blocking pool.
-fn runs_inline(broker: &Broker, cmd: &RemotingCommand, service: Service) -> bool {
-    if service == Service::Routes {
-        return true;
-    }
-    match cmd.code {
-        code if is_send(code) => {
-            let topic_key = if cmd.code == request::SEND_MESSAGE {
-                "topic"
-            } else {
-                "b"
-            };
-            broker.config.store.flush_disk_type == mqstore::FlushMode::Async
-                && cmd
-                    .ext(topic_key)
-                    .is_some_and(|t| broker.topics.contains(t))
-        }
-        request::QUERY_CONSUMER_OFFSET
-        | request::UPDATE_CONSUMER_OFFSET
-        | request::GET_MAX_OFFSET
-        | request::GET_MIN_OFFSET
-        | request::GET_CONSUMER_LIST_BY_GROUP
-        | request::UNREGISTER_CLIENT
-        | request::CHECK_CLIENT_CONFIG
-        | request::GET_ROUTEINFO_BY_TOPIC
-        | request::GET_BROKER_CLUSTER_INFO => true,
-        _ => false,
     }
 }
 

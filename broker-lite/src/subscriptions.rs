@@ -1,14 +1,12 @@
-//! Subscription groups (`config/subscriptionGroup.json`, §11.2, §15): per consumer group
+//! Subscription groups (`config/subscriptionGroup.json`): per consumer group
 //! the retry settings a send-back follows.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use crate::json_file;
-use crate::topics::{now_millis, DataVersion};
+use crate::metadata::{self, DataVersion, Document, JsonTable};
 
 /// One group's settings, in RocketMQ's JSON form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,72 +79,70 @@ struct GroupTable {
     data_version: DataVersion,
 }
 
+impl Document for GroupTable {
+    const WHAT: &'static str = "subscription groups";
+
+    fn encode(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    fn data_version(&mut self) -> Option<&mut DataVersion> {
+        Some(&mut self.data_version)
+    }
+}
+
 /// The broker's subscription groups.
 #[derive(Debug)]
-pub struct SubscriptionGroupManager {
-    table: Mutex<GroupTable>,
-    path: PathBuf,
+pub struct SubscriptionGroups {
+    table: JsonTable<GroupTable>,
     auto_create: bool,
 }
 
-impl SubscriptionGroupManager {
+impl SubscriptionGroups {
     /// Loads the file (or its backup).
     ///
     /// # Errors
     /// A corrupt file with no usable backup.
-    pub fn load(path: PathBuf, auto_create: bool) -> Result<Self, json_file::LoadError> {
-        let table = json_file::load(&path)?.unwrap_or_default();
-        Ok(SubscriptionGroupManager {
-            table: Mutex::new(table),
-            path,
+    pub fn load(path: PathBuf, auto_create: bool) -> Result<Self, metadata::LoadError> {
+        Ok(SubscriptionGroups {
+            table: JsonTable::load(path)?,
             auto_create,
         })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, GroupTable> {
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A group's settings, created with the defaults when auto-creation is on; `None`
     /// when the group is unknown and auto-creation is off.
     pub fn find_or_create(&self, group: &str) -> Option<SubscriptionGroupConfig> {
-        let mut t = self.lock();
-        if let Some(c) = t.subscription_group_table.get(group) {
-            return Some(c.clone());
+        if let Some(c) = self
+            .table
+            .read(|t| t.subscription_group_table.get(group).cloned())
+        {
+            return Some(c);
         }
         if !self.auto_create {
             return None;
         }
-        let created = SubscriptionGroupConfig::new(group);
-        t.subscription_group_table
-            .insert(group.to_owned(), created.clone());
-        t.data_version.counter += 1;
-        t.data_version.timestamp = now_millis();
-        self.persist_locked(&t);
+        let created = self.table.change(|t| {
+            t.subscription_group_table
+                .entry(group.to_owned())
+                .or_insert_with(|| SubscriptionGroupConfig::new(group))
+                .clone()
+        });
         tracing::info!(group, "subscription group created");
         Some(created)
     }
 
     /// Creates or replaces a group (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).
     pub fn put(&self, config: SubscriptionGroupConfig) {
-        let mut t = self.lock();
-        t.subscription_group_table
-            .insert(config.group_name.clone(), config);
-        t.data_version.counter += 1;
-        t.data_version.timestamp = now_millis();
-        self.persist_locked(&t);
+        self.table.change(|t| {
+            t.subscription_group_table
+                .insert(config.group_name.clone(), config);
+        });
     }
 
     /// The table as JSON (GET_ALL_SUBSCRIPTIONGROUP_CONFIG body and the file).
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(&*self.lock()).unwrap_or_default()
-    }
-
-    fn persist_locked(&self, table: &GroupTable) {
-        let text = serde_json::to_string_pretty(table).unwrap_or_default();
-        if let Err(e) = json_file::store(&self.path, &text) {
-            tracing::error!(file = %self.path.display(), error = %e, "could not persist subscription groups");
-        }
+        self.table.text()
     }
 }
 
@@ -158,13 +154,13 @@ mod tests {
     fn groups_are_created_with_defaults_and_survive_a_reload() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("subscriptionGroup.json");
-        let m = SubscriptionGroupManager::load(path.clone(), true).expect("load");
+        let m = SubscriptionGroups::load(path.clone(), true).expect("load");
         let g = m.find_or_create("cg").expect("created");
         assert_eq!((g.retry_queue_nums, g.retry_max_times), (1, 16));
         let mut custom = SubscriptionGroupConfig::new("short");
         custom.retry_max_times = 2;
         m.put(custom);
-        let again = SubscriptionGroupManager::load(path, false).expect("reload");
+        let again = SubscriptionGroups::load(path, false).expect("reload");
         assert!(again.find_or_create("cg").is_some());
         assert_eq!(
             again.find_or_create("short").map(|g| g.retry_max_times),

@@ -1,13 +1,12 @@
-//! Topic configurations (`config/topics.json`, §14.2 auto-creation, §15).
+//! Topic configurations (`config/topics.json`) and auto-creation from the `TBW102` template.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use crate::codes::perm;
-use crate::json_file;
+use crate::metadata::{self, DataVersion, Document, JsonTable};
+use crate::remoting::codes::perm;
 
 /// The auto-create template topic.
 pub const AUTO_CREATE_TOPIC: &str = "TBW102";
@@ -16,7 +15,7 @@ pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
 /// Prefix of a group's dead-letter topic.
 pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
 
-/// Topics clients may not send to (§14.2 step 3).
+/// Topics clients may not send to (RocketMQ's `TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
 const NOT_ALLOWED_SEND: [&str; 6] = [
     "SCHEDULE_TOPIC_XXXX",
     "RMQ_SYS_TRANS_HALF_TOPIC",
@@ -87,17 +86,6 @@ impl TopicConfig {
     }
 }
 
-/// `DataVersion`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DataVersion {
-    /// Last change (ms).
-    #[serde(default)]
-    pub timestamp: i64,
-    /// Changes so far.
-    #[serde(default)]
-    pub counter: i64,
-}
-
 /// topics.json (`TopicConfigSerializeWrapper`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -108,6 +96,18 @@ pub struct TopicTable {
     /// Version of the table.
     #[serde(default)]
     pub data_version: DataVersion,
+}
+
+impl Document for TopicTable {
+    const WHAT: &'static str = "topics";
+
+    fn encode(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    fn data_version(&mut self) -> Option<&mut DataVersion> {
+        Some(&mut self.data_version)
+    }
 }
 
 /// Checks a topic name.
@@ -133,12 +133,11 @@ pub fn is_not_allowed_send(topic: &str) -> bool {
 
 /// The broker's topics.
 #[derive(Debug)]
-pub struct TopicManager {
-    table: Mutex<TopicTable>,
-    path: PathBuf,
+pub struct Topics {
+    table: JsonTable<TopicTable>,
 }
 
-impl TopicManager {
+impl Topics {
     /// Loads `topics.json` and adds the built-in topics.
     ///
     /// # Errors
@@ -149,8 +148,8 @@ impl TopicManager {
         broker_name: &str,
         auto_create: bool,
         default_queues: u32,
-    ) -> Result<Self, json_file::LoadError> {
-        let mut table: TopicTable = json_file::load(&path)?.unwrap_or_default();
+    ) -> Result<Self, metadata::LoadError> {
+        let table = JsonTable::<TopicTable>::load(path)?;
         let rwx = perm::READ | perm::WRITE | perm::INHERIT;
         let mut builtin = vec![
             TopicConfig::new("SELF_TEST_TOPIC", 1, rw()),
@@ -161,60 +160,55 @@ impl TopicManager {
         if auto_create {
             builtin.push(TopicConfig::new(AUTO_CREATE_TOPIC, default_queues, rwx));
         }
-        for t in builtin {
-            table
-                .topic_config_table
-                .entry(t.topic_name.clone())
-                .or_insert(t);
-        }
-        Ok(TopicManager {
-            table: Mutex::new(table),
-            path,
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, TopicTable> {
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+        table.change_later(|t| {
+            for c in builtin {
+                t.topic_config_table
+                    .entry(c.topic_name.clone())
+                    .or_insert(c);
+            }
+        });
+        Ok(Topics { table })
     }
 
     /// A topic's configuration.
     pub fn get(&self, topic: &str) -> Option<TopicConfig> {
-        self.lock().topic_config_table.get(topic).cloned()
+        self.table
+            .read(|t| t.topic_config_table.get(topic).cloned())
     }
 
     /// Whether a topic exists.
     pub fn contains(&self, topic: &str) -> bool {
-        self.lock().topic_config_table.contains_key(topic)
+        self.table
+            .read(|t| t.topic_config_table.contains_key(topic))
     }
 
     /// Every topic.
     pub fn all(&self) -> Vec<TopicConfig> {
-        self.lock().topic_config_table.values().cloned().collect()
+        self.table
+            .read(|t| t.topic_config_table.values().cloned().collect())
     }
 
     /// Creates or replaces a topic and persists the table.
     pub fn put(&self, config: TopicConfig) {
-        let mut t = self.lock();
-        t.topic_config_table
-            .insert(config.topic_name.clone(), config);
-        t.data_version.counter += 1;
-        t.data_version.timestamp = now_millis();
-        self.persist_locked(&t);
+        self.table.change(|t| {
+            t.topic_config_table
+                .insert(config.topic_name.clone(), config);
+        });
     }
 
-    /// The topic, auto-created from `default_topic` (normally `TBW102`) as §14.2 step 4
-    /// when it does not exist. `None` when it does not exist and cannot be created.
+    /// The topic, auto-created from `default_topic` (normally `TBW102`) when it does not
+    /// exist, as RocketMQ's `TopicConfigManager.createTopicInSendMessageMethod`. `None`
+    /// when it does not exist and cannot be created.
     pub fn get_or_auto_create(
         &self,
         topic: &str,
         default_topic: &str,
         client_queue_nums: u32,
     ) -> Option<TopicConfig> {
-        let mut t = self.lock();
-        if let Some(c) = t.topic_config_table.get(topic) {
-            return Some(c.clone());
+        if let Some(c) = self.get(topic) {
+            return Some(c);
         }
-        let template = t.topic_config_table.get(default_topic)?;
+        let template = self.get(default_topic)?;
         if template.perm & perm::INHERIT == 0 {
             return None;
         }
@@ -223,67 +217,46 @@ impl TopicManager {
         created
             .topic_filter_type
             .clone_from(&template.topic_filter_type);
-        t.topic_config_table
-            .insert(topic.to_owned(), created.clone());
-        t.data_version.counter += 1;
-        t.data_version.timestamp = now_millis();
-        self.persist_locked(&t);
+        let created = self.create(created);
         tracing::info!(topic, queues, from = default_topic, "topic auto-created");
         Some(created)
     }
 
     /// The retry topic of a group, created (1 read-write queue) if missing.
     pub fn ensure_retry_topic(&self, group: &str) -> TopicConfig {
-        let name = format!("{RETRY_GROUP_TOPIC_PREFIX}{group}");
-        let mut t = self.lock();
-        if let Some(c) = t.topic_config_table.get(&name) {
-            return c.clone();
-        }
-        let created = TopicConfig::new(&name, 1, rw());
-        t.topic_config_table.insert(name, created.clone());
-        t.data_version.counter += 1;
-        self.persist_locked(&t);
-        created
+        self.ensure_topic(&format!("{RETRY_GROUP_TOPIC_PREFIX}{group}"), 1)
     }
 
     /// A broker-made topic (`%DLQ%group`), created with `queues` read-write queues if
     /// missing.
     pub fn ensure_topic(&self, name: &str, queues: u32) -> TopicConfig {
-        let mut t = self.lock();
-        if let Some(c) = t.topic_config_table.get(name) {
-            return c.clone();
+        match self.get(name) {
+            Some(c) => c,
+            None => self.create(TopicConfig::new(name, queues, rw())),
         }
-        let created = TopicConfig::new(name, queues, rw());
-        t.topic_config_table
-            .insert(name.to_owned(), created.clone());
-        t.data_version.counter += 1;
-        t.data_version.timestamp = now_millis();
-        self.persist_locked(&t);
-        created
+    }
+
+    /// Adds `config` unless its topic appeared meanwhile; the topic as it now is.
+    fn create(&self, config: TopicConfig) -> TopicConfig {
+        self.table.change(|t| {
+            t.topic_config_table
+                .entry(config.topic_name.clone())
+                .or_insert(config)
+                .clone()
+        })
     }
 
     /// The table as JSON (GET_ALL_TOPIC_CONFIG body and topics.json).
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(&*self.lock()).unwrap_or_default()
+        self.table.text()
     }
 
-    fn persist_locked(&self, table: &TopicTable) {
-        let text = serde_json::to_string_pretty(table).unwrap_or_default();
-        if let Err(e) = json_file::store(&self.path, &text) {
-            tracing::error!(file = %self.path.display(), error = %e, "could not persist topics");
+    /// Writes topics.json if it has unsaved changes.
+    pub fn persist(&self) {
+        if let Err(e) = self.table.persist() {
+            tracing::error!(error = %e, "could not save topics");
         }
     }
-
-    /// Writes topics.json.
-    pub fn persist(&self) {
-        let t = self.lock();
-        self.persist_locked(&t);
-    }
-}
-
-/// Wall-clock milliseconds (the store's clock).
-pub fn now_millis() -> i64 {
-    mqstore::Clock::now_millis(&mqstore::SystemClock)
 }
 
 #[cfg(test)]
@@ -294,7 +267,7 @@ mod tests {
     fn auto_creation_follows_the_template() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("topics.json");
-        let m = TopicManager::load(path.clone(), "C", "b", true, 8).expect("load");
+        let m = Topics::load(path.clone(), "C", "b", true, 8).expect("load");
         let t = m
             .get_or_auto_create("T1", AUTO_CREATE_TOPIC, 4)
             .expect("created");
@@ -304,7 +277,7 @@ mod tests {
             .expect("created");
         assert_eq!(t.write_queue_nums, 8, "capped by TBW102");
         assert!(m.get_or_auto_create("T3", "NOPE", 4).is_none());
-        let again = TopicManager::load(path, "C", "b", false, 8).expect("reload");
+        let again = Topics::load(path, "C", "b", false, 8).expect("reload");
         assert_eq!(again.get("T1").map(|t| t.write_queue_nums), Some(4));
         assert!(
             again.get(AUTO_CREATE_TOPIC).is_some(),

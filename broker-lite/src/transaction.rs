@@ -1,4 +1,4 @@
-//! Transactional messages (§11.3): half messages wait in `RMQ_SYS_TRANS_HALF_TOPIC`
+//! Transactional messages: half messages wait in `RMQ_SYS_TRANS_HALF_TOPIC`
 //! queue 0, invisible to consumers; END_TRANSACTION commits one (re-put to its real topic)
 //! or rolls it back, and either way records an op message (tag `d`, body = the half
 //! message's queue offset) in `RMQ_SYS_TRANS_OP_HALF_TOPIC`. The check round asks a live
@@ -80,7 +80,7 @@ struct UniqueIds {
 impl UniqueIds {
     fn next(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let ms = crate::topics::now_millis() as u64;
+        let ms = crate::metadata::now_millis() as u64;
         format!("{:016X}{:08X}{:08X}", ms, std::process::id(), n as u32)
     }
 }
@@ -92,7 +92,7 @@ pub fn op_message(half_queue_offset: u64, host: std::net::SocketAddr, uniq: &str
         .with_property(keys::UNIQ_KEY, uniq)
         .with_property(keys::WAIT, "false");
     m.born_host = host;
-    m.born_timestamp = crate::topics::now_millis();
+    m.born_timestamp = crate::metadata::now_millis();
     m
 }
 

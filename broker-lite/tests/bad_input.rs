@@ -1,4 +1,4 @@
-//! Bad input over TCP (RELIABILITY F20–F22): malformed frames, a thousand idle connections
+//! Bad input over TCP: malformed frames, a thousand idle connections
 //! and a client that sends pulls and never reads. The broker stays up, its memory stays
 //! bounded, and a well-behaved client on another connection keeps getting correct answers.
 
@@ -8,8 +8,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use broker_lite::codes::{request, response};
 use broker_lite::ops::{self, Outgoing};
+use broker_lite::remoting::codes::{request, response};
 use broker_lite::remoting::{decode_frame_body, Inbound};
 use broker_lite::Client;
 use bytes::Bytes;
@@ -228,7 +228,7 @@ async fn malformed_frames_get_errors_or_a_clean_close_and_hurt_nobody() {
     assert_eq!(
         ops::queue_number(
             &c,
-            broker_lite::codes::request::GET_MAX_OFFSET,
+            broker_lite::remoting::codes::request::GET_MAX_OFFSET,
             "Probe",
             0,
             None
@@ -351,7 +351,7 @@ async fn a_saturated_send_path_answers_system_busy_and_stores_nothing() {
     assert_eq!(
         ops::queue_number(
             &c,
-            broker_lite::codes::request::GET_MAX_OFFSET,
+            broker_lite::remoting::codes::request::GET_MAX_OFFSET,
             "Busy",
             0,
             None

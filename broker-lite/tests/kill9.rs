@@ -1,5 +1,5 @@
-//! kill -9 of the real broker while clients send (RELIABILITY.md F1 through the network
-//! layer): every send the broker acknowledged is pulled back after a restart, byte for byte
+//! kill -9 of the real broker while clients send: every send the broker acknowledged is
+//! pulled back after a restart, byte for byte
 //! and at the queue offset it was acknowledged with, in both flush modes; the metadata
 //! files (topics, consumer offsets) survive the kill and the broker keeps serving.
 //! `MQSTORE_KILL9_SEED=<n>` reruns one round.
@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use broker_lite::codes::response;
 use broker_lite::ops::{self, Outgoing};
+use broker_lite::remoting::codes::response;
 use broker_lite::Client;
 use bytes::Bytes;
 use common::RunningBroker;

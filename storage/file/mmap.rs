@@ -347,7 +347,7 @@ impl MappedFile {
         Ok(())
     }
 
-    /// Flushes published bytes by RocketMQ's rule (§2.3): when the file is full, when at
+    /// Flushes published bytes by RocketMQ's rule: when the file is full, when at
     /// least `least_pages` pages are dirty, or (`least_pages == 0`) when anything is.
     /// Returns whether a flush happened. Callers serialize flushes of one file.
     pub(crate) fn flush(&self, least_pages: u32) -> Result<bool> {
@@ -441,7 +441,7 @@ impl Drop for MappedFile {
     }
 }
 
-/// RocketMQ's flush decision (§2.3), pure so it can be tested on its own.
+/// RocketMQ's flush decision, pure so it can be tested on its own.
 pub(crate) fn should_flush(wrote: u64, flushed: u64, size: u64, least_pages: u32) -> bool {
     if wrote <= flushed {
         return false;

@@ -106,7 +106,7 @@ pub mod keys {
     pub const REAL_QID: &str = "REAL_QID";
 }
 
-/// The topic delayed messages wait in, queue `level - 1` (§11.1).
+/// The topic delayed messages wait in, queue `level - 1`.
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
 
 /// Byte offsets of the fixed fields (the same for every host family).
@@ -253,7 +253,7 @@ fn strip_crc_property(encoded: &str) -> Cow<'_, str> {
 // Message ids
 // ---------------------------------------------------------------------------------------
 
-/// The offset message id (§3.5): store host address + port + physical offset, upper hex.
+/// The offset message id: store host address + port + physical offset, upper hex.
 pub fn offset_msg_id(store_host: SocketAddr, physical_offset: u64) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut bytes = Vec::with_capacity(28);
@@ -307,7 +307,7 @@ fn host_len(addr: SocketAddr) -> usize {
 // Encoding
 // ---------------------------------------------------------------------------------------
 
-/// Why a message cannot be encoded; each maps to the RocketMQ status of §4.6.
+/// Why a message cannot be encoded; each maps to the RocketMQ status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EncodeError {
@@ -390,7 +390,7 @@ pub struct RecordPlan<'a> {
 }
 
 impl<'a> RecordPlan<'a> {
-    /// Validates `msg` against §3.7 / §4.1 limits (`max_body` is `maxMessageSize`) and
+    /// Validates `msg` against limits (`max_body` is `maxMessageSize`) and
     /// computes its encoded length and body CRC.
     ///
     /// # Errors
@@ -542,7 +542,7 @@ pub struct StoreFields {
 /// Encodes one record into a new buffer (the convenience form of [`RecordPlan`]).
 ///
 /// # Errors
-/// An [`EncodeError`] if the message breaks a limit of §3.7.
+/// An [`EncodeError`] if the message breaks a limit.
 pub fn encode_record(
     msg: &Message,
     fields: &StoreFields,

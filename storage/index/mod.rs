@@ -1,4 +1,4 @@
-//! The hash IndexFile (§7): message keys (`topic#key`) to CommitLog offsets, in files of
+//! The hash IndexFile: message keys (`topic#key`) to CommitLog offsets, in files of
 //! RocketMQ's layout (40-byte header, hash slots, 20-byte items chained per slot) named by
 //! creation time under `index/`.
 //!
@@ -49,7 +49,7 @@ impl IndexFile {
         Some(u32::from_be_bytes(b.try_into().ok()?))
     }
 
-    /// Inserts one key (§7.1 `putKey`); false if the file is full.
+    /// Inserts one key (`putKey`); false if the file is full.
     fn put(&mut self, hash: i32, phy_offset: i64, store_timestamp: i64) -> bool {
         if self.is_full() {
             return false;

@@ -13,7 +13,7 @@
 //! The target follows what works: it stays at the group size reached, and every
 //! [`PROBE_EVERY`] steady rounds it tries one more; a timeout brings it back down.
 //!
-//! A failed flush poisons the write path (RELIABILITY.md rule 2): the kernel may already
+//! A failed flush poisons the write path: the kernel may already
 //! have marked the pages clean, so a retry could "succeed" without the data being on disk.
 //! Waiters above the last good flush get an error and later puts are refused.
 
@@ -296,7 +296,7 @@ impl GroupCommit {
     }
 }
 
-/// ASYNC_FLUSH page threshold with RocketMQ's thorough rule (§5.2): at least every
+/// ASYNC_FLUSH page threshold with RocketMQ's thorough rule: at least every
 /// `thorough` flush whatever is dirty.
 #[derive(Debug)]
 pub(crate) struct PeriodicFlushPolicy {

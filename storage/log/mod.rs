@@ -237,7 +237,7 @@ impl CommitLog {
     }
 
     /// Appends a batch (same topic and queue, no delay, not transactional) as consecutive
-    /// records in one file with consecutive queue offsets (§4.5).
+    /// records in one file with consecutive queue offsets.
     pub(crate) fn put_batch(&self, msgs: &[Message]) -> Result<PutResult> {
         if let Some(status) = self.precheck()? {
             return Ok(PutResult::rejected(status));

@@ -1,4 +1,4 @@
-//! ConsumeQueues (§6): per topic and queue id, fixed-size files of 20-byte units under
+//! ConsumeQueues: per topic and queue id, fixed-size files of 20-byte units under
 //! `consumequeue/{topic}/{queueId}/`, unit `n` at logical byte `n * 20`.
 //!
 //! A ConsumeQueue is derived from the CommitLog. While the store runs only the dispatcher
@@ -113,7 +113,7 @@ impl ConsumeQueue {
             return Ok(());
         }
         if end == 0 && self.files.file_count() == 0 && offset > 0 {
-            // First unit of a queue whose earlier offsets no longer exist (§6.2): start at
+            // First unit of a queue whose earlier offsets no longer exist: start at
             // the file holding it and pre-fill up to it.
             end = offset - offset % self.units_per_file();
             self.min_offset.store(offset, Ordering::Release);

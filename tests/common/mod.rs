@@ -151,7 +151,7 @@ pub fn assert_acked_present(
     }
 }
 
-/// RELIABILITY.md I3: once dispatched, every queue of `topic` runs from its min to its max
+/// Once dispatched, every queue of `topic` runs from its min to its max
 /// without holes, each message's queue offset equals its position, and every record of the
 /// topic in the CommitLog is in its queue. Returns the CommitLog offsets found per queue.
 pub fn assert_queues_consistent(

@@ -1,5 +1,6 @@
-//! The broker's small metadata files (`config/*.json`, §15), written so that a crash or a
-//! power cut at any point leaves either the old or the new content (RELIABILITY F25):
+//! The broker's small metadata files (`config/*.json`: topics, subscription groups,
+//! consumer offsets, delay offsets), written so that a crash or a power cut at any point
+//! leaves either the old or the new content:
 //! write `name.tmp`, fsync it, copy the current file to `name.bak`, rename the temporary
 //! over `name`, fsync the directory. Reading falls back to `.bak` — and says so — when the
 //! main file is missing its content or does not parse; it never silently starts empty.
@@ -10,8 +11,130 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// RocketMQ's `DataVersion`: when a table last changed and how often it has.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataVersion {
+    /// Last change (ms).
+    #[serde(default)]
+    pub timestamp: i64,
+    /// Changes so far.
+    #[serde(default)]
+    pub counter: i64,
+}
+
+/// Wall-clock milliseconds (the store's clock).
+pub fn now_millis() -> i64 {
+    mqstore::Clock::now_millis(&mqstore::SystemClock)
+}
+
+/// What one metadata file holds.
+pub trait Document: DeserializeOwned + Default + Send {
+    /// What the file holds, for log lines.
+    const WHAT: &'static str;
+    /// The file's text.
+    fn encode(&self) -> String;
+    /// The table's version, for tables that carry one: bumped by every
+    /// [`JsonTable::change`].
+    fn data_version(&mut self) -> Option<&mut DataVersion> {
+        None
+    }
+}
+
+struct Held<T> {
+    doc: T,
+    /// Changed since the last successful write.
+    dirty: bool,
+}
+
+/// A [`Document`] in memory and in its crash-safe file. Changes either go to disk at once
+/// ([`JsonTable::change`]: topics, groups) or at the next [`JsonTable::persist`]
+/// ([`JsonTable::change_later`]: offsets, written periodically and at shutdown).
+pub struct JsonTable<T> {
+    path: PathBuf,
+    held: Mutex<Held<T>>,
+}
+
+impl<T> std::fmt::Debug for JsonTable<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonTable")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Document> JsonTable<T> {
+    /// Loads `path` (or its backup); an empty document on a first start.
+    ///
+    /// # Errors
+    /// [`LoadError::Corrupt`] when neither the file nor its backup parses.
+    pub fn load(path: PathBuf) -> Result<Self, LoadError> {
+        let doc = load(&path)?.unwrap_or_default();
+        Ok(JsonTable {
+            path,
+            held: Mutex::new(Held { doc, dirty: false }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Held<T>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the document.
+    pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.lock().doc)
+    }
+
+    /// Changes the document, bumps its data version and writes the file before returning
+    /// (a failed write is logged and retried by the next [`JsonTable::persist`]).
+    pub fn change<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut held = self.lock();
+        let out = f(&mut held.doc);
+        if let Some(v) = held.doc.data_version() {
+            v.counter += 1;
+            v.timestamp = now_millis();
+        }
+        held.dirty = true;
+        if let Err(e) = self.write(&mut held) {
+            tracing::error!(file = %self.path.display(), error = %e, "could not save {}", T::WHAT);
+        }
+        out
+    }
+
+    /// Changes the document in memory; the next [`JsonTable::persist`] writes it.
+    pub fn change_later<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut held = self.lock();
+        held.dirty = true;
+        f(&mut held.doc)
+    }
+
+    /// Writes the file if anything changed since the last write.
+    ///
+    /// # Errors
+    /// The write's I/O error; the change stays pending for the next call.
+    pub fn persist(&self) -> io::Result<()> {
+        let mut held = self.lock();
+        self.write(&mut held)
+    }
+
+    /// The document's text, as the file holds it.
+    pub fn text(&self) -> String {
+        self.lock().doc.encode()
+    }
+
+    fn write(&self, held: &mut Held<T>) -> io::Result<()> {
+        if !held.dirty {
+            return Ok(());
+        }
+        store(&self.path, &held.doc.encode())?;
+        held.dirty = false;
+        Ok(())
+    }
+}
 
 /// Why a metadata file could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,4 @@
-//! Request and response codes (RocketMQ 4.9, §13.6–13.7).
+//! Request and response codes (RocketMQ 4.9).
 
 #![allow(missing_docs)]
 
@@ -64,7 +64,7 @@ pub mod response {
     pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
 }
 
-/// Pull request `sysFlag` bits (§13.8).
+/// Pull request `sysFlag` bits.
 pub mod pull_flag {
     pub const COMMIT_OFFSET: i32 = 0x1;
     pub const SUSPEND: i32 = 0x2;
@@ -73,7 +73,7 @@ pub mod pull_flag {
     pub const LITE_PULL: i32 = 0x10;
 }
 
-/// Topic permission bits (§13.9).
+/// Topic permission bits.
 pub mod perm {
     pub const INHERIT: u32 = 0x1;
     pub const WRITE: u32 = 0x2;

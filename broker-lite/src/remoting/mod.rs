@@ -1,10 +1,12 @@
-//! RocketMQ's remoting frames (§13.1–13.5): a length-prefixed frame carrying a JSON or a
+//! RocketMQ's remoting frames: a length-prefixed frame carrying a JSON or a
 //! binary ("ROCKETMQ") header and an opaque body.
 //!
 //! Decoding is as lenient as the Java broker where real clients rely on it (missing
 //! `remark`, ext values as JSON numbers or booleans, unknown keys) and strict where a peer
 //! could hurt us: the declared length is checked against [`MAX_FRAME_LEN`] before anything is
 //! allocated for it, and every length inside a header is bounds-checked.
+
+pub mod codes;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -39,7 +41,7 @@ pub enum SerializeType {
     /// Type 0: a JSON object.
     #[default]
     Json,
-    /// Type 1: RocketMQ's binary layout (§13.4).
+    /// Type 1: RocketMQ's binary layout.
     RocketMq,
 }
 

@@ -1,5 +1,5 @@
 //! Connected clients: producer and consumer groups, their subscriptions, membership
-//! notifications and idle expiry (§14.5).
+//! notifications and idle expiry.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::codes::request;
+use crate::remoting::codes::request;
 use crate::remoting::{RemotingCommand, FLAG_ONEWAY};
 
 /// A connection as the processors see it: where to send server-initiated requests.
@@ -109,12 +109,12 @@ struct Registry {
 
 /// Producer and consumer registrations.
 #[derive(Debug, Default)]
-pub struct ClientManager {
+pub struct ConnectedClients {
     registry: Mutex<Registry>,
     next_opaque: AtomicI32,
 }
 
-impl ClientManager {
+impl ConnectedClients {
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
