@@ -30,7 +30,7 @@ use crate::file::disk::DiskUsage;
 use crate::file::mapped_file_queue::MappedFileQueue;
 use crate::file::mmap::MappedFile;
 use crate::format::CqUnit;
-use crate::index::IndexService;
+use crate::index::IndexFiles;
 use crate::log::CommitLog;
 use crate::put::PhysicalOffset;
 use crate::queue::ConsumeQueue;
@@ -135,7 +135,7 @@ pub(crate) struct CleanPolicy {
 impl CleanPolicy {
     pub(crate) fn from_config(cfg: &StoreConfig) -> Result<Self> {
         Ok(CleanPolicy {
-            reserved_ms: i64::from(cfg.file_reserved_time) * 3_600_000,
+            reserved_ms: i64::try_from(cfg.file_reserved_time.as_millis()).unwrap_or(i64::MAX),
             delete_hours: cfg.delete_hours()?,
             max_used_percent: cfg.disk_max_used_space_ratio,
             forcibly_percent: cfg.disk_space_clean_forcibly_ratio,
@@ -271,7 +271,7 @@ pub(crate) struct Cleaner {
 pub(crate) struct CleanerParts {
     pub log: Arc<CommitLog>,
     pub queues: Arc<ConsumeQueues>,
-    pub index: Option<Arc<IndexService>>,
+    pub index: Option<Arc<IndexFiles>>,
     pub checkpoints: Arc<Checkpoints>,
     pub clock: Arc<dyn Clock>,
     pub disk: Arc<dyn DiskUsage>,

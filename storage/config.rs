@@ -100,9 +100,10 @@ pub struct StoreConfig {
     /// `recoveryMode` (ours): what opening does with a bad CommitLog record. Default:
     /// [`RecoveryMode::TolerateTailCorruption`].
     pub recovery_mode: RecoveryMode,
-    /// `fileReservedTime`: hours a CommitLog file is kept after the newest message in it
-    /// was stored (the store time read from the data, never the file's mtime). Default: 72.
-    pub file_reserved_time: u32,
+    /// `fileReservedTime`: how long a CommitLog file is kept after the newest message in
+    /// it was stored (the store time read from the data, never the file's mtime). The
+    /// config file gives it in hours, as RocketMQ's. Default: 72 hours.
+    pub file_reserved_time: Duration,
     /// `deleteWhen`: hours of the day (local time, `;`-separated, e.g. `"01;04"`) in which
     /// expired files are deleted without disk pressure. Default: `"04"`.
     pub delete_when: String,
@@ -197,7 +198,7 @@ impl StoreConfig {
             max_transfer_bytes_on_message_in_disk: 65_536,
             max_transfer_count_on_message_in_disk: 8,
             recovery_mode: RecoveryMode::TolerateTailCorruption,
-            file_reserved_time: 72,
+            file_reserved_time: Duration::from_secs(72 * 3600),
             delete_when: "04".to_owned(),
             disk_max_used_space_ratio: 75,
             disk_space_clean_forcibly_ratio: 85,
@@ -496,7 +497,10 @@ impl StoreConfig {
                     }
                 }
             }
-            "fileReservedTime" => self.file_reserved_time = parse(key, value)?,
+            "fileReservedTime" => {
+                let hours: u64 = parse(key, value)?;
+                self.file_reserved_time = Duration::from_secs(hours.saturating_mul(3600));
+            }
             "deleteWhen" => value.clone_into(&mut self.delete_when),
             "diskMaxUsedSpaceRatio" => self.disk_max_used_space_ratio = parse(key, value)?,
             "diskSpaceCleanForciblyRatio" => {
@@ -557,7 +561,7 @@ mod tests {
         );
         assert_eq!(c.sync_flush_timeout, Duration::from_secs(5));
         assert!(c.enabled_append_prop_crc);
-        assert_eq!(c.file_reserved_time, 72);
+        assert_eq!(c.file_reserved_time, Duration::from_secs(72 * 3600));
         assert_eq!(c.delete_hours().expect("hours"), vec![4]);
         assert_eq!(
             (
@@ -615,7 +619,7 @@ mod tests {
         c.apply_properties("deleteWhen=01;04; 23\nfileReservedTime=48")
             .expect("valid");
         assert_eq!(c.delete_hours().expect("hours"), vec![1, 4, 23]);
-        assert_eq!(c.file_reserved_time, 48);
+        assert_eq!(c.file_reserved_time, Duration::from_secs(48 * 3600));
         for bad in ["24", "4am", "-1"] {
             c.delete_when = bad.to_owned();
             let e = c.validate().expect_err(bad);

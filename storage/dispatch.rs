@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::error::Result;
 use crate::fault::FaultInjector;
 use crate::format::{self, Decoded, RecordView};
-use crate::index::IndexService;
+use crate::index::IndexFiles;
 use crate::log::CommitLog;
 use crate::put::QueueOffset;
 use crate::queue::{unit_of, ConsumeQueues};
@@ -50,7 +50,7 @@ pub trait ArrivalListener: Send + Sync + std::fmt::Debug {
 pub(crate) struct Dispatcher {
     log: Arc<CommitLog>,
     queues: Arc<ConsumeQueues>,
-    index: Option<Arc<IndexService>>,
+    index: Option<Arc<IndexFiles>>,
     reput: AtomicU64,
     /// Store time of the last dispatched record (checkpoint `logicsMsgTimestamp`).
     last_timestamp: AtomicI64,
@@ -71,7 +71,7 @@ impl Dispatcher {
     pub(crate) fn new(
         log: Arc<CommitLog>,
         queues: Arc<ConsumeQueues>,
-        index: Option<Arc<IndexService>>,
+        index: Option<Arc<IndexFiles>>,
         from: u64,
         last_timestamp: i64,
         faults: FaultInjector,

@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::fault::FaultInjector;
 use crate::file::mapped_file_queue;
 use crate::format::{RecordView, TimestampCheckpoint, MAX_RECORD_OVERHEAD};
-use crate::index::IndexService;
+use crate::index::IndexFiles;
 use crate::log::{CommitLog, RecoveryReport, ScanPlan};
 use crate::queue::unit_of;
 use crate::queue::{self, ConsumeQueue, OwnedQueue};
@@ -28,7 +28,7 @@ use crate::queue::{self, ConsumeQueue, OwnedQueue};
 pub(crate) struct Recovered {
     pub log: Arc<CommitLog>,
     pub queues: Vec<ConsumeQueue>,
-    pub index: Option<IndexService>,
+    pub index: Option<IndexFiles>,
     pub checkpoints: Checkpoints,
     pub report: RecoveryReport,
     pub last_timestamp: i64,
@@ -145,7 +145,7 @@ pub(crate) fn recover(
             None if !abnormal => u64::MAX,
             None => 0,
         };
-        let (index, load) = IndexService::load(
+        let (index, load) = IndexFiles::load(
             &cfg.index_dir(),
             cfg.max_hash_slot_num,
             cfg.max_index_num,
@@ -261,7 +261,7 @@ pub(crate) fn recover(
             logics_msg_timestamp: last_timestamp,
             index_msg_timestamp: index
                 .as_ref()
-                .map_or(0, IndexService::newest_full_end_timestamp),
+                .map_or(0, IndexFiles::newest_full_end_timestamp),
         }
     } else {
         timestamps

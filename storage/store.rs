@@ -22,7 +22,7 @@ use crate::fault::FaultInjector;
 use crate::file::disk::{DiskUsage, FsDiskUsage};
 use crate::format::Message;
 use crate::format::{CqUnit, TimestampCheckpoint, MAX_MSGS_NUM_BATCH};
-use crate::index::IndexService;
+use crate::index::IndexFiles;
 use crate::log::flush::{FlushWait, PeriodicFlushPolicy};
 use crate::log::{CommitLog, RecordGuard, Records, RecoveryReport};
 use crate::put::{PhysicalOffset, PutResult, PutStatus, QueueOffset};
@@ -116,7 +116,7 @@ pub struct MessageStore {
     config: StoreConfig,
     log: Arc<CommitLog>,
     queues: Arc<ConsumeQueues>,
-    index: Option<Arc<IndexService>>,
+    index: Option<Arc<IndexFiles>>,
     dispatcher: Arc<Dispatcher>,
     checkpoints: Arc<Checkpoints>,
     /// Background threads, stopped in this order: flusher, reput, CQ flusher.
@@ -760,7 +760,7 @@ impl Drop for MessageStore {
 fn checkpoint_derived(
     dispatcher: &Dispatcher,
     queues: &ConsumeQueues,
-    index: Option<&IndexService>,
+    index: Option<&IndexFiles>,
     checkpoints: &Checkpoints,
     log: &CommitLog,
 ) -> Result<()> {
@@ -778,7 +778,7 @@ fn checkpoint_derived(
     let stamps = TimestampCheckpoint {
         physic_msg_timestamp: if durable >= dispatched { timestamp } else { 0 },
         logics_msg_timestamp: timestamp,
-        index_msg_timestamp: index.map_or(0, IndexService::newest_full_end_timestamp),
+        index_msg_timestamp: index.map_or(0, IndexFiles::newest_full_end_timestamp),
     };
     checkpoints.write(durable, dispatched, stamps)
 }
@@ -787,7 +787,7 @@ fn spawn_cq_flusher(
     config: &StoreConfig,
     dispatcher: &Arc<Dispatcher>,
     queues: &Arc<ConsumeQueues>,
-    index: Option<&Arc<IndexService>>,
+    index: Option<&Arc<IndexFiles>>,
     checkpoints: &Arc<Checkpoints>,
     log: &Arc<CommitLog>,
 ) -> Result<ServiceThread> {

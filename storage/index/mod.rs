@@ -164,7 +164,7 @@ impl IndexFile {
 
 /// Every IndexFile of the store.
 #[derive(Debug)]
-pub(crate) struct IndexService {
+pub(crate) struct IndexFiles {
     dir: PathBuf,
     slots: u32,
     items: u32,
@@ -182,7 +182,7 @@ pub(crate) struct IndexLoad {
     pub reindex_from: u64,
 }
 
-impl IndexService {
+impl IndexFiles {
     /// Loads `dir`. Files holding items for records at or beyond `durable` (the offset
     /// below which index items are known flushed) are removed: their slot chains may be
     /// half-written. Their records are indexed again from [`IndexLoad::reindex_from`].
@@ -193,7 +193,7 @@ impl IndexService {
         durable: u64,
         clock: Arc<dyn Clock>,
         faults: FaultInjector,
-    ) -> Result<(IndexService, IndexLoad)> {
+    ) -> Result<(IndexFiles, IndexLoad)> {
         fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
         let size = index_file_size(slots, items);
         let mut names = Vec::new();
@@ -267,7 +267,7 @@ impl IndexService {
             );
         }
         Ok((
-            IndexService {
+            IndexFiles {
                 dir: dir.to_owned(),
                 slots,
                 items,
@@ -402,7 +402,7 @@ impl IndexService {
     }
 
     /// Removes every file but the newest whose items all point below `log_min` (RocketMQ
-    /// `IndexService.deleteExpiredFile`), returning their paths and sizes. The files leave
+    /// `IndexFiles.deleteExpiredFile`), returning their paths and sizes. The files leave
     /// the list under the lock; unmapping and unlinking happen after it is released, so
     /// queries and dispatch never wait for them.
     pub(crate) fn remove_below(&self, log_min: u64) -> Result<Vec<(PathBuf, u64)>> {
@@ -518,7 +518,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = Arc::new(ManualClock::new(1_000_000));
         let (svc, _) =
-            IndexService::load(dir.path(), 7, 5, 0, clock.clone(), FaultInjector::default())
+            IndexFiles::load(dir.path(), 7, 5, 0, clock.clone(), FaultInjector::default())
                 .expect("load");
         // 4 items per file (item 0 unused): 10 keys need 3 files.
         for i in 0..10u64 {
@@ -547,7 +547,7 @@ mod tests {
         assert_eq!(svc.query("t", "k1", 64, 0, i64::MAX).len(), 3);
         svc.flush().expect("flush");
         drop(svc);
-        let (svc, load) = IndexService::load(
+        let (svc, load) = IndexFiles::load(
             dir.path(),
             7,
             5,
@@ -560,9 +560,8 @@ mod tests {
         assert_eq!(svc.query("t", "k1", 64, 0, i64::MAX), vec![700, 400, 100]);
         drop(svc);
         // With the durable point at 500 the files holding 500.. go and must be rebuilt.
-        let (svc, load) =
-            IndexService::load(dir.path(), 7, 5, 500, clock, FaultInjector::default())
-                .expect("reload");
+        let (svc, load) = IndexFiles::load(dir.path(), 7, 5, 500, clock, FaultInjector::default())
+            .expect("reload");
         assert!(!load.removed.is_empty());
         assert!(load.reindex_from <= 500);
         assert!(svc.indexed_through().is_none_or(|x| x < 500));
@@ -572,8 +571,8 @@ mod tests {
     fn corrupt_chains_terminate() {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = Arc::new(ManualClock::new(1_000_000));
-        let (svc, _) = IndexService::load(dir.path(), 1, 50, 0, clock, FaultInjector::default())
-            .expect("load");
+        let (svc, _) =
+            IndexFiles::load(dir.path(), 1, 50, 0, clock, FaultInjector::default()).expect("load");
         for i in 0..20u64 {
             let buf = record("t", "k", 1_000_000);
             svc.put(i * 100, &view(&buf)).expect("put");

@@ -152,7 +152,8 @@ impl Broker {
             .and_then(|o| u64::try_from(o).ok())
             .unwrap_or(min)
             .max(min);
-        let file_reserved_ms = i64::from(store.config().file_reserved_time) * 3_600_000;
+        let file_reserved_ms =
+            i64::try_from(store.config().file_reserved_time.as_millis()).unwrap_or(i64::MAX);
         while at < max {
             let Some(phys) = store.commit_log_offset_in_queue(HALF_TOPIC, 0, QueueOffset(at))
             else {
