@@ -839,7 +839,7 @@ fn spawn_flusher(config: &StoreConfig, log: &Arc<CommitLog>) -> Result<ServiceTh
 
 /// Takes the exclusive lock on `<root>/lock` (RocketMQ's lock file, holding `lock`).
 pub(crate) fn lock_dir(root: &Path) -> Result<File> {
-    std::fs::create_dir_all(root).map_err(|e| Error::io("create directory", root, e))?;
+    crate::file::mmap::create_dir_durable(root, &FaultInjector::default())?;
     let path = root.join("lock");
     let mut file = OpenOptions::new()
         .read(true)

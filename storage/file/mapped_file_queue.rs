@@ -20,7 +20,7 @@ pub(crate) fn load_dir(
     file_size: u64,
     faults: &FaultInjector,
 ) -> Result<Vec<MappedFile>> {
-    fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    mmap::create_dir_durable(dir, faults)?;
     let mut found: Vec<(u64, PathBuf)> = Vec::new();
     let entries = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
     let mut removed_tmp = false;

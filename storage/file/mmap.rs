@@ -583,6 +583,26 @@ pub(crate) fn fs_space(path: &Path) -> io::Result<FsSpace> {
     })
 }
 
+/// Creates `dir` and any missing parents, syncing each new directory into its parent: a
+/// directory created without that can vanish in a power cut with everything in it.
+pub(crate) fn create_dir_durable(dir: &Path, faults: &FaultInjector) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    create_dir_durable(parent, faults)?;
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        // Another thread made it meanwhile; its creator syncs the parent.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(Error::io("create directory", dir, e)),
+    }
+    sync_dir(parent, faults)
+}
+
 /// fsyncs a directory, making creates, renames and unlinks in it durable.
 pub(crate) fn sync_dir(dir: &Path, faults: &FaultInjector) -> Result<()> {
     guarded(faults, IoOp::DirSync, || {

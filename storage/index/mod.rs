@@ -194,7 +194,7 @@ impl IndexFiles {
         clock: Arc<dyn Clock>,
         faults: FaultInjector,
     ) -> Result<(IndexFiles, IndexLoad)> {
-        fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        mmap::create_dir_durable(dir, &faults)?;
         let size = index_file_size(slots, items);
         let mut names = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))? {

@@ -27,7 +27,7 @@ pub(crate) fn queue_dir(root: &Path, topic: &str, queue_id: u32) -> PathBuf {
 }
 
 fn create_file(dir: &Path, start: u64, size: u64, faults: &FaultInjector) -> Result<MappedFile> {
-    fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    mmap::create_dir_durable(dir, faults)?;
     let never = AtomicBool::new(false);
     MappedFile::create(dir, start, size, CreateOptions::default(), faults, &never)
 }
