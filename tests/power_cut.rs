@@ -1,6 +1,7 @@
 //! Power cuts judged from below: the store runs on crashfs (a FUSE filesystem that keeps,
 //! beside the live files, what each fsync made durable), two writers append while the
-//! test cuts the power a dozen times, and the store is opened on every cut's image (on
+//! test cuts the power a dozen times (at seeded moments, and inside seeded fsyncs before
+//! they count), and the store is opened on every cut's image (on
 //! the plain filesystem). For each image: the abnormal-exit recovery ran; with
 //! SYNC_FLUSH every record acknowledged before the cut reads back byte for byte; with
 //! ASYNC_FLUSH the acknowledged records that survive are a prefix of the log (only a
@@ -57,11 +58,13 @@ fn require() -> bool {
     true
 }
 
-/// An acknowledged record: where it is and which message it holds.
+/// An acknowledged record: where it is, which message it holds, and when the put
+/// returned (read after it returned, so never earlier than the acknowledgement).
 #[derive(Debug, Clone, Copy)]
 struct Ack {
     offset: u64,
     seq: u64,
+    at: Instant,
 }
 
 struct Run {
@@ -93,7 +96,8 @@ fn run(r: &Run) -> u64 {
                     match store.put(&msg) {
                         Ok(p) if p.status == mqstore::PutStatus::PutOk => {
                             let offset = p.appended.expect("stored").physical_offset.0;
-                            acks.lock().expect("acks").push(Ack { offset, seq });
+                            let at = Instant::now();
+                            acks.lock().expect("acks").push(Ack { offset, seq, at });
                         }
                         Ok(p) => panic!("put {seq}: {:?}", p.status),
                         Err(e) => panic!("put {seq}: {e}"),
@@ -103,8 +107,9 @@ fn run(r: &Run) -> u64 {
             })
         })
         .collect();
-    // Cut at seeded moments while the writers run; keep what was acknowledged before
-    // each cut began.
+    // Cut while the writers run: every other cut at a seeded moment, the others inside
+    // a seeded file fsync (before it counts). Each image owes every record whose put
+    // returned before the cut.
     let mut images = Vec::new();
     let mut rng = r.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     for cut in 0..CUTS_PER_RUN {
@@ -112,10 +117,25 @@ fn run(r: &Run) -> u64 {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         std::thread::sleep(Duration::from_millis(20 + rng % 120));
-        let owed = acks.lock().expect("acks").clone();
         let image = dir.path().join(format!("image-{cut}"));
         let cut_seed = r.seed * 1000 + cut;
-        let report = fs.cut(cut_seed, &image).expect("cut");
+        let (owed, report) = if cut % 2 == 1 {
+            let fired = fs
+                .cut_during_fsync(1 + rng % 4, cut_seed, &image, Duration::from_secs(30))
+                .expect("cut during fsync");
+            let (at, report) = fired.expect("file fsyncs keep coming while the writers run");
+            let owed: Vec<Ack> = acks
+                .lock()
+                .expect("acks")
+                .iter()
+                .filter(|a| a.at < at)
+                .copied()
+                .collect();
+            (owed, report)
+        } else {
+            let owed = acks.lock().expect("acks").clone();
+            (owed, fs.cut(cut_seed, &image).expect("cut"))
+        };
         images.push((image, owed, cut_seed, report));
     }
     stop.store(true, Ordering::Relaxed);

@@ -8,7 +8,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags,
@@ -39,6 +39,16 @@ struct Node {
     kind: Kind,
 }
 
+/// A cut waiting for a file fsync to arrive.
+#[derive(Debug)]
+pub(crate) struct Armed {
+    /// File fsyncs still to pass; the cut happens inside the one that brings this to 0.
+    pub remaining: u64,
+    pub seed: u64,
+    pub image: PathBuf,
+    pub done: std::sync::mpsc::Sender<io::Result<(Instant, CutReport)>>,
+}
+
 /// Everything the filesystem knows; one lock serialises every operation and the cut.
 #[derive(Debug)]
 pub(crate) struct State {
@@ -47,6 +57,7 @@ pub(crate) struct State {
     next_ino: u64,
     handles: HashMap<u64, File>,
     next_fh: u64,
+    pub(crate) armed: Option<Armed>,
 }
 
 fn errno(e: &io::Error) -> Errno {
@@ -62,6 +73,7 @@ impl State {
             next_ino: 2,
             handles: HashMap::new(),
             next_fh: 1,
+            armed: None,
         };
         let graveyard = backing.join(GRAVEYARD);
         if graveyard.exists() {
@@ -659,6 +671,18 @@ impl fuser::Filesystem for PassThrough {
         reply: ReplyEmpty,
     ) {
         let mut st = self.lock();
+        // An armed cut happens here, before this fsync counts: the power failed while
+        // the program was still waiting for it.
+        if let Some(armed) = st.armed.as_mut() {
+            armed.remaining = armed.remaining.saturating_sub(1);
+            if armed.remaining == 0 {
+                if let Some(armed) = st.armed.take() {
+                    let at = Instant::now();
+                    let result = st.cut(armed.seed, &armed.image).map(|r| (at, r));
+                    let _ = armed.done.send(result);
+                }
+            }
+        }
         let size = match st
             .full(ino.0)
             .and_then(|p| fs::metadata(p).map_err(|e| errno(&e)))

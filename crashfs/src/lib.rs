@@ -101,6 +101,44 @@ impl CrashFs {
         state.cut(seed, image)
     }
 
+    /// Cuts the power inside the `n`th file fsync from now (1 = the next), before that
+    /// fsync counts: the image holds what was durable while the program still waited for
+    /// it. Returns the instant of the cut (anything the program was told was durable
+    /// before it must be in the image) and what the cut chose, or `None` if no `n`th fsync
+    /// came within `timeout` (the trigger is then disarmed).
+    ///
+    /// # Errors
+    /// Writing the image failed.
+    pub fn cut_during_fsync(
+        &self,
+        n: u64,
+        seed: u64,
+        image: &Path,
+        timeout: Duration,
+    ) -> io::Result<Option<(std::time::Instant, CutReport)>> {
+        let (done, fired) = std::sync::mpsc::channel();
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .armed = Some(fs::Armed {
+            remaining: n.max(1),
+            seed,
+            image: image.to_owned(),
+            done,
+        });
+        match fired.recv_timeout(timeout) {
+            Ok(result) => result.map(Some),
+            Err(_) => {
+                self.state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .armed = None;
+                // It may have fired between the timeout and the disarm.
+                fired.try_recv().ok().transpose()
+            }
+        }
+    }
+
     /// Unmounts and waits for the filesystem thread, forcing the connection closed if it
     /// does not end within 10 s.
     ///
