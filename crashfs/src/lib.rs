@@ -126,17 +126,15 @@ impl CrashFs {
             image: image.to_owned(),
             done,
         });
-        match fired.recv_timeout(timeout) {
-            Ok(result) => result.map(Some),
-            Err(_) => {
-                self.state
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .armed = None;
-                // It may have fired between the timeout and the disarm.
-                fired.try_recv().ok().transpose()
-            }
+        if let Ok(result) = fired.recv_timeout(timeout) {
+            return result.map(Some);
         }
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .armed = None;
+        // It may have fired between the timeout and the disarm.
+        fired.try_recv().ok().transpose()
     }
 
     /// Unmounts and waits for the filesystem thread, forcing the connection closed if it
