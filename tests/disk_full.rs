@@ -35,6 +35,10 @@ impl Drop for Mount {
 fn full_disk_is_a_typed_error_and_appends_resume_after_space_is_freed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(_mount) = Mount::tmpfs(dir.path(), "1m") else {
+        assert!(
+            std::env::var_os("MQSTORE_REQUIRE_ROOT_TESTS").is_none(),
+            "the full-disk test is required here but cannot mount a tmpfs"
+        );
         eprintln!(
             "SKIPPED full_disk test: cannot mount a tmpfs here (needs root); see tests/fault.rs"
         );

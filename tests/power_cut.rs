@@ -85,9 +85,20 @@ fn run(r: &Run) -> u64 {
     let store = Arc::new(MessageStore::open(config(&root, r.mode)).expect("open on crashfs"));
     let acks: Arc<Mutex<Vec<Ack>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..WRITERS)
+    let mut live = Live {
+        stop: Arc::clone(&stop),
+        writers: Vec::new(),
+        store: Some(Arc::clone(&store)),
+        fs: Some(fs),
+    };
+    drop(store);
+    live.writers = (0..WRITERS)
         .map(|w| {
-            let (store, acks, stop) = (Arc::clone(&store), Arc::clone(&acks), Arc::clone(&stop));
+            let (store, acks, stop) = (
+                live.store.clone().expect("store"),
+                Arc::clone(&acks),
+                Arc::clone(&stop),
+            );
             std::thread::spawn(move || {
                 let mut seq = w;
                 while !stop.load(Ordering::Relaxed) {
@@ -119,11 +130,14 @@ fn run(r: &Run) -> u64 {
         std::thread::sleep(Duration::from_millis(20 + rng % 120));
         let image = dir.path().join(format!("image-{cut}"));
         let cut_seed = r.seed * 1000 + cut;
-        let (owed, report) = if cut % 2 == 1 {
-            let fired = fs
-                .cut_during_fsync(1 + rng % 4, cut_seed, &image, Duration::from_secs(30))
-                .expect("cut during fsync");
-            let (at, report) = fired.expect("file fsyncs keep coming while the writers run");
+        let fs = live.fs.as_ref().expect("mounted");
+        let fired = if cut % 2 == 1 {
+            fs.cut_during_fsync(1 + rng % 4, cut_seed, &image, Duration::from_secs(5))
+                .expect("cut during fsync")
+        } else {
+            None
+        };
+        let (owed, report) = if let Some((at, report)) = fired {
             let owed: Vec<Ack> = acks
                 .lock()
                 .expect("acks")
@@ -133,20 +147,13 @@ fn run(r: &Run) -> u64 {
                 .collect();
             (owed, report)
         } else {
+            // A seeded moment (or no fsync came within 5 s: then now).
             let owed = acks.lock().expect("acks").clone();
             (owed, fs.cut(cut_seed, &image).expect("cut"))
         };
         images.push((image, owed, cut_seed, report));
     }
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().expect("writer");
-    }
-    Arc::try_unwrap(store)
-        .expect("writers done")
-        .shutdown()
-        .expect("shutdown on crashfs");
-    fs.unmount().expect("unmount");
+    live.finish();
     let mut checked = 0;
     for (image, owed, cut_seed, report) in &images {
         let context = format!(
@@ -242,6 +249,64 @@ fn check_image(root: &Path, mode: FlushMode, owed: &[Ack], context: &str) -> u64
     );
     store.shutdown().expect("shutdown");
     owed.len() as u64
+}
+
+/// The writers, the store and the mount of one run. Dropping it (also while a failed
+/// assertion unwinds) stops the writers, shuts the store down and only then unmounts: a
+/// process that exits while its own FUSE mount still has dirty mapped pages can hang in
+/// the kernel.
+struct Live {
+    stop: Arc<AtomicBool>,
+    writers: Vec<std::thread::JoinHandle<()>>,
+    store: Option<Arc<MessageStore>>,
+    fs: Option<CrashFs>,
+}
+
+impl Live {
+    /// Stops everything in order and checks each step succeeded.
+    fn finish(mut self) {
+        let (writers, store, fs) = self.take();
+        for w in writers {
+            w.join().expect("writer");
+        }
+        if let Some(store) = store {
+            Arc::try_unwrap(store)
+                .expect("writers done")
+                .shutdown()
+                .expect("shutdown on crashfs");
+        }
+        if let Some(fs) = fs {
+            fs.unmount().expect("unmount");
+        }
+    }
+
+    fn take(
+        &mut self,
+    ) -> (
+        Vec<std::thread::JoinHandle<()>>,
+        Option<Arc<MessageStore>>,
+        Option<CrashFs>,
+    ) {
+        self.stop.store(true, Ordering::Relaxed);
+        (
+            std::mem::take(&mut self.writers),
+            self.store.take(),
+            self.fs.take(),
+        )
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let (writers, store, fs) = self.take();
+        for w in writers {
+            let _ = w.join();
+        }
+        if let Some(store) = store.and_then(|s| Arc::try_unwrap(s).ok()) {
+            let _ = store.shutdown();
+        }
+        drop(fs);
+    }
 }
 
 fn runs(mode: FlushMode, first_seed: u64, count: u64) {
