@@ -1,20 +1,25 @@
 //! kill -9 of the real broker while clients send: every send the broker acknowledged is
-//! pulled back after a restart, byte for byte
-//! and at the queue offset it was acknowledged with, in both flush modes; the metadata
-//! files (topics, consumer offsets) survive the kill and the broker keeps serving.
-//! `MQSTORE_KILL9_SEED=<n>` reruns one round.
+//! pulled back after a restart, byte for byte and at the queue offset it was acknowledged
+//! with, in both flush modes; no queue offset is acknowledged twice; every queue read
+//! whole holds no message that was never sent (phantom) and none twice; the topic and
+//! the consumer offset committed before the last clean stop read back; the broker keeps
+//! serving. `MQSTORE_KILL9_SEED=<n>` reruns one round, `MQSTORE_KILL9_FIRST_SEED` and
+//! `MQSTORE_KILL9_ROUNDS` set the long loop's range.
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use broker_lite::ops::{self, Outgoing};
-use broker_lite::remoting::codes::response;
+use broker_lite::remoting::codes::{request, response};
 use broker_lite::Client;
 use bytes::Bytes;
 use common::RunningBroker;
+
+/// An acknowledged send: (queue, queue offset) and the sequence number of its body.
+type Acked = ((u32, u64), u64);
 
 fn body(seq: u64) -> String {
     format!("kill9-{seq}-{}", "x".repeat((seq * 37 % 700) as usize))
@@ -27,8 +32,11 @@ async fn round(seed: u64) {
     } else {
         "flushDiskType=ASYNC_FLUSH\n"
     };
-    // (queue, queue offset) -> body, for every acknowledged send, over all cycles.
-    let acked: Arc<Mutex<HashMap<(u32, u64), String>>> = Arc::default();
+    // Every acknowledged send, in order, over all cycles: ((queue, queue offset), seq). A
+    // list, not a map: an offset acknowledged twice must show.
+    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
+    // The consumer offset committed before the last clean stop, if any.
+    let mut committed: Option<u64> = None;
     for cycle in 0..2u64 {
         let mut broker = RunningBroker::start(dir.path(), conf);
         let c = Client::connect(broker.addr).await.expect("connect");
@@ -59,7 +67,7 @@ async fn round(seed: u64) {
                                 acked
                                     .lock()
                                     .expect("acked")
-                                    .insert((r.queue_id, r.queue_offset), body(seq));
+                                    .push(((r.queue_id, r.queue_offset), seq));
                             }
                             // The kill: connection gone.
                             _ => return,
@@ -91,53 +99,101 @@ async fn round(seed: u64) {
             .await
             .expect("connect after restart");
         let acked_now = acked.lock().expect("acked").clone();
-        let mut by_queue: HashMap<u32, Vec<(u64, String)>> = HashMap::new();
-        for ((q, off), b) in acked_now {
-            by_queue.entry(q).or_default().push((off, b));
+        let context = format!("seed {seed} cycle {cycle}");
+        let mut offsets_seen = HashSet::new();
+        for (at, seq) in &acked_now {
+            assert!(
+                offsets_seen.insert(*at),
+                "{context}: q{}@{} acknowledged twice (the second for seq {seq})",
+                at.0,
+                at.1
+            );
         }
-        for (q, mut want) in by_queue {
-            want.sort();
+        // The topic survived the kill.
+        let topics = ops::topics(&c).await.expect("topics");
+        let k9 = topics
+            .topic_config_table
+            .get("K9")
+            .expect("topic K9 survived the kill");
+        assert_eq!(k9.write_queue_nums, 4, "{context}");
+        // The consumer offset committed before the last clean stop survived it.
+        if let Some(want) = committed {
+            let got = ops::queue_number(&c, request::QUERY_CONSUMER_OFFSET, "K9", 0, Some("g"))
+                .await
+                .expect("query offset");
+            assert_eq!(
+                got,
+                Some(want as i64),
+                "{context}: committed consumer offset"
+            );
+        }
+        // Every queue read whole: acknowledged messages where they were acknowledged,
+        // nothing unknown, nothing twice.
+        let want: HashMap<(u32, u64), u64> = acked_now.iter().copied().collect();
+        let mut seqs_seen = HashSet::new();
+        let mut phantoms = 0;
+        for q in 0..4u32 {
+            let max = ops::queue_number(&c, request::GET_MAX_OFFSET, "K9", q, None)
+                .await
+                .expect("max offset")
+                .unwrap_or(0) as u64;
             let mut at = 0u64;
-            let mut got: HashMap<u64, Vec<u8>> = HashMap::new();
-            let last = want.last().map_or(0, |w| w.0);
-            while at <= last {
+            while at < max {
                 let req = ops::pull_request("check", "K9", q, at, 32, "*", None, None);
                 let p = ops::pull(&c, req).await.expect("pull");
-                assert_eq!(
-                    p.code,
-                    response::SUCCESS,
-                    "seed {seed} cycle {cycle}: q{q}@{at}"
-                );
-                for m in p.messages {
-                    got.insert(m.queue_offset as u64, m.body);
+                assert_eq!(p.code, response::SUCCESS, "{context}: q{q}@{at}");
+                for m in &p.messages {
+                    let text = String::from_utf8_lossy(&m.body).into_owned();
+                    let seq = text
+                        .strip_prefix("kill9-")
+                        .and_then(|t| t.split('-').next())
+                        .and_then(|n| n.parse::<u64>().ok());
+                    match seq {
+                        Some(seq) if text == body(seq) => {
+                            assert!(seqs_seen.insert(seq), "{context}: seq {seq} stored twice");
+                        }
+                        _ => phantoms += 1,
+                    }
+                    if let Some(&seq) = want.get(&(q, m.queue_offset as u64)) {
+                        assert_eq!(
+                            text,
+                            body(seq),
+                            "{context}: acknowledged q{q}@{} changed",
+                            m.queue_offset
+                        );
+                    }
                 }
                 at = p.next_begin_offset.max(at + 1);
             }
-            for (off, b) in want {
-                assert_eq!(
-                    got.get(&off).map(Vec::as_slice),
-                    Some(b.as_bytes()),
-                    "seed {seed} cycle {cycle}: acknowledged q{q}@{off} lost or changed"
-                );
-            }
         }
-        ops::commit(&c, "g", "K9", 0, 1)
+        assert_eq!(phantoms, 0, "{context}: messages nobody sent");
+        for ((q, off), seq) in &acked_now {
+            assert!(
+                seqs_seen.contains(seq),
+                "{context}: acknowledged q{q}@{off} (seq {seq}) lost"
+            );
+        }
+        let commit_to = 1 + cycle;
+        ops::commit(&c, "g", "K9", 0, commit_to)
             .await
             .expect("commit after restart");
+        committed = Some(commit_to);
         drop(c);
         let (ok, _) = broker.terminate();
         assert!(ok, "seed {seed}: clean stop after recovery");
     }
 }
 
+fn env_u64(key: &str) -> Option<u64> {
+    std::env::var(key).ok().and_then(|s| s.parse().ok())
+}
+
 fn seeds(default: std::ops::Range<u64>) -> Vec<u64> {
-    match std::env::var("MQSTORE_KILL9_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        Some(seed) => vec![seed],
-        None => default.collect(),
+    if let Some(seed) = env_u64("MQSTORE_KILL9_SEED") {
+        return vec![seed];
     }
+    let first = env_u64("MQSTORE_KILL9_FIRST_SEED").unwrap_or(0);
+    (default.start + first..default.end + first).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,12 +204,22 @@ async fn kill_9_during_sends_loses_no_acknowledged_message() {
     }
 }
 
-/// `cargo test -p broker-lite --test kill9 -- --ignored --nocapture`: 100 rounds.
+/// `cargo test -p broker-lite --test kill9 -- --ignored --nocapture`: 100 rounds
+/// (`MQSTORE_KILL9_ROUNDS` changes the count).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long kill -9 loop"]
 async fn kill_9_loop_long() {
-    for seed in seeds(0..100) {
+    let rounds = env_u64("MQSTORE_KILL9_ROUNDS").unwrap_or(100);
+    let started = std::time::Instant::now();
+    let seeds = seeds(0..rounds);
+    for &seed in &seeds {
         eprintln!("broker kill -9 round seed={seed}");
         round(seed).await;
     }
+    eprintln!(
+        "{} broker kill -9 rounds ({} kills) passed in {:.0?}",
+        seeds.len(),
+        seeds.len() * 2,
+        started.elapsed()
+    );
 }

@@ -115,7 +115,11 @@ fn message(topic: &str, key: &str, body: &str) -> Message {
         .build_unchecked()
 }
 
-async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) -> Result<(), Error> {
+async fn wait_until(
+    what: &str,
+    within: Duration,
+    mut done: impl FnMut() -> bool,
+) -> Result<(), Error> {
     let deadline = Instant::now() + within;
     while !done() {
         if Instant::now() > deadline {
@@ -126,13 +130,20 @@ async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool
     Ok(())
 }
 
-pub async fn run(runtime: Arc<ClientRuntime>, namesrv: String, topic: String, group: String) -> Result<(), Error> {
+pub async fn run(
+    runtime: Arc<ClientRuntime>,
+    namesrv: String,
+    topic: String,
+    group: String,
+) -> Result<(), Error> {
     let started = Instant::now();
     let checks = Arc::new(AtomicU32::new(0));
     let mut tx_producer = TransactionMQProducer::builder(runtime.clone())
         .producer_group(format!("{group}_tx"))
         .name_server_addr(namesrv.clone())
-        .transaction_listener(Local { checks: Arc::clone(&checks) })
+        .transaction_listener(Local {
+            checks: Arc::clone(&checks),
+        })
         .build();
     tx_producer.start().await?;
     let mut producer = DefaultMQProducer::builder(runtime.clone())
@@ -141,7 +152,9 @@ pub async fn run(runtime: Arc<ClientRuntime>, namesrv: String, topic: String, gr
         .build();
     producer.start().await?;
     // The topic exists before the transaction (auto-created by a plain send).
-    producer.send_with_timeout(message(&topic, "warm-up", "warm-up"), 10_000).await?;
+    producer
+        .send_with_timeout(message(&topic, "warm-up", "warm-up"), 10_000)
+        .await?;
     for body in ["tx-commit", "tx-rollback", "tx-unknown"] {
         tx_producer
             .send_message_in_transaction::<(), _>(message(&topic, body, body), None)
@@ -151,7 +164,9 @@ pub async fn run(runtime: Arc<ClientRuntime>, namesrv: String, topic: String, gr
     delayed.set_delay_time_level(2);
     let delayed_sent = Instant::now();
     producer.send_with_timeout(delayed, 10_000).await?;
-    producer.send_with_timeout(message(&topic, "retry-me", "retry-me"), 10_000).await?;
+    producer
+        .send_with_timeout(message(&topic, "retry-me", "retry-me"), 10_000)
+        .await?;
 
     let seen: Seen = Arc::default();
     let mut consumer = DefaultMQPushConsumer::builder(runtime.clone())
@@ -163,11 +178,17 @@ pub async fn run(runtime: Arc<ClientRuntime>, namesrv: String, topic: String, gr
     consumer.register_message_listener_concurrently(FailOnce(Arc::clone(&seen)));
     consumer.start().await?;
     let s = Arc::clone(&seen);
-    wait_until("commit, check-back, delay and retry", Duration::from_secs(60), || {
-        let s = s.lock().unwrap_or_else(PoisonError::into_inner);
-        ["tx-commit", "tx-unknown", "delayed"].iter().all(|b| s.contains_key(*b))
-            && s.get("retry-me").is_some_and(|d| d.len() >= 2)
-    })
+    wait_until(
+        "commit, check-back, delay and retry",
+        Duration::from_secs(60),
+        || {
+            let s = s.lock().unwrap_or_else(PoisonError::into_inner);
+            ["tx-commit", "tx-unknown", "delayed"]
+                .iter()
+                .all(|b| s.contains_key(*b))
+                && s.get("retry-me").is_some_and(|d| d.len() >= 2)
+        },
+    )
     .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     consumer.shutdown().await;
@@ -198,7 +219,9 @@ pub async fn run(runtime: Arc<ClientRuntime>, namesrv: String, topic: String, gr
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as u64;
-    let found = producer.query_message(&topic, "retry-me", 32, 0, now + 1000).await?;
+    let found = producer
+        .query_message(&topic, "retry-me", 32, 0, now + 1000)
+        .await?;
     let hits = found
         .message_list()
         .iter()
@@ -211,7 +234,9 @@ pub async fn run(runtime: Arc<ClientRuntime>, namesrv: String, topic: String, gr
 
     // Orderly consumer: 40 messages over 4 queues by order id, consumed in send order.
     let ordered_topic = format!("{topic}_ordered");
-    producer.send_with_timeout(message(&ordered_topic, "warm-up", "warm-up"), 10_000).await?;
+    producer
+        .send_with_timeout(message(&ordered_topic, "warm-up", "warm-up"), 10_000)
+        .await?;
     let ordered: Ordered = Arc::default();
     let mut orderly = DefaultMQPushConsumer::builder(runtime.clone())
         .consumer_group(format!("{group}_orderly"))
@@ -224,7 +249,10 @@ pub async fn run(runtime: Arc<ClientRuntime>, namesrv: String, topic: String, gr
     let mut sent_per_queue: HashMap<i32, Vec<u32>> = HashMap::new();
     for i in 0..40u32 {
         let r = producer
-            .send_with_timeout(message(&ordered_topic, &format!("seq-{i}"), &format!("seq-{i}")), 10_000)
+            .send_with_timeout(
+                message(&ordered_topic, &format!("seq-{i}"), &format!("seq-{i}")),
+                10_000,
+            )
             .await?;
         if let Some(q) = r.and_then(|r| r.message_queue.map(|mq| mq.queue_id())) {
             sent_per_queue.entry(q).or_default().push(i);
@@ -232,13 +260,21 @@ pub async fn run(runtime: Arc<ClientRuntime>, namesrv: String, topic: String, gr
     }
     let o = Arc::clone(&ordered);
     wait_until("orderly consumption", Duration::from_secs(60), || {
-        o.lock().unwrap_or_else(PoisonError::into_inner).values().map(Vec::len).sum::<usize>() >= 40
+        o.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+            >= 40
     })
     .await?;
     orderly.shutdown().await;
     producer.shutdown().await;
     tx_producer.shutdown().await;
-    let got = ordered.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let got = ordered
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     for (q, bodies) in &got {
         if !bodies.windows(2).all(|w| w[0] < w[1]) {
             return Err(format!("queue {q} consumed out of order: {bodies:?}").into());

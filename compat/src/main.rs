@@ -1,8 +1,9 @@
 //! Drives the crates.io client `rocketmq-client-rust` 1.0, unmodified, against a broker:
 //! a producer sends sync, async, oneway and batch messages with KEYS and TAGS to a topic
 //! that does not exist yet (auto-created through TBW102), then a clustering push consumer
-//! subscribed to one tag must receive every message with that tag exactly once and none of
-//! the others.
+//! subscribed to one tag must receive every message with that tag exactly once, none of
+//! the others and nothing that was never sent (a phantom), each with the topic, tag and
+//! key it was sent with.
 //!
 //! Usage: `compat-rust-client <namesrv host:port> <topic> <group> <messages per kind>`, or
 //! `… <group> delivery` for the delivery scenario (src/delivery.rs).
@@ -22,11 +23,16 @@ use rocketmq_client_rust::{
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
+use rocketmq_model::common::message::MessageTrait;
 use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
 mod delivery;
 
-type Seen = Arc<Mutex<HashMap<String, u32>>>;
+/// Per body received: how often, and the (topic, tags, keys) of the last copy.
+type Seen = Arc<Mutex<HashMap<String, (u32, Fields)>>>;
+
+/// What a received message says about itself.
+type Fields = (String, Option<String>, Option<String>);
 
 struct Recorder(Seen);
 
@@ -36,13 +42,23 @@ impl MessageListenerConcurrently for Recorder {
         msgs: &[&MessageExt],
         _context: &ConsumeConcurrentlyContext,
     ) -> ClientResult<ConsumeConcurrentlyStatus> {
-        let mut seen = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut seen = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for m in msgs {
             let body = m
                 .body()
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default();
-            *seen.entry(body).or_default() += 1;
+            let fields = (
+                m.topic().to_string(),
+                m.tags().map(|t| t.to_string()),
+                m.get_keys().map(|k| k.to_string()),
+            );
+            let entry = seen.entry(body).or_insert((0, fields.clone()));
+            entry.0 += 1;
+            entry.1 = fields;
         }
         Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
     }
@@ -122,7 +138,9 @@ async fn run(
         producer
             .send_with_callback(message(&topic, "TagA", &body, &body), move |r, e| {
                 if r.is_some() && e.is_none() {
-                    *acked.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+                    *acked
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
                 } else {
                     eprintln!("async send failed: {e:?}");
                 }
@@ -150,7 +168,11 @@ async fn run(
         producer.send_batch(batch).await?;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while *acked.lock().unwrap_or_else(std::sync::PoisonError::into_inner) < n {
+    while *acked
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        < n
+    {
         if Instant::now() > deadline {
             return Err("async sends were not all acknowledged".into());
         }
@@ -175,7 +197,9 @@ async fn run(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let got = {
-            let s = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let s = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             wanted.iter().filter(|b| s.contains_key(*b)).count()
         };
         if got == wanted.len() || Instant::now() > deadline {
@@ -188,27 +212,56 @@ async fn run(
     consumer.shutdown().await;
     producer.shutdown().await;
 
-    let s = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let s = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     let missing: Vec<&String> = wanted.iter().filter(|b| !s.contains_key(*b)).collect();
-    let duplicated: Vec<(&String, &u32)> = s.iter().filter(|(_, c)| **c > 1).collect();
+    let duplicated: Vec<(&String, u32)> = s
+        .iter()
+        .filter(|(_, (c, _))| *c > 1)
+        .map(|(b, (c, _))| (b, *c))
+        .collect();
     let foreign: Vec<&String> = unwanted.iter().filter(|b| s.contains_key(*b)).collect();
+    let phantoms: Vec<&String> = s
+        .keys()
+        .filter(|b| !wanted.contains(b) && !unwanted.contains(b))
+        .collect();
+    // Each message was sent with the test's topic, TagA and its body as its key.
+    let altered: Vec<(&String, &Fields)> = s
+        .iter()
+        .filter(|(b, _)| wanted.contains(b))
+        .filter(|(b, (_, (t, tags, keys)))| {
+            *t != topic || tags.as_deref() != Some("TagA") || keys.as_deref() != Some(b.as_str())
+        })
+        .map(|(b, (_, f))| (b, f))
+        .collect();
     println!(
-        "COMPAT consumed {} distinct messages: missing {}, duplicated {}, wrong tag {} ({:?} in all)",
+        "COMPAT consumed {} distinct messages: missing {}, duplicated {}, wrong tag {}, phantoms {}, altered topic/tag/key {} ({:?} in all)",
         s.len(),
         missing.len(),
         duplicated.len(),
         foreign.len(),
+        phantoms.len(),
+        altered.len(),
         started.elapsed()
     );
-    if missing.is_empty() && duplicated.is_empty() && foreign.is_empty() {
+    if missing.is_empty()
+        && duplicated.is_empty()
+        && foreign.is_empty()
+        && phantoms.is_empty()
+        && altered.is_empty()
+    {
         println!("COMPAT OK");
         Ok(())
     } else {
         Err(format!(
-            "missing {:?}, duplicated {:?}, wrong tag {:?}",
+            "missing {:?}, duplicated {:?}, wrong tag {:?}, phantoms {:?}, altered {:?}",
             &missing[..missing.len().min(10)],
             &duplicated[..duplicated.len().min(10)],
-            &foreign[..foreign.len().min(10)]
+            &foreign[..foreign.len().min(10)],
+            &phantoms[..phantoms.len().min(10)],
+            &altered[..altered.len().min(10)]
         )
         .into())
     }
