@@ -81,6 +81,17 @@ pub use put::{Appended, PhysicalOffset, PutResult, PutStatus, QueueOffset};
 pub use read::{GetMessageResult, GetMessageStatus, MessageFilter, QueryMessageResult, TagFilter};
 pub use store::{MessageStore, StoreBuilder, StoreStats};
 
+/// Creates `dir` and any missing parents, syncing each new directory into its parent (a
+/// directory whose entry was never synced can vanish in a power cut with every file in
+/// it). The store creates its own directories this way; embedders keeping files beside it
+/// (broker-lite's `config/`) use it too.
+///
+/// # Errors
+/// Creating or syncing a directory failed.
+pub fn create_dir_durable(dir: &std::path::Path) -> Result<()> {
+    file::mmap::create_dir_durable(dir, &fault::FaultInjector::default())
+}
+
 /// The README's examples, compiled and run as doctests so they stay true.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -227,7 +227,7 @@ fn backup_path(path: &Path) -> PathBuf {
 /// Any I/O error; the previous file is then still intact.
 pub fn store(path: &Path, text: &str) -> io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    create_dir_durable(dir)?;
+    mqstore::create_dir_durable(dir).map_err(io::Error::other)?;
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
     let tmp = path.with_file_name(tmp_name);
@@ -247,24 +247,6 @@ pub fn store(path: &Path, text: &str) -> io::Result<()> {
     }
     fs::rename(&tmp, path)?;
     File::open(dir)?.sync_all()
-}
-
-/// Creates `dir` (and missing parents), syncing each new directory into its parent: a
-/// directory whose entry was never synced can vanish in a power cut with every file in it.
-fn create_dir_durable(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    create_dir_durable(parent)?;
-    match fs::create_dir(dir) {
-        Ok(()) => File::open(parent)?.sync_all(),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 /// Quotes the bare (unquoted) object keys fastjson writes for integer-keyed maps, leaving

@@ -204,6 +204,18 @@ impl State {
         Ok(())
     }
 
+    /// `name` in `dir` no longer names `ino` (unlink, rmdir): gone now, undone or not by a
+    /// cut until the directory is synced.
+    fn forget(&mut self, dir: u64, name: &OsStr, ino: u64) -> Result<(), Errno> {
+        let (entries, model) = self.entries_mut(dir)?;
+        entries.remove(name);
+        model.pending.push(DirOp::Unlink {
+            name: name.to_owned(),
+            ino,
+        });
+        Ok(())
+    }
+
     fn new_ino(&mut self) -> u64 {
         let ino = self.next_ino;
         self.next_ino += 1;
@@ -457,13 +469,7 @@ impl fuser::Filesystem for PassThrough {
         let result = (|| {
             let ino = st.child(parent.0, name)?;
             st.bury(ino)?;
-            let (entries, model) = st.entries_mut(parent.0)?;
-            entries.remove(name);
-            model.pending.push(DirOp::Unlink {
-                name: name.to_owned(),
-                ino,
-            });
-            Ok(())
+            st.forget(parent.0, name, ino)
         })();
         match result {
             Ok(()) => reply.ok(),
@@ -477,13 +483,7 @@ impl fuser::Filesystem for PassThrough {
             let ino = st.child(parent.0, name)?;
             fs::remove_dir(st.full(ino)?).map_err(|e| errno(&e))?;
             st.nodes.remove(&ino);
-            let (entries, model) = st.entries_mut(parent.0)?;
-            entries.remove(name);
-            model.pending.push(DirOp::Unlink {
-                name: name.to_owned(),
-                ino,
-            });
-            Ok(())
+            st.forget(parent.0, name, ino)
         })();
         match result {
             Ok(()) => reply.ok(),
