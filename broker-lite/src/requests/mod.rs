@@ -185,188 +185,39 @@ fn cheap_send(broker: &Broker, req: &RemotingCommand) -> bool {
             .is_some_and(|t| broker.topics.contains(t))
 }
 
-/// Every request code broker-lite serves: the only list.
+/// Every request code broker-lite serves: the only list. One row per code: the code, its
+/// RocketMQ name, the handler, where it runs.
+#[rustfmt::skip]
 pub const TABLE: &[Route] = &[
-    row(
-        request::SEND_MESSAGE,
-        "SEND_MESSAGE",
-        |b, ch, r, _| b.send(ch.remote, r),
-        Runs::InlineIf(cheap_send),
-    ),
-    row(
-        request::SEND_MESSAGE_V2,
-        "SEND_MESSAGE_V2",
-        |b, ch, r, _| b.send(ch.remote, r),
-        Runs::InlineIf(cheap_send),
-    ),
-    row(
-        request::SEND_BATCH_MESSAGE,
-        "SEND_BATCH_MESSAGE",
-        |b, ch, r, _| b.send(ch.remote, r),
-        Runs::InlineIf(cheap_send),
-    ),
-    row(
-        request::PULL_MESSAGE,
-        "PULL_MESSAGE",
-        |b, _, r, hold| b.pull(r, hold),
-        Runs::Blocking,
-    ),
-    row(
-        request::LITE_PULL_MESSAGE,
-        "LITE_PULL_MESSAGE",
-        |b, _, r, hold| b.pull(r, hold),
-        Runs::Blocking,
-    ),
-    row(
-        request::HEART_BEAT,
-        "HEART_BEAT",
-        |b, ch, r, _| b.heartbeat(ch, r),
-        Runs::Blocking,
-    ),
-    row(
-        request::UNREGISTER_CLIENT,
-        "UNREGISTER_CLIENT",
-        |b, ch, r, _| b.unregister(ch, r),
-        Runs::Inline,
-    ),
-    row(
-        request::GET_CONSUMER_LIST_BY_GROUP,
-        "GET_CONSUMER_LIST_BY_GROUP",
-        |b, _, r, _| b.consumer_list(r),
-        Runs::Inline,
-    ),
-    row(
-        request::QUERY_CONSUMER_OFFSET,
-        "QUERY_CONSUMER_OFFSET",
-        |b, _, r, _| b.query_offset(r),
-        Runs::Inline,
-    ),
-    row(
-        request::UPDATE_CONSUMER_OFFSET,
-        "UPDATE_CONSUMER_OFFSET",
-        |b, _, r, _| b.update_offset(r),
-        Runs::Inline,
-    ),
-    row(
-        request::GET_MAX_OFFSET,
-        "GET_MAX_OFFSET",
-        |b, _, r, _| b.queue_offset(r, |s, t, q| s.max_offset_in_queue(t, q).0 as i64),
-        Runs::Inline,
-    ),
-    row(
-        request::GET_MIN_OFFSET,
-        "GET_MIN_OFFSET",
-        |b, _, r, _| b.queue_offset(r, |s, t, q| s.min_offset_in_queue(t, q).0 as i64),
-        Runs::Inline,
-    ),
-    row(
-        request::SEARCH_OFFSET_BY_TIMESTAMP,
-        "SEARCH_OFFSET_BY_TIMESTAMP",
-        |b, _, r, _| b.search_offset(r),
-        Runs::Blocking,
-    ),
-    row(
-        request::GET_EARLIEST_MSG_STORETIME,
-        "GET_EARLIEST_MSG_STORETIME",
-        |b, _, r, _| b.earliest_time(r),
-        Runs::Blocking,
-    ),
-    row(
-        request::UPDATE_AND_CREATE_TOPIC,
-        "UPDATE_AND_CREATE_TOPIC",
-        |b, _, r, _| b.create_topic(r),
-        Runs::Blocking,
-    ),
-    row(
-        request::GET_ALL_TOPIC_CONFIG,
-        "GET_ALL_TOPIC_CONFIG",
-        |b, _, r, _| ok(r, b.topics.to_json()),
-        Runs::Blocking,
-    ),
-    row(
-        request::QUERY_MESSAGE,
-        "QUERY_MESSAGE",
-        |b, _, r, _| b.query_message(r),
-        Runs::Blocking,
-    ),
-    row(
-        request::VIEW_MESSAGE_BY_ID,
-        "VIEW_MESSAGE_BY_ID",
-        |b, _, r, _| b.view_message(r),
-        Runs::Blocking,
-    ),
-    row(
-        request::CHECK_CLIENT_CONFIG,
-        "CHECK_CLIENT_CONFIG",
-        |_, _, r, _| Ok(Outcome::Reply(r.response(response::SUCCESS))),
-        Runs::Inline,
-    ),
-    row(
-        request::CONSUMER_SEND_MSG_BACK,
-        "CONSUMER_SEND_MSG_BACK",
-        |b, _, r, _| b.send_back(r),
-        Runs::Blocking,
-    ),
-    row(
-        request::END_TRANSACTION,
-        "END_TRANSACTION",
-        |b, _, r, _| b.end_transaction(r),
-        Runs::Blocking,
-    ),
-    row(
-        request::LOCK_BATCH_MQ,
-        "LOCK_BATCH_MQ",
-        |b, _, r, _| b.lock_batch(r),
-        Runs::Blocking,
-    ),
-    row(
-        request::UNLOCK_BATCH_MQ,
-        "UNLOCK_BATCH_MQ",
-        |b, _, r, _| b.unlock_batch(r),
-        Runs::Blocking,
-    ),
-    row(
-        request::GET_ALL_DELAY_OFFSET,
-        "GET_ALL_DELAY_OFFSET",
-        |b, _, r, _| ok(r, b.schedule.to_json()),
-        Runs::Blocking,
-    ),
-    row(
-        request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
-        "UPDATE_AND_CREATE_SUBSCRIPTIONGROUP",
-        |b, _, r, _| b.put_subscription_group(r),
-        Runs::Blocking,
-    ),
-    row(
-        request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
-        "GET_ALL_SUBSCRIPTIONGROUP_CONFIG",
-        |b, _, r, _| ok(r, b.subscriptions.to_json()),
-        Runs::Blocking,
-    ),
-    row(
-        request::DELETE_EXPIRED_COMMITLOG,
-        "DELETE_EXPIRED_COMMITLOG",
-        |b, _, r, _| b.delete_expired_now(r),
-        Runs::Blocking,
-    ),
-    Route {
-        name_server: true,
-        ..row(
-            request::GET_ROUTEINFO_BY_TOPIC,
-            "GET_ROUTEINFO_BY_TOPIC",
-            |b, _, r, _| Ok(Outcome::Reply(b.route(r))),
-            Runs::Inline,
-        )
-    },
-    Route {
-        name_server: true,
-        ..row(
-            request::GET_BROKER_CLUSTER_INFO,
-            "GET_BROKER_CLUSTER_INFO",
-            |b, _, r, _| Ok(Outcome::Reply(b.route(r))),
-            Runs::Inline,
-        )
-    },
+    row(request::SEND_MESSAGE, "SEND_MESSAGE", |b, ch, r, _| b.send(ch.remote, r), Runs::InlineIf(cheap_send)),
+    row(request::SEND_MESSAGE_V2, "SEND_MESSAGE_V2", |b, ch, r, _| b.send(ch.remote, r), Runs::InlineIf(cheap_send)),
+    row(request::SEND_BATCH_MESSAGE, "SEND_BATCH_MESSAGE", |b, ch, r, _| b.send(ch.remote, r), Runs::InlineIf(cheap_send)),
+    row(request::PULL_MESSAGE, "PULL_MESSAGE", |b, _, r, hold| b.pull(r, hold), Runs::Blocking),
+    row(request::LITE_PULL_MESSAGE, "LITE_PULL_MESSAGE", |b, _, r, hold| b.pull(r, hold), Runs::Blocking),
+    row(request::HEART_BEAT, "HEART_BEAT", |b, ch, r, _| b.heartbeat(ch, r), Runs::Blocking),
+    row(request::UNREGISTER_CLIENT, "UNREGISTER_CLIENT", |b, ch, r, _| b.unregister(ch, r), Runs::Inline),
+    row(request::GET_CONSUMER_LIST_BY_GROUP, "GET_CONSUMER_LIST_BY_GROUP", |b, _, r, _| b.consumer_list(r), Runs::Inline),
+    row(request::QUERY_CONSUMER_OFFSET, "QUERY_CONSUMER_OFFSET", |b, _, r, _| b.query_offset(r), Runs::Inline),
+    row(request::UPDATE_CONSUMER_OFFSET, "UPDATE_CONSUMER_OFFSET", |b, _, r, _| b.update_offset(r), Runs::Inline),
+    row(request::GET_MAX_OFFSET, "GET_MAX_OFFSET", |b, _, r, _| b.queue_offset(r, |s, t, q| s.max_offset_in_queue(t, q).0 as i64), Runs::Inline),
+    row(request::GET_MIN_OFFSET, "GET_MIN_OFFSET", |b, _, r, _| b.queue_offset(r, |s, t, q| s.min_offset_in_queue(t, q).0 as i64), Runs::Inline),
+    row(request::SEARCH_OFFSET_BY_TIMESTAMP, "SEARCH_OFFSET_BY_TIMESTAMP", |b, _, r, _| b.search_offset(r), Runs::Blocking),
+    row(request::GET_EARLIEST_MSG_STORETIME, "GET_EARLIEST_MSG_STORETIME", |b, _, r, _| b.earliest_time(r), Runs::Blocking),
+    row(request::UPDATE_AND_CREATE_TOPIC, "UPDATE_AND_CREATE_TOPIC", |b, _, r, _| b.create_topic(r), Runs::Blocking),
+    row(request::GET_ALL_TOPIC_CONFIG, "GET_ALL_TOPIC_CONFIG", |b, _, r, _| ok(r, b.topics.to_json()), Runs::Blocking),
+    row(request::QUERY_MESSAGE, "QUERY_MESSAGE", |b, _, r, _| b.query_message(r), Runs::Blocking),
+    row(request::VIEW_MESSAGE_BY_ID, "VIEW_MESSAGE_BY_ID", |b, _, r, _| b.view_message(r), Runs::Blocking),
+    row(request::CHECK_CLIENT_CONFIG, "CHECK_CLIENT_CONFIG", |_, _, r, _| Ok(Outcome::Reply(r.response(response::SUCCESS))), Runs::Inline),
+    row(request::CONSUMER_SEND_MSG_BACK, "CONSUMER_SEND_MSG_BACK", |b, _, r, _| b.send_back(r), Runs::Blocking),
+    row(request::END_TRANSACTION, "END_TRANSACTION", |b, _, r, _| b.end_transaction(r), Runs::Blocking),
+    row(request::LOCK_BATCH_MQ, "LOCK_BATCH_MQ", |b, _, r, _| b.lock_batch(r), Runs::Blocking),
+    row(request::UNLOCK_BATCH_MQ, "UNLOCK_BATCH_MQ", |b, _, r, _| b.unlock_batch(r), Runs::Blocking),
+    row(request::GET_ALL_DELAY_OFFSET, "GET_ALL_DELAY_OFFSET", |b, _, r, _| ok(r, b.schedule.to_json()), Runs::Blocking),
+    row(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, "UPDATE_AND_CREATE_SUBSCRIPTIONGROUP", |b, _, r, _| b.put_subscription_group(r), Runs::Blocking),
+    row(request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG, "GET_ALL_SUBSCRIPTIONGROUP_CONFIG", |b, _, r, _| ok(r, b.subscriptions.to_json()), Runs::Blocking),
+    row(request::DELETE_EXPIRED_COMMITLOG, "DELETE_EXPIRED_COMMITLOG", |b, _, r, _| b.delete_expired_now(r), Runs::Blocking),
+    Route { name_server: true, ..row(request::GET_ROUTEINFO_BY_TOPIC, "GET_ROUTEINFO_BY_TOPIC", |b, _, r, _| Ok(Outcome::Reply(b.route(r))), Runs::Inline) },
+    Route { name_server: true, ..row(request::GET_BROKER_CLUSTER_INFO, "GET_BROKER_CLUSTER_INFO", |b, _, r, _| Ok(Outcome::Reply(b.route(r))), Runs::Inline) },
 ];
 
 /// A SUCCESS response with a JSON body.
