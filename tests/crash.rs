@@ -131,13 +131,7 @@ fn run_round(seed: u64, threads: u64, mode: FlushMode) {
                 "{context}: acked {offset} in its queue"
             );
             if seq % 16 == 0 {
-                let hits = store.query_message("crash", &format!("s{seq}"), 4, 0, i64::MAX);
-                assert!(
-                    hits.messages
-                        .iter()
-                        .any(|r| r.physical_offset().0 == *offset),
-                    "{context}: key s{seq} found"
-                );
+                assert_found_by_key(&store, *seq, *offset, &context);
             }
         }
         let r = store
@@ -146,6 +140,17 @@ fn run_round(seed: u64, threads: u64, mode: FlushMode) {
         assert_eq!(r.status, PutStatus::PutOk);
         store.shutdown().expect("shutdown");
     }
+}
+
+/// The record of message `seq` (key `s<seq>`) at `offset` is found by its key.
+fn assert_found_by_key(store: &mqstore::MessageStore, seq: u64, offset: u64, context: &str) {
+    let hits = store.query_message("crash", &format!("s{seq}"), 4, 0, i64::MAX);
+    assert!(
+        hits.messages
+            .iter()
+            .any(|r| r.physical_offset().0 == offset),
+        "{context}: key s{seq} found"
+    );
 }
 
 /// Acks read after the kill, over the whole test binary (reported by the long loop).
@@ -291,13 +296,7 @@ fn sigkill_during_recovery_then_open_again() {
         common::assert_acked_present(&store, &acked, body, &context);
         common::assert_queues_consistent(&store, "crash", &context);
         for (offset, seq) in acked.iter().step_by(97) {
-            let hits = store.query_message("crash", &format!("s{seq}"), 4, 0, i64::MAX);
-            assert!(
-                hits.messages
-                    .iter()
-                    .any(|r| r.physical_offset().0 == *offset),
-                "{context}: key s{seq} found"
-            );
+            assert_found_by_key(&store, *seq, *offset, &context);
         }
         eprintln!("{context}: every ack present");
         store.shutdown().expect("shutdown");
