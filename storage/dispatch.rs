@@ -124,6 +124,13 @@ impl Dispatcher {
                 break true;
             }
             let Some(file) = self.log.file_at(at) else {
+                // A replica's log may start above where dispatch stands (its first file is
+                // the master's last): nothing below the log's start exists to dispatch.
+                let min = self.log.min_offset();
+                if at < min && self.log.file_count() > 0 {
+                    at = min;
+                    continue;
+                }
                 break false;
             };
             let pos = at - file.start_offset();

@@ -84,6 +84,81 @@ impl fmt::Display for CorruptionKind {
     }
 }
 
+/// Why replicated CommitLog bytes were refused (see
+/// [`MessageStore::append_replicated`](crate::MessageStore::append_replicated)). Nothing of
+/// the refused stretch was made visible; the records before it were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// The bytes do not start where this copy of the log ends: the two logs have diverged
+    /// (or the sender skipped or repeated data).
+    OffsetMismatch {
+        /// Where this log ends (the next byte it needs).
+        expected: u64,
+        /// Where the offered bytes start.
+        offered: u64,
+    },
+    /// An empty log can only start at a file boundary.
+    Misaligned {
+        /// The offered start.
+        offset: u64,
+        /// The CommitLog file size.
+        file_size: u64,
+    },
+    /// The bytes at `offset` are not a valid record.
+    BadRecord {
+        /// CommitLog offset of the bad record.
+        offset: u64,
+        /// What is wrong with it.
+        error: crate::format::RecordError,
+    },
+    /// A valid record that names another position as its own.
+    MisplacedRecord {
+        /// Where it would have been written.
+        offset: u64,
+        /// The physical offset written in it.
+        stored: u64,
+    },
+    /// A record that does not leave room for its file's end-of-file blank, or a blank that
+    /// does not declare exactly the rest of its file.
+    Overrun {
+        /// CommitLog offset of the record or blank.
+        offset: u64,
+        /// Its declared size.
+        size: u64,
+        /// Bytes left in the file.
+        remaining: u64,
+    },
+}
+
+impl fmt::Display for ReplicaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OffsetMismatch { expected, offered } => write!(
+                f,
+                "offered bytes start at offset {offered} but this log ends at {expected} (the logs have diverged)"
+            ),
+            Self::Misaligned { offset, file_size } => write!(
+                f,
+                "an empty log can only start at a file boundary; offset {offset} is not a multiple of {file_size}"
+            ),
+            Self::BadRecord { offset, error } => write!(f, "bad record at offset {offset}: {error}"),
+            Self::MisplacedRecord { offset, stored } => write!(
+                f,
+                "record at offset {offset} claims physical offset {stored}"
+            ),
+            Self::Overrun {
+                offset,
+                size,
+                remaining,
+            } => write!(
+                f,
+                "{size} bytes at offset {offset} do not fit the {remaining} left in the file"
+            ),
+        }
+    }
+}
+
 /// Everything that can go wrong in the store.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -132,6 +207,8 @@ pub enum Error {
     Poisoned,
     /// The store has been shut down.
     ShutDown,
+    /// Replicated bytes were refused.
+    Replica(ReplicaError),
 }
 
 impl Error {
@@ -177,6 +254,7 @@ impl fmt::Display for Error {
                 "a flush to disk failed earlier; the store refuses writes until it is reopened",
             ),
             Error::ShutDown => f.write_str("the store has been shut down"),
+            Error::Replica(e) => write!(f, "replication: {e}"),
         }
     }
 }

@@ -69,14 +69,14 @@ pub use config::{
     FlushMode, RecoveryMode, StoreConfig, DEFAULT_COMMIT_LOG_FILE_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
 };
 pub use dispatch::{Arrival, ArrivalListener};
-pub use error::{CorruptionKind, Error, Result};
+pub use error::{CorruptionKind, Error, ReplicaError, Result};
 #[cfg(feature = "fault-injection")]
 pub use fault::Injected;
 #[cfg(feature = "fault-injection")]
 pub use fault::{FaultInjector, IoOp};
 pub use file::disk::{DiskUsage, FsDiskUsage, ManualDiskUsage};
 pub use format::Message;
-pub use log::{RecordGuard, Records, RecoveryReport};
+pub use log::{LogBytes, RecordGuard, Records, RecoveryReport, ReplicaProgress};
 pub use put::{Appended, PhysicalOffset, PutResult, PutStatus, QueueOffset};
 pub use read::{GetMessageResult, GetMessageStatus, MessageFilter, QueryMessageResult, TagFilter};
 pub use store::{MessageStore, StoreBuilder, StoreStats};

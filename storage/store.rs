@@ -24,7 +24,7 @@ use crate::format::Message;
 use crate::format::{CqUnit, TimestampCheckpoint, MAX_MSGS_NUM_BATCH};
 use crate::index::IndexFiles;
 use crate::log::flush::{FlushWait, PeriodicFlushPolicy};
-use crate::log::{CommitLog, RecordGuard, Records, RecoveryReport};
+use crate::log::{CommitLog, LogBytes, RecordGuard, Records, RecoveryReport, ReplicaProgress};
 use crate::put::{PhysicalOffset, PutResult, PutStatus, QueueOffset};
 use crate::queue::ConsumeQueues;
 use crate::read::{self, GetMessageResult, MessageFilter, QueryMessageResult, TransferLimits};
@@ -366,6 +366,47 @@ impl MessageStore {
             FlushMode::Sync => self.wake_flusher(),
         }
         Ok(result)
+    }
+
+    /// Appends CommitLog bytes copied from a master, as received: `offset` must be where
+    /// the previous call's bytes ended (see [`ReplicaProgress::received_end`]; on an empty
+    /// store, any file boundary). Records are checked (structure, body CRC, the whole-record
+    /// CRC property when present, their own offset) before they are written, become visible
+    /// only whole, and are dispatched and flushed as on a master. A record cut by the end of
+    /// `bytes` waits for the next call.
+    ///
+    /// # Errors
+    /// [`Error::Replica`] for bytes that do not continue this log or are not valid
+    /// records (the records before them are kept; the partial tail is dropped); I/O errors;
+    /// [`Error::ShutDown`] after shutdown.
+    pub fn append_replicated(&self, offset: PhysicalOffset, bytes: &[u8]) -> Result<ReplicaProgress> {
+        let before = self.log.max_offset();
+        let progress = self.log.append_replicated(offset.0, bytes)?;
+        if progress.visible_end.0 != before {
+            self.reput_waker.wake();
+            if self.config.flush_disk_type == FlushMode::Sync || !self.config.flush_commit_log_timed {
+                self.wake_flusher();
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Forgets a partly received record (a new replication connection sends it again) and
+    /// returns the end of the visible log: the offset to ask a master for.
+    pub fn replica_resume(&self) -> PhysicalOffset {
+        self.log.replica_resume()
+    }
+
+    /// Up to `max` raw CommitLog bytes from `offset` to the end of what is written in its
+    /// file (a master's replication stream). `None` below the minimum offset or where
+    /// nothing is written yet.
+    pub fn read_raw(&self, offset: PhysicalOffset, max: usize) -> Option<LogBytes> {
+        self.log.read_raw(offset.0, max)
+    }
+
+    /// The CommitLog file size.
+    pub fn commit_log_file_size(&self) -> u64 {
+        self.log.file_size()
     }
 
     fn wake_flusher(&self) {

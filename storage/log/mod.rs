@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub(crate) mod flush;
+mod replica;
+pub use replica::ReplicaProgress;
 pub(crate) mod scan;
 
 use scan::{LogEnd, LogFiles, ScanRules};
@@ -93,6 +95,8 @@ struct PutState {
     /// Start offset of the file the next roll-over takes.
     next_file_offset: u64,
     queue_table: QueueTable,
+    /// Replicated bytes received but not yet written (see `replica.rs`).
+    replica: replica::ReplicaTail,
 }
 
 pub(crate) struct CommitLog {
@@ -179,6 +183,7 @@ impl CommitLog {
                 newest_in_file: None,
                 next_file_offset,
                 queue_table,
+                replica: replica::ReplicaTail::default(),
             }),
             lock_since_ms: AtomicI64::new(0),
             allocator,
@@ -326,28 +331,11 @@ impl CommitLog {
         loop {
             match &mut st.writer {
                 Some(w) if w.remaining() >= total + format::END_FILE_MIN_BLANK_LENGTH => break,
-                Some(w) => {
-                    w.finish_with_blank();
-                    let start = w.file().start_offset();
-                    st.writer = None;
-                    if let Some(newest) = st.newest_in_file.take().filter(|&t| t != i64::MIN) {
-                        self.newest_by_file
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .insert(start, newest);
-                    }
-                }
+                Some(_) => self.finish_file(st),
                 None => {
-                    let offset = st.next_file_offset;
-                    let Some(file) = self.allocator.take(offset, ALLOCATE_TIMEOUT)? else {
+                    if !self.open_next_file(st)? {
                         return Ok(PutResult::rejected(PutStatus::CreateMappedFileFailed));
-                    };
-                    let (file, writer) = file.into_shared();
-                    self.queue.push(file);
-                    st.writer = Some(writer);
-                    st.newest_in_file = Some(i64::MIN);
-                    st.next_file_offset = offset + self.file_size;
-                    self.allocator.prepare(st.next_file_offset);
+                    }
                 }
             }
         }
@@ -402,6 +390,36 @@ impl CommitLog {
                 store_host,
             }),
         })
+    }
+
+    /// Ends the active file with a BLANK and remembers its newest store time.
+    fn finish_file(&self, st: &mut PutState) {
+        let Some(mut w) = st.writer.take() else {
+            return;
+        };
+        w.finish_with_blank();
+        let start = w.file().start_offset();
+        if let Some(newest) = st.newest_in_file.take().filter(|&t| t != i64::MIN) {
+            self.newest_by_file
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(start, newest);
+        }
+    }
+
+    /// Takes the next file from the allocator as the active one; false if none came in time.
+    fn open_next_file(&self, st: &mut PutState) -> Result<bool> {
+        let offset = st.next_file_offset;
+        let Some(file) = self.allocator.take(offset, ALLOCATE_TIMEOUT)? else {
+            return Ok(false);
+        };
+        let (file, writer) = file.into_shared();
+        self.queue.push(file);
+        st.writer = Some(writer);
+        st.newest_in_file = Some(i64::MIN);
+        st.next_file_offset = offset + self.file_size;
+        self.allocator.prepare(st.next_file_offset);
+        Ok(true)
     }
 
     /// The injector the store's file I/O goes through.
@@ -560,6 +578,15 @@ impl CommitLog {
         }
     }
 
+    /// Up to `max` published bytes from `offset` to the end of the written part of its file;
+    /// `None` if no file holds `offset` or nothing is written there yet.
+    pub(crate) fn read_raw(&self, offset: u64, max: usize) -> Option<LogBytes> {
+        let file = self.queue.find(offset)?;
+        let pos = offset - file.start_offset();
+        let len = file.readable_from(pos).len().min(max);
+        (len > 0).then_some(LogBytes { file, pos, len })
+    }
+
     /// Stops taking writes and stops the allocator.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
@@ -625,6 +652,28 @@ impl RecordGuard {
     /// Offset just past this record.
     pub fn next_offset(&self) -> PhysicalOffset {
         PhysicalOffset(self.physical_offset().0 + u64::from(self.len))
+    }
+}
+
+/// Raw CommitLog bytes from one offset to (at most) the end of the written part of its
+/// file, kept mapped while this lives: what a master sends its slaves.
+#[derive(Debug, Clone)]
+pub struct LogBytes {
+    file: Arc<MappedFile>,
+    pos: u64,
+    len: usize,
+}
+
+impl LogBytes {
+    /// Where the bytes start.
+    pub fn offset(&self) -> PhysicalOffset {
+        PhysicalOffset(self.file.start_offset() + self.pos)
+    }
+
+    /// The bytes (never crossing a file boundary).
+    pub fn bytes(&self) -> &[u8] {
+        let all = self.file.readable_from(self.pos);
+        &all[..self.len.min(all.len())]
     }
 }
 
