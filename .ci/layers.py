@@ -29,8 +29,9 @@ LAYERS = {
         "topics", "subscriptions", "offsets", "connections", "locks", "long_poll",
         "transaction", "schedule",
         "outbound",
+        "ha::master", "ha::slave", "ha",
         "broker",
-        "requests",
+        "requests", "slave_sync",
         "register", "server", "ops", "verify",
     ],
 }

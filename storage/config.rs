@@ -24,6 +24,31 @@ pub enum FlushMode {
     Sync,
 }
 
+/// The store's part in a broker group (RocketMQ `brokerRole`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BrokerRole {
+    /// `ASYNC_MASTER`: takes writes; slaves copy them without the writer waiting.
+    #[default]
+    AsyncMaster,
+    /// `SYNC_MASTER`: takes writes; the broker acknowledges a waiting send only once a
+    /// slave has it too.
+    SyncMaster,
+    /// `SLAVE`: refuses puts (`SERVICE_NOT_AVAILABLE`); its CommitLog grows only by
+    /// [`append_replicated`](crate::MessageStore::append_replicated).
+    Slave,
+}
+
+impl BrokerRole {
+    /// RocketMQ's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BrokerRole::AsyncMaster => "ASYNC_MASTER",
+            BrokerRole::SyncMaster => "SYNC_MASTER",
+            BrokerRole::Slave => "SLAVE",
+        }
+    }
+}
+
 /// Configuration of a store. Build it with [`StoreConfig::new`], adjust fields, or read
 /// RocketMQ properties with [`StoreConfig::apply_properties`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +66,8 @@ pub struct StoreConfig {
     pub max_message_size: u32,
     /// `flushDiskType`: `ASYNC_FLUSH` or `SYNC_FLUSH`. Default: `ASYNC_FLUSH`.
     pub flush_disk_type: FlushMode,
+    /// `brokerRole`: `ASYNC_MASTER`, `SYNC_MASTER` or `SLAVE`. Default: `ASYNC_MASTER`.
+    pub broker_role: BrokerRole,
     /// `syncFlushTimeout`: how long a SYNC_FLUSH put waits for its flush before it
     /// returns `FLUSH_DISK_TIMEOUT` (the message stays stored). Default: 5 s.
     pub sync_flush_timeout: Duration,
@@ -176,6 +203,7 @@ impl StoreConfig {
             mapped_file_size_commit_log: DEFAULT_COMMIT_LOG_FILE_SIZE,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             flush_disk_type: FlushMode::Async,
+            broker_role: BrokerRole::AsyncMaster,
             sync_flush_timeout: Duration::from_secs(5),
             flush_interval_commit_log: Duration::from_millis(500),
             flush_commit_log_least_pages: 4,
@@ -434,6 +462,19 @@ impl StoreConfig {
                 if let Err(e) = self.delay_levels() {
                     self.message_delay_level = old;
                     return Err(e);
+                }
+            }
+            "brokerRole" => {
+                self.broker_role = match value {
+                    "ASYNC_MASTER" => BrokerRole::AsyncMaster,
+                    "SYNC_MASTER" => BrokerRole::SyncMaster,
+                    "SLAVE" => BrokerRole::Slave,
+                    _ => {
+                        return Err(Error::config(
+                            key,
+                            format!("`{value}` is not ASYNC_MASTER, SYNC_MASTER or SLAVE"),
+                        ))
+                    }
                 }
             }
             "flushDiskType" => {

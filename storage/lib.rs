@@ -66,7 +66,8 @@ pub mod verify;
 pub use cleanup::{CleanTrigger, CleanupReport, RemovalReason, RemovedFile};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    FlushMode, RecoveryMode, StoreConfig, DEFAULT_COMMIT_LOG_FILE_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
+    BrokerRole, FlushMode, RecoveryMode, StoreConfig, DEFAULT_COMMIT_LOG_FILE_SIZE,
+    DEFAULT_MAX_MESSAGE_SIZE,
 };
 pub use dispatch::{Arrival, ArrivalListener};
 pub use error::{CorruptionKind, Error, ReplicaError, Result};

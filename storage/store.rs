@@ -379,12 +379,17 @@ impl MessageStore {
     /// [`Error::Replica`] for bytes that do not continue this log or are not valid
     /// records (the records before them are kept; the partial tail is dropped); I/O errors;
     /// [`Error::ShutDown`] after shutdown.
-    pub fn append_replicated(&self, offset: PhysicalOffset, bytes: &[u8]) -> Result<ReplicaProgress> {
+    pub fn append_replicated(
+        &self,
+        offset: PhysicalOffset,
+        bytes: &[u8],
+    ) -> Result<ReplicaProgress> {
         let before = self.log.max_offset();
         let progress = self.log.append_replicated(offset.0, bytes)?;
         if progress.visible_end.0 != before {
             self.reput_waker.wake();
-            if self.config.flush_disk_type == FlushMode::Sync || !self.config.flush_commit_log_timed {
+            if self.config.flush_disk_type == FlushMode::Sync || !self.config.flush_commit_log_timed
+            {
                 self.wake_flusher();
             }
         }

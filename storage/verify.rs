@@ -102,6 +102,10 @@ pub struct RepairOptions {
     /// Also cut the CommitLog at damage below the durable point or followed by valid
     /// records (the cut bytes are saved first). Without it such a store is left alone.
     pub discard_after_corruption: bool,
+    /// Also cut the CommitLog at this offset (a record boundary at or below the end of
+    /// valid data), whatever the check finds: how an operator makes a slave whose log
+    /// diverged from its master's end where the master's does. The cut bytes are saved.
+    pub truncate_at: Option<u64>,
 }
 
 /// What [`repair_store`] did.
@@ -753,7 +757,11 @@ pub fn repair_store(
         before: before.clone(),
         ..RepairReport::default()
     };
-    if before.problems.is_empty() {
+    let cut_to = match options.truncate_at {
+        Some(at) => Some(truncation_point(config, &before, at)?),
+        None => None,
+    };
+    if before.problems.is_empty() && cut_to.is_none() {
         out.after = before;
         return Ok(out);
     }
@@ -782,7 +790,10 @@ pub fn repair_store(
         .problems
         .iter()
         .any(|p| p.severity != Severity::Derived && p.path.starts_with(config.commit_log_dir()));
-    if log_trouble {
+    if let Some(at) = cut_to {
+        cut_log(config, at, &backup.join("commitlog"))?;
+        out.cut_at = Some(at);
+    } else if log_trouble {
         cut_log(config, before.valid_end, &backup.join("commitlog"))?;
         out.cut_at = Some(before.valid_end);
     }
@@ -804,6 +815,43 @@ pub fn repair_store(
     store.shutdown()?;
     out.after = verify_store(config, progress)?;
     Ok(out)
+}
+
+/// Checks that `at` is where a record (or a file) starts, at or below the end of valid data.
+fn truncation_point(config: &StoreConfig, report: &VerifyReport, at: u64) -> Result<u64> {
+    let refuse = |why: String| Err(Error::config("truncate_at", why));
+    if at > report.valid_end {
+        return refuse(format!(
+            "offset {at} is past the end of valid data ({})",
+            report.valid_end
+        ));
+    }
+    if at < report.min_offset {
+        return refuse(format!(
+            "offset {at} is below the first offset on disk ({})",
+            report.min_offset
+        ));
+    }
+    let size = config.mapped_file_size_commit_log;
+    let start = at - at % size;
+    if at == start || at == report.valid_end {
+        return Ok(at);
+    }
+    let path = config.commit_log_dir().join(format!("{start:020}"));
+    let bytes = fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+    let target = (at - start) as usize;
+    let mut pos = 0usize;
+    while pos < target {
+        match crate::format::decode_record(&bytes[pos..], false) {
+            Ok(crate::format::Decoded::Message(v)) => pos += v.total_size as usize,
+            _ => break,
+        }
+    }
+    if pos == target {
+        Ok(at)
+    } else {
+        refuse(format!("offset {at} is not where a record starts"))
+    }
 }
 
 /// Saves `[end, …)` of the CommitLog under `backup`, zeroes it in the file holding `end`

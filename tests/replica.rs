@@ -6,9 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use mqstore::{
-    Error, FlushMode, Message, MessageStore, PhysicalOffset, QueueOffset, ReplicaError,
-};
+use mqstore::{Error, FlushMode, Message, MessageStore, PhysicalOffset, QueueOffset, ReplicaError};
 use proptest::prelude::*;
 
 const FILE: u64 = 64 * 1024;
@@ -50,7 +48,10 @@ fn stream(master: &MessageStore, from: u64, cuts: &[usize], mut deliver: impl Fn
         let bytes = chunk.bytes();
         let mut pos = 0;
         while pos < bytes.len() {
-            let piece = cuts.get(cut % cuts.len().max(1)).copied().unwrap_or(usize::MAX);
+            let piece = cuts
+                .get(cut % cuts.len().max(1))
+                .copied()
+                .unwrap_or(usize::MAX);
             cut += 1;
             let end = bytes.len().min(pos + piece.max(1));
             deliver(at + pos as u64, &bytes[pos..end]);
@@ -82,7 +83,9 @@ fn slave_log_is_byte_identical_readable_and_recovers() {
     let slave = slave(&sr);
     assert_eq!(slave.replica_resume(), PhysicalOffset(0));
     stream(&master, 0, &[1000, 7, 5000, 3, 20_000], |at, b| {
-        slave.append_replicated(PhysicalOffset(at), b).expect("append");
+        slave
+            .append_replicated(PhysicalOffset(at), b)
+            .expect("append");
     });
     assert_eq!(slave.max_offset(), master.max_offset());
     assert!(slave.wait_dispatched(std::time::Duration::from_secs(30)));
@@ -96,7 +99,13 @@ fn slave_log_is_byte_identical_readable_and_recovers() {
         .get_message("g", "T0", 0, QueueOffset(0), 32, None)
         .expect("get");
     assert_eq!(got.messages.len(), 32);
-    assert_eq!(slave.query_message("T2", "k5", 4, 0, i64::MAX).messages.len(), 1);
+    assert_eq!(
+        slave
+            .query_message("T2", "k5", 4, 0, i64::MAX)
+            .messages
+            .len(),
+        1
+    );
     master.shutdown().expect("master down");
     slave.shutdown().expect("slave down");
     assert_identical(&mr, &sr, 0, end);
@@ -120,9 +129,14 @@ fn empty_slave_starts_at_a_file_boundary_and_serves_from_there() {
     let err = slave
         .append_replicated(PhysicalOffset(last_file + 8), b"xxxxxxxxxxxx")
         .expect_err("mid-file start");
-    assert!(matches!(err, Error::Replica(ReplicaError::Misaligned { .. })), "{err}");
+    assert!(
+        matches!(err, Error::Replica(ReplicaError::Misaligned { .. })),
+        "{err}"
+    );
     stream(&master, last_file, &[4096], |at, b| {
-        slave.append_replicated(PhysicalOffset(at), b).expect("append");
+        slave
+            .append_replicated(PhysicalOffset(at), b)
+            .expect("append");
     });
     assert_eq!(slave.min_offset(), PhysicalOffset(last_file));
     assert_eq!(slave.max_offset(), PhysicalOffset(end));
@@ -149,7 +163,9 @@ fn bad_bytes_are_refused_and_lose_nothing() {
     let good = first.bytes();
     // Half the first frame: only whole records become visible.
     let half = good.len() / 2;
-    let p = slave.append_replicated(PhysicalOffset(0), &good[..half]).expect("half");
+    let p = slave
+        .append_replicated(PhysicalOffset(0), &good[..half])
+        .expect("half");
     assert!(p.visible_end.0 <= half as u64 && p.received_end.0 == half as u64);
     let visible = p.visible_end;
     // A frame at the wrong offset (a diverged master) is refused with both offsets.
@@ -172,7 +188,10 @@ fn bad_bytes_are_refused_and_lose_nothing() {
     let err = slave
         .append_replicated(resume, &bad)
         .expect_err("corrupt record");
-    assert!(matches!(err, Error::Replica(ReplicaError::BadRecord { .. })), "{err}");
+    assert!(
+        matches!(err, Error::Replica(ReplicaError::BadRecord { .. })),
+        "{err}"
+    );
     let kept = slave.max_offset();
     assert_eq!(kept, visible);
     // Garbage instead of a record.
@@ -180,12 +199,17 @@ fn bad_bytes_are_refused_and_lose_nothing() {
     let err = slave
         .append_replicated(resume, &[0x5a; 64])
         .expect_err("garbage");
-    assert!(matches!(err, Error::Replica(ReplicaError::BadRecord { .. })), "{err}");
+    assert!(
+        matches!(err, Error::Replica(ReplicaError::BadRecord { .. })),
+        "{err}"
+    );
     assert_eq!(slave.max_offset(), kept);
     // The good bytes from where it stands still complete the copy.
     let resume = slave.replica_resume();
     stream(&master, resume.0, &[777], |at, b| {
-        slave.append_replicated(PhysicalOffset(at), b).expect("append");
+        slave
+            .append_replicated(PhysicalOffset(at), b)
+            .expect("append");
     });
     assert_eq!(slave.max_offset(), master.max_offset());
     let end = master.max_offset().0;

@@ -184,6 +184,7 @@ fn every_flipped_commit_log_bit_is_found_and_cut_only_with_the_discard_flag() {
             dir.path(),
             RepairOptions {
                 discard_after_corruption: true,
+                ..RepairOptions::default()
             },
             &context,
         );

@@ -10,6 +10,7 @@ use mqstore::MessageStore;
 
 use crate::config::BrokerConfig;
 use crate::connections::ConnectedClients;
+use crate::ha::Replication;
 use crate::locks::QueueLocks;
 use crate::long_poll::PullWaiters;
 use crate::offsets::ConsumerOffsets;
@@ -56,6 +57,8 @@ pub struct Broker {
     pub transactions: Transactions,
     /// Orderly consumers' queue locks.
     pub locks: QueueLocks,
+    /// Replication: acks from slaves (master) or the link to the master (slave).
+    pub ha: Arc<Replication>,
 }
 
 /// Why the broker could not start.
@@ -101,11 +104,14 @@ impl Broker {
             .and_then(|o| u64::try_from(o).ok())
             .unwrap_or(0);
         let transactions = Transactions::load(&store, op_from);
+        // A slave copies the master's deliveries instead of making its own.
         let schedule = ScheduledDelivery::start(
             Arc::clone(&store),
             store.config().delay_levels()?,
             dir.join("delayOffset.json"),
+            config.is_master(),
         )?;
+        let ha = Arc::new(Replication::new(&config));
         Ok(Arc::new(Broker {
             config,
             store,
@@ -118,6 +124,7 @@ impl Broker {
             schedule,
             transactions,
             locks: QueueLocks::default(),
+            ha,
         }))
     }
 
@@ -148,8 +155,30 @@ impl Broker {
         received.elapsed() > self.config.wait_time_in_send_queue
     }
 
+    /// Applies the broker's role to a put: wakes the replication stream and, on a
+    /// SYNC_MASTER for a send that waits for the store (`WAIT` not false), waits for a
+    /// slave to hold the record; the status then says whether one did (RocketMQ's
+    /// `handleHA`). The message is stored either way.
+    pub(crate) fn replicated(
+        &self,
+        result: mqstore::Result<mqstore::PutResult>,
+        waits: bool,
+    ) -> mqstore::Result<mqstore::PutResult> {
+        let mut result = result?;
+        let Some(appended) = &result.appended else {
+            return Ok(result);
+        };
+        self.ha.data_arrived();
+        let syncs = self.config.store.broker_role == mqstore::BrokerRole::SyncMaster;
+        if syncs && waits && result.status == mqstore::PutStatus::PutOk {
+            result.status = self.ha.wait_for_slave(appended.end_offset().0);
+        }
+        Ok(result)
+    }
+
     /// Counts stored messages.
     pub(crate) fn note_stored(&self, n: u64) {
+        self.ha.data_arrived();
         self.stats
             .messages_stored
             .fetch_add(n, std::sync::atomic::Ordering::Relaxed);

@@ -75,7 +75,26 @@ pub struct BrokerConfig {
     /// `rocketmq.broker.rebalance.lockMaxLiveTime`): a queue lock not renewed for this
     /// long is free again.
     pub rebalance_lock_max_live_time: Duration,
-    /// The store's settings (`storePathRootDir`, `flushDiskType`, …).
+    /// `haListenPort`: where a master serves its slaves. Default `listenPort + 1`.
+    pub ha_listen_port: Option<u16>,
+    /// `haMasterAddress`: the master's HA address (`host:port`) a slave follows. Default:
+    /// the `haServerAddr` a name server answers the slave's registration with.
+    pub ha_master_address: Option<String>,
+    /// `haSendHeartbeatInterval`. Default 5000 ms.
+    pub ha_send_heartbeat_interval: Duration,
+    /// `haHousekeepingInterval`: an HA connection silent this long is closed. Default 20 000 ms.
+    pub ha_housekeeping_interval: Duration,
+    /// `haTransferBatchSize`: the largest frame a master sends. Default 32 768.
+    pub ha_transfer_batch_size: usize,
+    /// `haSlaveFallbehindMax`: SYNC_MASTER answers SLAVE_NOT_AVAILABLE when the best
+    /// slave is further behind. Default 268 435 456.
+    pub ha_slave_fallbehind_max: u64,
+    /// `slaveTimeout`: how long a SYNC_MASTER send waits for a slave. Default 3000 ms.
+    pub slave_timeout: Duration,
+    /// `slaveReadEnable`: a slave serves pulls, and a master whose consumer falls far
+    /// behind sends it to the slave. Default false.
+    pub slave_read_enable: bool,
+    /// The store's settings (`storePathRootDir`, `flushDiskType`, `brokerRole`, …).
     pub store: StoreConfig,
 }
 
@@ -121,6 +140,14 @@ impl Default for BrokerConfig {
             transaction_check_interval: Duration::from_secs(60),
             reject_transaction_message: false,
             rebalance_lock_max_live_time: Duration::from_secs(60),
+            ha_listen_port: None,
+            ha_master_address: None,
+            ha_send_heartbeat_interval: Duration::from_secs(5),
+            ha_housekeeping_interval: Duration::from_secs(20),
+            ha_transfer_batch_size: 32 * 1024,
+            ha_slave_fallbehind_max: 256 * 1024 * 1024,
+            slave_timeout: Duration::from_secs(3),
+            slave_read_enable: false,
             store,
         }
     }
@@ -222,6 +249,16 @@ impl BrokerConfig {
             "transactionCheckInterval" => self.transaction_check_interval = millis(key, value)?,
             "rejectTransactionMessage" => self.reject_transaction_message = parse(key, value)?,
             "rebalanceLockMaxLiveTime" => self.rebalance_lock_max_live_time = millis(key, value)?,
+            "haListenPort" => self.ha_listen_port = Some(parse(key, value)?),
+            "haMasterAddress" => {
+                self.ha_master_address = Some(value.to_owned()).filter(|v| !v.is_empty());
+            }
+            "haSendHeartbeatInterval" => self.ha_send_heartbeat_interval = millis(key, value)?,
+            "haHousekeepingInterval" => self.ha_housekeeping_interval = millis(key, value)?,
+            "haTransferBatchSize" => self.ha_transfer_batch_size = parse(key, value)?,
+            "haSlaveFallbehindMax" => self.ha_slave_fallbehind_max = parse(key, value)?,
+            "slaveTimeout" => self.slave_timeout = millis(key, value)?,
+            "slaveReadEnable" => self.slave_read_enable = parse(key, value)?,
             _ => match self.store.set(key, value) {
                 Ok(()) => {}
                 Err(mqstore::Error::InvalidConfig { reason, .. })
@@ -248,6 +285,20 @@ impl BrokerConfig {
     /// The address clients dial (`brokerIP1:listenPort`).
     pub fn broker_addr(&self) -> SocketAddr {
         SocketAddr::new(self.broker_ip1, self.listen_port)
+    }
+
+    /// The HA port: `haListenPort`, else `listenPort + 1` (0 when the listen port is 0).
+    pub fn ha_port(&self) -> u16 {
+        self.ha_listen_port.unwrap_or(if self.listen_port == 0 {
+            0
+        } else {
+            self.listen_port.saturating_add(1)
+        })
+    }
+
+    /// Whether this broker takes writes (a master) rather than copying them (a slave).
+    pub fn is_master(&self) -> bool {
+        self.store.broker_role != mqstore::BrokerRole::Slave
     }
 
     /// Where `config/*.json` live: `<storePathRootDir>/config`.

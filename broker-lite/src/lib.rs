@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod config;
 pub mod connections;
+pub mod ha;
 pub mod locks;
 pub mod long_poll;
 pub mod metadata;
@@ -20,6 +21,7 @@ pub mod remoting;
 pub mod requests;
 pub mod schedule;
 pub mod server;
+pub mod slave_sync;
 pub mod subscriptions;
 pub mod topics;
 pub mod transaction;

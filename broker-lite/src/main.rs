@@ -141,9 +141,20 @@ enum Command {
         /// records, losing the records from there on (they are saved in repair-<ms>/).
         #[arg(long, requires = "repair")]
         discard_after_corruption: bool,
+        /// Cut the CommitLog at this offset (a record boundary), saving the cut bytes, and
+        /// rebuild the derived files: what a slave whose log diverged from its master's
+        /// needs (its error names the offset).
+        #[arg(long)]
+        truncate_at: Option<u64>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+    /// The broker's role, CommitLog offsets and replication: each slave's acknowledged
+    /// offset and lag in bytes (on a master), the link to the master (on a slave).
+    Status {
+        #[arg(long, default_value = "127.0.0.1:10911")]
+        broker: SocketAddr,
     },
     /// A group's progress and lag per queue.
     Offsets {
@@ -200,6 +211,7 @@ fn main() -> ExitCode {
         store,
         repair,
         discard_after_corruption,
+        truncate_at,
         quiet,
     }) = cli.command
     {
@@ -208,6 +220,7 @@ fn main() -> ExitCode {
             store,
             repair,
             discard_after_corruption,
+            truncate_at,
             quiet,
         );
     }
@@ -270,6 +283,9 @@ async fn run_server(
     let listeners = Listeners::bind(&config).await.map_err(|e| e.to_string())?;
     let bound = listeners.broker_addr().map_err(|e| e.to_string())?;
     config.listen_port = bound.port();
+    if let Some(ha) = listeners.ha_addr() {
+        config.ha_listen_port = Some(ha.port());
+    }
     config.sync_store_host();
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
@@ -277,8 +293,21 @@ async fn run_server(
         .map_err(|e| format!("cannot open the store: {e}"))?;
     let root = std::fs::canonicalize(&broker.config.store.store_path_root_dir)
         .unwrap_or_else(|_| broker.config.store.store_path_root_dir.clone());
+    let replication = match listeners.ha_addr() {
+        Some(ha) => format!(
+            "{} with HA on {ha}",
+            broker.config.store.broker_role.as_str()
+        ),
+        None => format!(
+            "SLAVE of {}",
+            broker
+                .ha
+                .master_ha()
+                .unwrap_or_else(|| "the master a name server names".to_owned())
+        ),
+    };
     println!(
-        "broker-lite listening on {bound} (clients dial {}), route service on {}, store at {}",
+        "broker-lite listening on {bound} (clients dial {}), route service on {}, {replication}, store at {}",
         broker.config.broker_addr(),
         listeners
             .routes_addr()
@@ -418,6 +447,13 @@ async fn run_client(cmd: Command) -> Result<(), String> {
                 );
             }
             println!("found {} messages", found.len());
+            Ok(())
+        }
+        Command::Status { broker } => {
+            let client = ops::connect(broker).await.map_err(e)?;
+            for (k, v) in ops::runtime_info(&client).await.map_err(e)? {
+                println!("{k}\t{v}");
+            }
             Ok(())
         }
         Command::DeleteExpired { broker } => {

@@ -208,7 +208,12 @@ fn read_if_exists(path: &Path) -> Result<Option<String>, LoadError> {
     }
 }
 
-fn parse<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+/// Parses a table's JSON as RocketMQ writes it (bare integer keys allowed): a file, or the
+/// body of a GET_ALL_* answer a slave copies.
+///
+/// # Errors
+/// Empty or malformed text.
+pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     if text.trim().is_empty() {
         return Err("empty file".into());
     }

@@ -53,6 +53,35 @@ impl ConsumerOffsets {
         })
     }
 
+    /// The whole table as JSON (GET_ALL_CONSUMER_OFFSET).
+    pub fn to_json(&self) -> String {
+        self.table.text()
+    }
+
+    /// Takes a master's offsets (a slave's copy, from GET_ALL_CONSUMER_OFFSET). An offset
+    /// only moves forward: one a consumer committed to this slave while the master was
+    /// down is kept until the master has caught up with it. Returns how many moved.
+    ///
+    /// # Errors
+    /// The answer does not parse.
+    pub fn adopt(&self, master: &str) -> Result<usize, String> {
+        let theirs: OffsetFile = metadata::parse(master)?;
+        Ok(self.table.change_later(|t| {
+            let mut moved = 0;
+            for (key, queues) in theirs.offset_table {
+                let mine = t.offset_table.entry(key).or_default();
+                for (queue, offset) in queues {
+                    let slot = mine.entry(queue).or_insert(-1);
+                    if offset > *slot {
+                        *slot = offset;
+                        moved += 1;
+                    }
+                }
+            }
+            moved
+        }))
+    }
+
     /// Records a commit.
     pub fn commit(&self, group: &str, topic: &str, queue_id: u32, offset: i64) {
         self.table.change_later(|t| {

@@ -388,3 +388,21 @@ pub async fn delete_expired(client: &Client) -> Result<(), OpError> {
     let req = RemotingCommand::request(request::DELETE_EXPIRED_COMMITLOG);
     success(client.invoke(req, TIMEOUT).await?).map(|_| ())
 }
+
+/// GET_BROKER_RUNTIME_INFO: the broker's key/value status table.
+///
+/// # Errors
+/// Transport errors, a refusal, or a body that is not a `KVTable`.
+pub async fn runtime_info(
+    client: &Client,
+) -> Result<std::collections::BTreeMap<String, String>, OpError> {
+    #[derive(serde::Deserialize)]
+    struct KvTable {
+        table: std::collections::BTreeMap<String, String>,
+    }
+    let req = RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO);
+    let resp = success(client.invoke(req, TIMEOUT).await?)?;
+    let t: KvTable = serde_json::from_slice(&resp.body)
+        .map_err(|e| OpError::BadAnswer(format!("runtime info: {e}")))?;
+    Ok(t.table)
+}

@@ -35,7 +35,7 @@ pub fn register_request(broker: &Broker) -> RemotingCommand {
         "filterServerList": [],
     })
     .to_string();
-    let ha = SocketAddr::new(c.broker_ip1, c.listen_port.saturating_add(1));
+    let ha = SocketAddr::new(c.broker_ip1, c.ha_port());
     RemotingCommand::request(request::REGISTER_BROKER)
         .with_ext("brokerName", &c.broker_name)
         .with_ext("brokerAddr", c.broker_addr())
@@ -47,7 +47,7 @@ pub fn register_request(broker: &Broker) -> RemotingCommand {
         .with_body(body)
 }
 
-async fn call(addr: &str, cmd: RemotingCommand) -> Result<(), String> {
+async fn call(addr: &str, cmd: RemotingCommand) -> Result<RemotingCommand, String> {
     let sock = resolve(addr).ok_or_else(|| format!("cannot resolve {addr}"))?;
     let client = Client::connect(sock).await.map_err(|e| e.to_string())?;
     let resp = client
@@ -55,7 +55,7 @@ async fn call(addr: &str, cmd: RemotingCommand) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     if resp.code == response::SUCCESS {
-        Ok(())
+        Ok(resp)
     } else {
         Err(format!(
             "code {} {}",
@@ -74,7 +74,13 @@ pub async fn run(broker: Arc<Broker>, stop: CancellationToken) {
             _ = tick.tick() => {
                 for addr in &broker.config.namesrv_addr {
                     match call(addr, register_request(&broker)).await {
-                        Ok(()) => tracing::debug!(namesrv = %addr, "registered"),
+                        Ok(resp) => {
+                            tracing::debug!(namesrv = %addr, "registered");
+                            // A slave learns its master from the answer.
+                            if !broker.config.is_master() {
+                                broker.ha.learn_master(resp.ext("masterAddr"), resp.ext("haServerAddr"));
+                            }
+                        }
                         Err(e) => tracing::warn!(namesrv = %addr, error = %e, "registration failed"),
                     }
                 }
@@ -88,7 +94,7 @@ pub async fn run(broker: Arc<Broker>, stop: CancellationToken) {
             .with_ext("brokerAddr", c.broker_addr())
             .with_ext("clusterName", &c.broker_cluster_name)
             .with_ext("brokerId", c.broker_id);
-        if let Err(e) = call(addr, cmd).await {
+        if let Err(e) = call(addr, cmd).await.map(drop) {
             tracing::warn!(namesrv = %addr, error = %e, "unregistration failed");
         }
     }

@@ -85,7 +85,8 @@ impl std::fmt::Debug for ScheduledDelivery {
 }
 
 impl ScheduledDelivery {
-    /// Loads `delayOffset.json` (or its backup) and starts the thread.
+    /// Loads `delayOffset.json` (or its backup) and, if `deliver`, starts the thread (a
+    /// slave only keeps the table its master's progress is copied into).
     ///
     /// # Errors
     /// A corrupt progress file without a usable backup, or the thread could not start.
@@ -93,6 +94,7 @@ impl ScheduledDelivery {
         store: Arc<MessageStore>,
         levels: Vec<i64>,
         path: PathBuf,
+        deliver: bool,
     ) -> Result<Self, metadata::LoadError> {
         let progress = JsonTable::<DelayOffsetFile>::load(path.clone())?;
         progress.change_later(|f| f.offset_table.retain(|l, _| *l >= 1));
@@ -103,14 +105,20 @@ impl ScheduledDelivery {
             stop: Mutex::new(false),
             wake: Condvar::new(),
         });
-        let worker = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("rmq-schedule".into())
-            .spawn(move || worker.run())
-            .map_err(|e| metadata::LoadError::Io { path, source: e })?;
+        let thread = if deliver {
+            let worker = Arc::clone(&shared);
+            Some(
+                std::thread::Builder::new()
+                    .name("rmq-schedule".into())
+                    .spawn(move || worker.run())
+                    .map_err(|e| metadata::LoadError::Io { path, source: e })?,
+            )
+        } else {
+            None
+        };
         Ok(ScheduledDelivery {
             shared,
-            thread: Mutex::new(Some(thread)),
+            thread: Mutex::new(thread),
         })
     }
 
@@ -122,6 +130,22 @@ impl ScheduledDelivery {
     /// Next offset to deliver per level (GET_ALL_DELAY_OFFSET, tests).
     pub fn offsets(&self) -> BTreeMap<u32, u64> {
         self.shared.progress.read(|f| f.offset_table.clone())
+    }
+
+    /// Takes a master's progress (a slave's copy, from GET_ALL_DELAY_OFFSET); never moves
+    /// a level back.
+    ///
+    /// # Errors
+    /// The answer does not parse.
+    pub fn adopt(&self, master: &str) -> Result<(), String> {
+        let theirs: DelayOffsetFile = metadata::parse(master)?;
+        self.shared.progress.change_later(|f| {
+            for (level, offset) in theirs.offset_table {
+                let mine = f.offset_table.entry(level).or_insert(0);
+                *mine = (*mine).max(offset);
+            }
+        });
+        Ok(())
     }
 
     /// The table in `delayOffset.json`'s form.

@@ -48,6 +48,8 @@ struct Shared {
 pub struct Listeners {
     broker: TcpListener,
     routes: Option<TcpListener>,
+    /// A master's HA port (served by plain threads, hence std's listener).
+    ha: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
@@ -71,7 +73,25 @@ impl Listeners {
             }
             None => None,
         };
-        Ok(Listeners { broker: b, routes })
+        let ha = if c.is_master() {
+            let addr = SocketAddr::new(c.listen_addr, c.ha_port());
+            Some(
+                std::net::TcpListener::bind(addr)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("bind {addr}: {e}")))?,
+            )
+        } else {
+            None
+        };
+        Ok(Listeners {
+            broker: b,
+            routes,
+            ha,
+        })
+    }
+
+    /// The HA port actually bound (masters only).
+    pub fn ha_addr(&self) -> Option<SocketAddr> {
+        self.ha.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The broker port actually bound.
@@ -118,6 +138,13 @@ pub async fn serve(
             Port::NameServer,
         )));
     }
+    let replication = match start_replication(&broker, listeners.ha) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "replication could not start");
+            Replicating::None
+        }
+    };
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&shared)));
     let registration = (!broker.config.namesrv_addr.is_empty()).then(|| {
         tokio::spawn(crate::register::run(
@@ -146,9 +173,41 @@ pub async fn serve(
     }
     drop(shared);
     let broker = Arc::clone(&broker);
-    tokio::task::spawn_blocking(move || broker.close())
-        .await
-        .unwrap_or(Ok(()))
+    tokio::task::spawn_blocking(move || {
+        // Replication stops first: its threads read and write the store.
+        match replication {
+            Replicating::Master(server) => server.stop(),
+            Replicating::Slave(client) => client.stop(),
+            Replicating::None => {}
+        }
+        broker.close()
+    })
+    .await
+    .unwrap_or(Ok(()))
+}
+
+/// The replication threads this broker runs.
+enum Replicating {
+    Master(crate::ha::master::HaServer),
+    Slave(crate::ha::slave::HaClient),
+    None,
+}
+
+fn start_replication(
+    broker: &Arc<Broker>,
+    listener: Option<std::net::TcpListener>,
+) -> std::io::Result<Replicating> {
+    let store = Arc::clone(&broker.store);
+    let repl = Arc::clone(&broker.ha);
+    if broker.config.is_master() {
+        return Ok(match listener {
+            Some(l) => Replicating::Master(crate::ha::master::HaServer::start(l, store, repl)?),
+            None => Replicating::None,
+        });
+    }
+    Ok(Replicating::Slave(crate::ha::slave::HaClient::start(
+        store, repl,
+    )?))
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, service: Port) {
@@ -438,12 +497,20 @@ async fn housekeeping(shared: Arc<Shared>) {
     let mut check = tokio::time::interval(broker.config.transaction_check_interval);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     check.tick().await;
+    let mut copy = tokio::time::interval(crate::slave_sync::INTERVAL);
+    copy.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let master = broker.config.is_master();
     loop {
         tokio::select! {
             () = shared.stop.cancelled() => return,
-            _ = check.tick() => {
+            // A slave neither checks transactions (its master does) nor has its own
+            // metadata: it copies the master's.
+            _ = check.tick(), if master => {
                 let b = Arc::clone(broker);
                 let _ = tokio::task::spawn_blocking(move || b.check_transactions()).await;
+            }
+            _ = copy.tick(), if !master => {
+                crate::slave_sync::copy_from_master(broker).await;
             }
             _ = persist.tick() => {
                 let b = Arc::clone(broker);

@@ -132,6 +132,32 @@ impl SubscriptionGroups {
         Some(created)
     }
 
+    /// Takes the groups of a master's GET_ALL_SUBSCRIPTIONGROUP_CONFIG answer (a slave's
+    /// copy); returns how many changed.
+    ///
+    /// # Errors
+    /// The answer does not parse.
+    pub fn adopt(&self, master: &str) -> Result<usize, String> {
+        let theirs: GroupTable = metadata::parse(master)?;
+        let changed: Vec<SubscriptionGroupConfig> = self.table.read(|t| {
+            theirs
+                .subscription_group_table
+                .values()
+                .filter(|c| t.subscription_group_table.get(&c.group_name) != Some(*c))
+                .cloned()
+                .collect()
+        });
+        if !changed.is_empty() {
+            self.table.change(|t| {
+                for c in &changed {
+                    t.subscription_group_table
+                        .insert(c.group_name.clone(), c.clone());
+                }
+            });
+        }
+        Ok(changed.len())
+    }
+
     /// Creates or replaces a group (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).
     pub fn put(&self, config: SubscriptionGroupConfig) {
         self.table.change(|t| {

@@ -188,6 +188,31 @@ impl Topics {
             .read(|t| t.topic_config_table.values().cloned().collect())
     }
 
+    /// Takes the topics of a master's GET_ALL_TOPIC_CONFIG answer (a slave's copy): new and
+    /// changed ones replace this table's; returns how many changed.
+    ///
+    /// # Errors
+    /// The answer does not parse.
+    pub fn adopt(&self, master: &str) -> Result<usize, String> {
+        let theirs: TopicTable = metadata::parse(master)?;
+        let changed: Vec<TopicConfig> = self.table.read(|t| {
+            theirs
+                .topic_config_table
+                .values()
+                .filter(|c| t.topic_config_table.get(&c.topic_name) != Some(*c))
+                .cloned()
+                .collect()
+        });
+        if !changed.is_empty() {
+            self.table.change(|t| {
+                for c in &changed {
+                    t.topic_config_table.insert(c.topic_name.clone(), c.clone());
+                }
+            });
+        }
+        Ok(changed.len())
+    }
+
     /// Creates or replaces a topic and persists the table.
     pub fn put(&self, config: TopicConfig) {
         self.table.change(|t| {

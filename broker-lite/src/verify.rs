@@ -16,6 +16,7 @@ pub(crate) fn run(
     store: Option<PathBuf>,
     repair: bool,
     discard_after_corruption: bool,
+    truncate_at: Option<u64>,
     quiet: bool,
 ) -> ExitCode {
     let mut config = match crate::load_config(config_file) {
@@ -44,17 +45,18 @@ pub(crate) fn run(
         bar.set_position(done);
     };
     let root = config.store_path_root_dir.display().to_string();
-    if repair {
+    if repair || truncate_at.is_some() {
         bar.set_message("checking");
         let options = RepairOptions {
             discard_after_corruption,
+            truncate_at,
         };
         match repair_store(&config, options, &mut progress) {
             Ok(out) => {
                 bar.finish_and_clear();
                 println!("before repair:");
                 print_report(&root, &out.before);
-                if out.before.problems.is_empty() {
+                if out.before.problems.is_empty() && out.cut_at.is_none() {
                     println!("nothing to repair");
                     return ExitCode::SUCCESS;
                 }

@@ -106,6 +106,8 @@ pub(crate) struct CommitLog {
     with_crc: bool,
     store_host: SocketAddr,
     busy_timeout_ms: i64,
+    /// A slave's log takes only replicated bytes.
+    replica_only: bool,
     queue: MappedFileQueue,
     put: Mutex<PutState>,
     /// Wall-clock ms when the put lock was taken; 0 while free (OS_PAGECACHE_BUSY check).
@@ -177,6 +179,7 @@ impl CommitLog {
             store_host: cfg.store_host,
             busy_timeout_ms: i64::try_from(cfg.os_page_cache_busy_timeout.as_millis())
                 .unwrap_or(i64::MAX),
+            replica_only: cfg.broker_role == crate::config::BrokerRole::Slave,
             queue: MappedFileQueue::new(file_size, shared),
             put: Mutex::new(PutState {
                 writer,
@@ -203,7 +206,7 @@ impl CommitLog {
 
     /// Status to return before encoding anything, if the log cannot take writes now.
     fn precheck(&self) -> Result<Option<PutStatus>> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.closed.load(Ordering::Acquire) || self.replica_only {
             return Ok(Some(PutStatus::ServiceNotAvailable));
         }
         if self.disk_full.load(Ordering::Acquire) {

@@ -30,31 +30,33 @@ pub struct ReplicaProgress {
     pub received_end: PhysicalOffset,
 }
 
+/// Where the log's written data ends: the next record's offset.
+fn written_end(st: &PutState) -> u64 {
+    match &st.writer {
+        Some(w) => w.file().start_offset() + w.write_pos(),
+        None => st.next_file_offset,
+    }
+}
+
+/// Where the received stream ends: past the written data by a partly received record or
+/// the received part of an end-of-file blank.
+fn received_end(st: &PutState) -> u64 {
+    let tail = &st.replica;
+    let in_blank = tail.filler_left.map_or(0, |left| {
+        st.writer
+            .as_ref()
+            .map_or(0, |w| w.remaining().saturating_sub(left))
+    });
+    written_end(st) + in_blank + tail.pending.len() as u64
+}
+
 impl CommitLog {
-    /// Where this log's written data ends: the next record's offset.
-    fn written_end(&self, st: &PutState) -> u64 {
-        match &st.writer {
-            Some(w) => w.file().start_offset() + w.write_pos(),
-            None => st.next_file_offset,
-        }
-    }
-
-    fn received_end(&self, st: &PutState) -> u64 {
-        let tail = &st.replica;
-        let in_blank = tail.filler_left.map_or(0, |left| {
-            st.writer
-                .as_ref()
-                .map_or(0, |w| w.remaining().saturating_sub(left))
-        });
-        self.written_end(st) + in_blank + tail.pending.len() as u64
-    }
-
     /// Drops a partly received record or blank (a new connection resends it) and returns
     /// where the visible data ends: the offset a slave asks its master for.
     pub(crate) fn replica_resume(&self) -> PhysicalOffset {
         let mut st = self.lock_put();
         st.replica = ReplicaTail::default();
-        PhysicalOffset(self.written_end(&st))
+        PhysicalOffset(written_end(&st))
     }
 
     /// Appends `bytes` received from a master as starting at `offset`.
@@ -68,7 +70,7 @@ impl CommitLog {
         let mut st = self.lock_put();
         let empty = self.queue.file_count() == 0 && st.writer.is_none();
         if empty && !bytes.is_empty() {
-            if offset % self.file_size != 0 {
+            if !offset.is_multiple_of(self.file_size) {
                 return Err(Error::Replica(ReplicaError::Misaligned {
                     offset,
                     file_size: self.file_size,
@@ -76,7 +78,7 @@ impl CommitLog {
             }
             st.next_file_offset = offset;
         }
-        let expected = self.received_end(&st);
+        let expected = received_end(&st);
         if offset != expected && !(empty && bytes.is_empty()) {
             return Err(Error::Replica(ReplicaError::OffsetMismatch {
                 expected,
@@ -96,8 +98,8 @@ impl CommitLog {
             Ok(used) => {
                 st.replica.pending = data[used..].to_vec();
                 Ok(ReplicaProgress {
-                    visible_end: PhysicalOffset(self.written_end(&st)),
-                    received_end: PhysicalOffset(self.received_end(&st)),
+                    visible_end: PhysicalOffset(written_end(&st)),
+                    received_end: PhysicalOffset(received_end(&st)),
                 })
             }
             Err(e) => {

@@ -8,6 +8,7 @@ mod locks;
 mod offsets;
 mod pull;
 mod query;
+mod replication;
 mod retry;
 mod route;
 mod schedule;
@@ -172,7 +173,8 @@ const fn row(
 }
 
 /// An ASYNC_FLUSH send to an existing topic is a copy into the mapping: cheap enough for
-/// the I/O thread. A SYNC_FLUSH send waits for the disk; a new topic is written to disk.
+/// the I/O thread. A SYNC_FLUSH send waits for the disk, a SYNC_MASTER one for a slave; a
+/// new topic is written to disk.
 fn cheap_send(broker: &Broker, req: &RemotingCommand) -> bool {
     let topic_key = if req.code == request::SEND_MESSAGE {
         "topic"
@@ -180,6 +182,7 @@ fn cheap_send(broker: &Broker, req: &RemotingCommand) -> bool {
         "b"
     };
     broker.config.store.flush_disk_type == mqstore::FlushMode::Async
+        && broker.config.store.broker_role != mqstore::BrokerRole::SyncMaster
         && req
             .ext(topic_key)
             .is_some_and(|t| broker.topics.contains(t))
@@ -216,6 +219,9 @@ pub const TABLE: &[Route] = &[
     row(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, "UPDATE_AND_CREATE_SUBSCRIPTIONGROUP", |b, _, r, _| b.put_subscription_group(r), Runs::Blocking),
     row(request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG, "GET_ALL_SUBSCRIPTIONGROUP_CONFIG", |b, _, r, _| ok(r, b.subscriptions.to_json()), Runs::Blocking),
     row(request::DELETE_EXPIRED_COMMITLOG, "DELETE_EXPIRED_COMMITLOG", |b, _, r, _| b.delete_expired_now(r), Runs::Blocking),
+    row(request::GET_ALL_CONSUMER_OFFSET, "GET_ALL_CONSUMER_OFFSET", |b, _, r, _| ok(r, b.offsets.to_json()), Runs::Blocking),
+    row(request::GET_BROKER_RUNTIME_INFO, "GET_BROKER_RUNTIME_INFO", |b, _, r, _| ok(r, b.runtime_info()), Runs::Inline),
+    Route { name_server: true, ..row(request::REGISTER_BROKER, "REGISTER_BROKER", |b, _, r, _| b.register_group_member(r), Runs::Inline) },
     Route { name_server: true, ..row(request::GET_ROUTEINFO_BY_TOPIC, "GET_ROUTEINFO_BY_TOPIC", |b, _, r, _| Ok(Outcome::Reply(b.route(r))), Runs::Inline) },
     Route { name_server: true, ..row(request::GET_BROKER_CLUSTER_INFO, "GET_BROKER_CLUSTER_INFO", |b, _, r, _| Ok(Outcome::Reply(b.route(r))), Runs::Inline) },
 ];

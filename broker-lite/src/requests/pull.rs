@@ -140,13 +140,14 @@ impl Broker {
                 filter: Some(filter),
             }));
         }
+        let (code, suggest) = self.suggest_broker(code, &group, result.suggest_pulling_from_slave);
         let mut resp = req
             .response(code)
             .with_remark(result.status.as_str())
             .with_ext("nextBeginOffset", result.next_begin_offset.0)
             .with_ext("minOffset", result.min_offset.0)
             .with_ext("maxOffset", result.max_offset.0)
-            .with_ext("suggestWhichBrokerId", 0)
+            .with_ext("suggestWhichBrokerId", suggest)
             .with_ext("topicSysFlag", config.topic_sys_flag)
             .with_ext("groupSysFlag", 0);
         if code == response::SUCCESS {
@@ -157,5 +158,28 @@ impl Broker {
             resp = resp.with_body(body.freeze());
         }
         reply(resp)
+    }
+
+    /// Which broker of the group the consumer should pull from next, and the response
+    /// code to send (RocketMQ 4.9 `PullMessageProcessor`): a slave not allowed to serve
+    /// reads answers PULL_RETRY_IMMEDIATELY and points at the master; with
+    /// `slaveReadEnable`, a consumer reading far behind the end goes to the group's
+    /// `whichBrokerWhenConsumeSlowly`, else to its `brokerId`.
+    fn suggest_broker(&self, code: i32, group: &str, far_behind: bool) -> (i32, u64) {
+        const MASTER_ID: u64 = 0;
+        if !self.config.slave_read_enable {
+            if !self.config.is_master() && code == response::SUCCESS {
+                return (response::PULL_RETRY_IMMEDIATELY, MASTER_ID);
+            }
+            return (code, MASTER_ID);
+        }
+        let sub = self.subscriptions.find_or_create(group);
+        let suggest = match sub {
+            Some(s) if far_behind => s.which_broker_when_consume_slowly,
+            Some(s) => s.broker_id,
+            None if far_behind => 1,
+            None => MASTER_ID,
+        };
+        (code, suggest)
     }
 }

@@ -7,11 +7,21 @@ use crate::remoting::RemotingCommand;
 use crate::topics::{self, TopicConfig};
 
 impl Broker {
+    /// This broker group: this broker and the members that registered with it (a slave
+    /// also lists its master), by brokerId.
     pub(super) fn broker_data(&self) -> serde_json::Value {
+        let mut addrs = serde_json::Map::new();
+        addrs.insert(
+            self.config.broker_id.to_string(),
+            self.config.broker_addr().to_string().into(),
+        );
+        for (id, addr) in self.ha.members(super::replication::MEMBER_TTL) {
+            addrs.insert(id.to_string(), addr.into());
+        }
         serde_json::json!({
             "cluster": self.config.broker_cluster_name,
             "brokerName": self.config.broker_name,
-            "brokerAddrs": { self.config.broker_id.to_string(): self.config.broker_addr().to_string() },
+            "brokerAddrs": addrs,
             "zoneName": null,
             "enableActingMaster": false,
         })

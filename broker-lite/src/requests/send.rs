@@ -196,7 +196,8 @@ impl Broker {
                 .filter_map(|m| m.property(keys::UNIQ_KEY))
                 .collect();
             let uniq = uniq.join(",");
-            (self.store.put_batch(&msgs), uniq)
+            let waits = msgs.iter().all(Message::waits_for_store);
+            (self.replicated(self.store.put_batch(&msgs), waits), uniq)
         } else {
             let msg = with_missing_properties(
                 Message {
@@ -211,7 +212,10 @@ impl Broker {
                 Err((code, remark)) => return reject(code, remark),
             };
             let uniq = msg.property(keys::UNIQ_KEY).unwrap_or_default().to_owned();
-            (self.store.put(&msg), uniq)
+            (
+                self.replicated(self.store.put(&msg), msg.waits_for_store()),
+                uniq,
+            )
         };
         self.send_response(req, queue_id, result, &uniq)
     }

@@ -15,6 +15,8 @@ pub struct RunningBroker {
     pub child: Child,
     pub addr: SocketAddr,
     pub routes: Option<SocketAddr>,
+    /// A master's HA address.
+    pub ha: Option<SocketAddr>,
     stdout: BufReader<std::process::ChildStdout>,
 }
 
@@ -25,6 +27,11 @@ pub fn binary() -> &'static str {
 impl RunningBroker {
     /// Starts a broker on `dir` with `conf` appended to [`SMALL_STORE`].
     pub fn start(dir: &Path, conf: &str) -> RunningBroker {
+        Self::start_on(dir, conf, 0, 0)
+    }
+
+    /// As [`start`](Self::start), on given ports (0 = any free one).
+    pub fn start_on(dir: &Path, conf: &str, port: u16, namesrv_port: u16) -> RunningBroker {
         let conf_path = dir.join("broker.conf");
         std::fs::write(&conf_path, format!("{SMALL_STORE}{conf}")).expect("write conf");
         let mut child = Command::new(binary())
@@ -32,7 +39,12 @@ impl RunningBroker {
             .arg(&conf_path)
             .arg("--store")
             .arg(dir.join("store"))
-            .args(["--port", "0", "--namesrv-port", "0"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--namesrv-port",
+                &namesrv_port.to_string(),
+            ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -63,10 +75,12 @@ impl RunningBroker {
             .and_then(|a| a.parse().ok())
             .expect("broker address");
         let routes = word_after("route service on ").and_then(|a| a.parse().ok());
+        let ha = word_after("HA on ").and_then(|a| a.parse().ok());
         RunningBroker {
             child,
             addr,
             routes,
+            ha,
             stdout,
         }
     }

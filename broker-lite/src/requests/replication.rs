@@ -1,0 +1,90 @@
+//! What replication adds to the request table: GET_BROKER_RUNTIME_INFO (the store's
+//! offsets and each slave's acknowledged offset and lag) and REGISTER_BROKER on the
+//! built-in route service, so that a slave of this group can announce itself and learn
+//! its master's addresses (as from RocketMQ's name server).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::broker::Broker;
+use crate::ha::LinkState;
+use crate::remoting::codes::response;
+use crate::remoting::RemotingCommand;
+
+use super::{field, reject, Handled, Outcome};
+
+/// A registered group member not heard from for this long leaves the route (RocketMQ's
+/// name server: 120 s).
+pub(crate) const MEMBER_TTL: Duration = Duration::from_secs(120);
+
+impl Broker {
+    /// GET_BROKER_RUNTIME_INFO's body: a `KVTable` (`{"table":{…}}`, every value a string).
+    pub(super) fn runtime_info(&self) -> String {
+        let store = &self.store;
+        let mut t: BTreeMap<&str, String> = BTreeMap::new();
+        t.insert("brokerVersionDesc", "V4_9_4".into());
+        t.insert("brokerRole", self.config.store.broker_role.as_str().into());
+        t.insert("commitLogMinOffset", store.min_offset().0.to_string());
+        t.insert("commitLogMaxOffset", store.max_offset().0.to_string());
+        t.insert(
+            "dispatchBehindBytes",
+            store.dispatch_behind_bytes().to_string(),
+        );
+        if self.config.is_master() {
+            let end = store.max_offset().0;
+            let slaves = self.ha.slaves();
+            t.insert("haConnections", slaves.len().to_string());
+            t.insert("haPushMaxOffset", self.ha.push_max().to_string());
+            let list: Vec<String> = slaves
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} acked={} lag={}",
+                        s.addr,
+                        s.acked,
+                        end.saturating_sub(s.acked)
+                    )
+                })
+                .collect();
+            t.insert("haSlaves", list.join("; "));
+        } else {
+            t.insert("haMasterAddress", self.ha.master_ha().unwrap_or_default());
+            let link = match self.ha.link() {
+                LinkState::NoMaster => "no master address yet".to_owned(),
+                LinkState::Connecting => "connecting".to_owned(),
+                LinkState::Connected { master_offset } => {
+                    format!("connected (master sent up to {master_offset})")
+                }
+                LinkState::Refused { reason, .. } => format!("stopped: {reason}"),
+            };
+            t.insert("haLink", link);
+        }
+        serde_json::json!({ "table": t }).to_string()
+    }
+
+    /// REGISTER_BROKER from another broker of this group (on the route port).
+    pub(super) fn register_group_member(&self, req: &RemotingCommand) -> Handled {
+        let name: String = field(req, "brokerName")?;
+        let addr: String = field(req, "brokerAddr")?;
+        let id: u64 = field(req, "brokerId")?;
+        if name != self.config.broker_name || id == self.config.broker_id {
+            return reject(
+                response::SYSTEM_ERROR,
+                format!(
+                    "this built-in route service serves only broker group {} (brokerId {}); \
+                     run RocketMQ's name server to join broker {name} id {id}",
+                    self.config.broker_name, self.config.broker_id
+                ),
+            );
+        }
+        self.ha.note_member(id, &addr);
+        let mut resp = req.response(response::SUCCESS);
+        if self.config.is_master() {
+            let ha = std::net::SocketAddr::new(self.config.broker_ip1, self.config.ha_port());
+            resp = resp
+                .with_ext("masterAddr", self.config.broker_addr())
+                .with_ext("haServerAddr", ha);
+        }
+        Ok(Outcome::Reply(resp))
+    }
+}
