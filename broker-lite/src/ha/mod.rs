@@ -322,6 +322,11 @@ impl Replication {
             .insert(broker_id, (addr.to_owned(), Instant::now()));
     }
 
+    /// Forgets a member that unregistered.
+    pub fn forget_member(&self, broker_id: u64) {
+        self.lock().members.remove(&broker_id);
+    }
+
     /// The group's other brokers heard from within `ttl` (RocketMQ's name server drops a
     /// broker silent for 120 s), plus, on a slave, its master.
     pub fn members(&self, ttl: Duration) -> Vec<(u64, String)> {

@@ -222,6 +222,7 @@ pub const TABLE: &[Route] = &[
     row(request::GET_ALL_CONSUMER_OFFSET, "GET_ALL_CONSUMER_OFFSET", |b, _, r, _| ok(r, b.offsets.to_json()), Runs::Blocking),
     row(request::GET_BROKER_RUNTIME_INFO, "GET_BROKER_RUNTIME_INFO", |b, _, r, _| ok(r, b.runtime_info()), Runs::Inline),
     Route { name_server: true, ..row(request::REGISTER_BROKER, "REGISTER_BROKER", |b, _, r, _| b.register_group_member(r), Runs::Inline) },
+    Route { name_server: true, ..row(request::UNREGISTER_BROKER, "UNREGISTER_BROKER", |b, _, r, _| b.unregister_group_member(r), Runs::Inline) },
     Route { name_server: true, ..row(request::GET_ROUTEINFO_BY_TOPIC, "GET_ROUTEINFO_BY_TOPIC", |b, _, r, _| Ok(Outcome::Reply(b.route(r))), Runs::Inline) },
     Route { name_server: true, ..row(request::GET_BROKER_CLUSTER_INFO, "GET_BROKER_CLUSTER_INFO", |b, _, r, _| Ok(Outcome::Reply(b.route(r))), Runs::Inline) },
 ];
@@ -336,7 +337,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_code_has_one_row_and_only_routes_are_on_the_name_server_port() {
+    fn every_code_has_one_row_and_only_route_requests_are_on_the_name_server_port() {
         let mut codes: Vec<i32> = TABLE.iter().map(|r| r.code).collect();
         codes.sort_unstable();
         let n = codes.len();
@@ -347,7 +348,10 @@ mod tests {
                 r.name_server,
                 matches!(
                     r.code,
-                    request::GET_ROUTEINFO_BY_TOPIC | request::GET_BROKER_CLUSTER_INFO
+                    request::GET_ROUTEINFO_BY_TOPIC
+                        | request::GET_BROKER_CLUSTER_INFO
+                        | request::REGISTER_BROKER
+                        | request::UNREGISTER_BROKER
                 ),
                 "{}",
                 r.name

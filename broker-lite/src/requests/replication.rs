@@ -87,4 +87,14 @@ impl Broker {
         }
         Ok(Outcome::Reply(resp))
     }
+
+    /// UNREGISTER_BROKER from a member of this group stopping (on the route port).
+    pub(super) fn unregister_group_member(&self, req: &RemotingCommand) -> Handled {
+        let name: String = field(req, "brokerName")?;
+        let id: u64 = field(req, "brokerId")?;
+        if name == self.config.broker_name {
+            self.ha.forget_member(id);
+        }
+        Ok(Outcome::Reply(req.response(response::SUCCESS)))
+    }
 }
