@@ -483,13 +483,16 @@ async fn consumer_reads_the_slave_while_the_master_is_down() {
 }
 
 /// The SYNC_MASTER promise under kill -9: every SEND_OK is on the slave, even with the
-/// master's store deleted.
+/// master's store deleted, including when the slave had frozen just before.
 async fn kill_master_round(seed: u64) {
     let dir = tempfile::tempdir().expect("dir");
     let (md, sd) = (dir.path().join("m"), dir.path().join("s"));
     std::fs::create_dir_all(&md).expect("mkdir");
     std::fs::create_dir_all(&sd).expect("mkdir");
-    let mut master = RunningBroker::start(&md, &master_conf("SYNC_MASTER"));
+    let mut master = RunningBroker::start(
+        &md,
+        &format!("{}slaveTimeout=1000\n", master_conf("SYNC_MASTER")),
+    );
     let routes = master.routes.expect("routes");
     let slave = RunningBroker::start(
         &sd,
@@ -538,8 +541,22 @@ async fn kill_master_round(seed: u64) {
         assert!(Instant::now() < until, "seed {seed}: sends stalled");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    // The slave freezes (its kernel still takes bytes, it acknowledges nothing), then the
+    // master dies at a random moment: sends in that window must not have been SEND_OK.
+    let pid = slave.child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
+    tokio::time::sleep(Duration::from_millis(100 + seed * 7919 % 1500)).await;
     master.child.kill().expect("kill -9");
     let _ = master.child.wait();
+    signal("-CONT");
     std::fs::remove_dir_all(md.join("store")).expect("the master's disk is gone");
     for s in senders {
         let _ = s.await;
