@@ -98,7 +98,9 @@ fn catch_up(mib: u64) {
         let started = Instant::now();
         let mut at = 0;
         while at < end {
-            let chunk = master.read_raw(PhysicalOffset(at), 32 * 1024).expect("bytes");
+            let chunk = master
+                .read_raw(PhysicalOffset(at), 32 * 1024)
+                .expect("bytes");
             direct
                 .append_replicated(PhysicalOffset(at), chunk.bytes())
                 .expect("append");
@@ -116,11 +118,14 @@ fn catch_up(mib: u64) {
     cfg.ha_master_address = Some(ha_addr.to_string());
     let slave = open_store(&dir.path().join("s"), BrokerRole::Slave);
     let started = Instant::now();
-    let client = HaClient::start(Arc::clone(&slave), Arc::new(Replication::new(&cfg)))
-        .expect("HA client");
+    let client =
+        HaClient::start(Arc::clone(&slave), Arc::new(Replication::new(&cfg))).expect("HA client");
     while slave.max_offset().0 < end {
         std::thread::sleep(Duration::from_micros(200));
-        assert!(started.elapsed() < Duration::from_secs(600), "catch-up stalled");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "catch-up stalled"
+        );
     }
     let rate = end as f64 / started.elapsed().as_secs_f64() / 1e6;
     println!(
@@ -137,7 +142,11 @@ async fn start_broker(
     dir: &std::path::Path,
     role: BrokerRole,
     master_ha: Option<String>,
-) -> (Arc<Broker>, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+) -> (
+    Arc<Broker>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let mut c = BrokerConfig::default();
     dir.clone_into(&mut c.store.store_path_root_dir);
     c.store.mapped_file_size_commit_log = 256 << 20;
@@ -200,7 +209,14 @@ async fn send_rate(addr: std::net::SocketAddr, producers: usize, total: usize) -
 async fn pair(
     dir: &std::path::Path,
     role: BrokerRole,
-) -> (Arc<Broker>, Arc<Broker>, Vec<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>) {
+) -> (
+    Arc<Broker>,
+    Arc<Broker>,
+    Vec<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+) {
     let (master, mtx, mtask) = start_broker(&dir.join("m"), role, None).await;
     let ha = std::net::SocketAddr::new(
         master.config.broker_ip1,
@@ -213,12 +229,19 @@ async fn pair(
         assert!(Instant::now() < until, "slave did not connect");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let c = Client::connect(master.config.broker_addr()).await.expect("connect");
+    let c = Client::connect(master.config.broker_addr())
+        .await
+        .expect("connect");
     ops::create_topic(&c, "Bench", QUEUES).await.expect("topic");
     (master, slave, vec![(stx, stask), (mtx, mtask)])
 }
 
-async fn stop(tasks: Vec<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>) {
+async fn stop(
+    tasks: Vec<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+) {
     for (tx, task) in tasks {
         let _ = tx.send(());
         task.await.expect("join");
@@ -234,7 +257,10 @@ async fn sync_vs_async(n: usize) {
         send_rate(addr, 1, 1000).await;
         for p in [1usize, 8] {
             let rate = send_rate(addr, p, n).await;
-            println!("{} with a slave, {p} producer(s): {rate:.0} msgs/s", role.as_str());
+            println!(
+                "{} with a slave, {p} producer(s): {rate:.0} msgs/s",
+                role.as_str()
+            );
             rates.push((role, p, rate));
         }
         stop(tasks).await;
@@ -259,9 +285,13 @@ async fn steady_lag(rate: u64, seconds: u64) {
     let addr = master.config.broker_addr();
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
-        let (m, s, done) = (Arc::clone(&master.store), Arc::clone(&slave.store), Arc::clone(&done));
+        let (m, s, done) = (
+            Arc::clone(&master.store),
+            Arc::clone(&slave.store),
+            Arc::clone(&done),
+        );
         std::thread::spawn(move || {
-            let mut pending: std::collections::VecDeque<(Instant, u64)> = Default::default();
+            let mut pending = std::collections::VecDeque::<(Instant, u64)>::new();
             let mut lags = Vec::new();
             while !done.load(Ordering::Acquire) {
                 let now = Instant::now();
@@ -289,7 +319,9 @@ async fn steady_lag(rate: u64, seconds: u64) {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             for i in 0..(per * seconds) as usize {
                 tick.tick().await;
-                ops::send(&c, "bench", &outgoing(p as usize, i)).await.expect("send");
+                ops::send(&c, "bench", &outgoing(p as usize, i))
+                    .await
+                    .expect("send");
             }
         }));
     }

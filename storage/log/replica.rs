@@ -4,7 +4,6 @@
 //! Every record is decoded and CRC-checked before it is written, and it becomes visible
 //! (to the dispatcher, readers and the offset a slave acknowledges) only whole.
 
-use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
 use super::{CommitLog, PutState};
@@ -85,18 +84,20 @@ impl CommitLog {
                 offered: offset,
             }));
         }
-        let pending = std::mem::take(&mut st.replica.pending);
-        let data: Cow<'_, [u8]> = if pending.is_empty() {
-            Cow::Borrowed(bytes)
+        // A record cut by the previous call continues here: join the two (the buffer's
+        // allocation is kept from call to call).
+        let mut pending = std::mem::take(&mut st.replica.pending);
+        let outcome = if pending.is_empty() {
+            self.write_whole_records(&mut st, bytes)
+                .map(|used| pending.extend_from_slice(&bytes[used..]))
         } else {
-            let mut all = pending;
-            all.extend_from_slice(bytes);
-            Cow::Owned(all)
+            pending.extend_from_slice(bytes);
+            self.write_whole_records(&mut st, &pending)
+                .map(|used| drop(pending.drain(..used)))
         };
-        let outcome = self.write_whole_records(&mut st, &data);
         match outcome {
-            Ok(used) => {
-                st.replica.pending = data[used..].to_vec();
+            Ok(()) => {
+                st.replica.pending = pending;
                 Ok(ReplicaProgress {
                     visible_end: PhysicalOffset(written_end(&st)),
                     received_end: PhysicalOffset(received_end(&st)),
@@ -110,7 +111,9 @@ impl CommitLog {
     }
 
     /// Writes the whole records (and blanks) at the start of `data`; returns how many
-    /// bytes were used. The rest is the start of a record still in flight.
+    /// bytes were used. The rest is the start of a record still in flight. Consecutive
+    /// records are checked one by one and written in one run (one `pwrite`); a bad record
+    /// ends the run, and the records before it are still written.
     fn write_whole_records(&self, st: &mut PutState, data: &[u8]) -> Result<usize> {
         let mut at = 0usize;
         loop {
@@ -134,78 +137,169 @@ impl CommitLog {
                     std::io::Error::other("no CommitLog file came from the allocator in time"),
                 ));
             }
-            let Some(writer) = st.writer.as_mut() else {
-                return Ok(at);
-            };
-            let here = writer.file().start_offset() + writer.write_pos();
-            let remaining = writer.remaining();
-            let rest = &data[at..];
-            let declared = u64::from(u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]));
-            let magic = i32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
+            let (run, next) = self.check_run(st, &data[at..]);
+            if run.len > 0 {
+                write_run(st, &data[at..at + run.len], &run)?;
+                at += run.len;
+            }
+            match next {
+                RunEnd::NeedMore => return Ok(at),
+                RunEnd::Blank { filler } => {
+                    // The blank's header is written when the file is finished.
+                    at += 8;
+                    st.replica.filler_left = Some(filler);
+                }
+                RunEnd::Bad(e) => return Err(Error::Replica(e)),
+            }
+        }
+    }
+
+    /// Checks the records at the start of `rest` (which starts at the active file's write
+    /// position) until one is incomplete, a blank or bad.
+    fn check_run(&self, st: &PutState, rest: &[u8]) -> (Run, RunEnd) {
+        let mut run = Run::default();
+        let Some(writer) = st.writer.as_ref() else {
+            return (run, RunEnd::NeedMore);
+        };
+        let file_start = writer.file().start_offset();
+        let pos = writer.write_pos();
+        loop {
+            let here = file_start + pos + run.len as u64;
+            let remaining = writer.remaining() - run.len as u64;
+            let bytes = &rest[run.len..];
+            if bytes.len() < 8 {
+                return (run, RunEnd::NeedMore);
+            }
+            let declared = u64::from(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+            let magic = i32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
             if magic == format::BLANK_MAGIC_CODE {
                 if declared != remaining {
-                    return Err(Error::Replica(ReplicaError::Overrun {
+                    return (
+                        run,
+                        RunEnd::Bad(ReplicaError::Overrun {
+                            offset: here,
+                            size: declared,
+                            remaining,
+                        }),
+                    );
+                }
+                return (
+                    run,
+                    RunEnd::Blank {
+                        filler: remaining - 8,
+                    },
+                );
+            }
+            if declared > u64::from(self.max_body) + format::MAX_RECORD_OVERHEAD {
+                let error = RecordError::BadTotalSize(declared as i32);
+                return (
+                    run,
+                    RunEnd::Bad(ReplicaError::BadRecord {
+                        offset: here,
+                        error,
+                    }),
+                );
+            }
+            if declared + format::END_FILE_MIN_BLANK_LENGTH > remaining {
+                return (
+                    run,
+                    RunEnd::Bad(ReplicaError::Overrun {
                         offset: here,
                         size: declared,
                         remaining,
-                    }));
-                }
-                // The blank's header is written when the file is finished.
-                at += 8;
-                st.replica.filler_left = Some(remaining - 8);
-                continue;
+                    }),
+                );
             }
-            if declared > u64::from(self.max_body) + format::MAX_RECORD_OVERHEAD {
-                return Err(Error::Replica(ReplicaError::BadRecord {
-                    offset: here,
-                    error: RecordError::BadTotalSize(declared as i32),
-                }));
-            }
-            if declared + format::END_FILE_MIN_BLANK_LENGTH > remaining {
-                return Err(Error::Replica(ReplicaError::Overrun {
-                    offset: here,
-                    size: declared,
-                    remaining,
-                }));
-            }
-            let view = match format::decode_record(rest, true) {
+            let view = match format::decode_record(bytes, true) {
                 Ok(Decoded::Message(v)) => v,
                 Err(RecordError::Truncated { .. }) if magic == format::MESSAGE_MAGIC_CODE => {
-                    return Ok(at);
+                    return (run, RunEnd::NeedMore);
                 }
-                Ok(Decoded::Blank { .. }) => unreachable_blank(here)?,
+                Ok(Decoded::Blank { .. }) => {
+                    let error = RecordError::BadMagic(format::BLANK_MAGIC_CODE as u32);
+                    return (
+                        run,
+                        RunEnd::Bad(ReplicaError::BadRecord {
+                            offset: here,
+                            error,
+                        }),
+                    );
+                }
                 Err(error) => {
-                    return Err(Error::Replica(ReplicaError::BadRecord {
-                        offset: here,
-                        error,
-                    }))
+                    return (
+                        run,
+                        RunEnd::Bad(ReplicaError::BadRecord {
+                            offset: here,
+                            error,
+                        }),
+                    )
                 }
             };
             if view.physical_offset as u64 != here {
-                return Err(Error::Replica(ReplicaError::MisplacedRecord {
-                    offset: here,
-                    stored: view.physical_offset as u64,
-                }));
+                let stored = view.physical_offset as u64;
+                return (
+                    run,
+                    RunEnd::Bad(ReplicaError::MisplacedRecord {
+                        offset: here,
+                        stored,
+                    }),
+                );
             }
-            let len = view.total_size as usize;
-            writer.append(len, |buf| buf.copy_from_slice(&rest[..len]));
-            if let Some(newest) = st.newest_in_file.as_mut() {
-                *newest = (*newest).max(view.store_timestamp);
-            }
+            run.newest = run.newest.max(view.store_timestamp);
             if format::enters_consume_queue(view.sys_flag) {
-                let slot = st.queue_table.slot(view.topic, view.queue_id as u32);
-                *slot = (*slot).max(view.queue_offset as u64 + 1);
+                run.queue_ends.push((
+                    view.topic.to_owned(),
+                    view.queue_id as u32,
+                    view.queue_offset as u64 + 1,
+                ));
             }
-            at += len;
+            run.len += view.total_size as usize;
         }
     }
 }
 
-/// The blank magic was checked before decoding; a blank here means the decoder and this
-/// module disagree on the magic codes.
-fn unreachable_blank<T>(offset: u64) -> Result<T> {
-    Err(Error::Replica(ReplicaError::BadRecord {
-        offset,
-        error: RecordError::BadMagic(format::BLANK_MAGIC_CODE as u32),
-    }))
+/// Writes a checked run at the active file's write position and publishes it.
+fn write_run(st: &mut PutState, bytes: &[u8], run: &Run) -> Result<()> {
+    let Some(writer) = st.writer.as_mut() else {
+        return Ok(());
+    };
+    writer.write_through_fd(bytes)?;
+    if let Some(newest) = st.newest_in_file.as_mut() {
+        *newest = (*newest).max(run.newest);
+    }
+    for (topic, queue_id, end) in &run.queue_ends {
+        let slot = st.queue_table.slot(topic, *queue_id);
+        *slot = (*slot).max(*end);
+    }
+    Ok(())
+}
+
+/// Consecutive checked records at the write position.
+#[derive(Debug)]
+struct Run {
+    len: usize,
+    newest: i64,
+    /// Per record entering a consume queue: its topic, queue and next queue offset.
+    queue_ends: Vec<(String, u32, u64)>,
+}
+
+impl Default for Run {
+    fn default() -> Self {
+        Run {
+            len: 0,
+            newest: i64::MIN,
+            queue_ends: Vec::new(),
+        }
+    }
+}
+
+/// Why a run of records ended.
+#[derive(Debug)]
+enum RunEnd {
+    /// The next record has not arrived whole.
+    NeedMore,
+    /// An end-of-file blank with this many filler bytes after its 8-byte header.
+    Blank { filler: u64 },
+    /// Bytes that are not a valid record here.
+    Bad(ReplicaError),
 }

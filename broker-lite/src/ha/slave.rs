@@ -171,19 +171,19 @@ impl Link<'_> {
         Ok(())
     }
 
-    /// Fills `buf`, sending heartbeats while waiting.
-    fn read_full(&mut self, buf: &mut [u8]) -> Result<(), Ended> {
+    /// Reads what the socket has (at least one byte) into `buf`, sending heartbeats while
+    /// waiting.
+    fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, Ended> {
         let settings = self.repl.settings();
-        let mut have = 0;
-        while have < buf.len() {
+        loop {
             if self.stop.load(Ordering::Acquire) {
                 return Err(Ended::Stopped);
             }
-            match self.stream.read(&mut buf[have..]) {
+            match self.stream.read(buf) {
                 Ok(0) => return Err(Ended::Retry("the master closed the connection".into())),
                 Ok(n) => {
-                    have += n;
                     self.last_read = Instant::now();
+                    return Ok(n);
                 }
                 Err(e) if timed_out(&e) || e.kind() == std::io::ErrorKind::Interrupted => {
                     if self.last_read.elapsed() > settings.housekeeping {
@@ -199,7 +199,6 @@ impl Link<'_> {
                 self.report(self.reported)?;
             }
         }
-        Ok(())
     }
 }
 
@@ -229,55 +228,75 @@ fn follow_frames(
 ) -> Result<std::convert::Infallible, Ended> {
     let start = store.replica_resume().0;
     link.report(start)?;
-    let mut header = [0u8; FRAME_HEADER];
-    let mut body = Vec::new();
+    // One read takes whatever the socket holds; every whole frame in it is appended and
+    // acknowledged once (RocketMQ's slave reads into a 4 MiB buffer the same way).
+    let mut buf = vec![0u8; FRAME_HEADER + MAX_FRAME_BODY];
+    let (mut lo, mut hi) = (0usize, 0usize);
     loop {
-        link.read_full(&mut header)?;
-        let offset = i64::from_be_bytes(header[..8].try_into().unwrap_or([0; 8]));
-        let size = i32::from_be_bytes(header[8..].try_into().unwrap_or([0; 4]));
-        let (Ok(offset), Ok(size)) = (u64::try_from(offset), usize::try_from(size)) else {
-            return Err(Ended::Retry(format!(
-                "malformed frame header (offset {offset}, size {size})"
-            )));
-        };
-        if size > MAX_FRAME_BODY {
-            return Err(Ended::Retry(format!(
-                "frame of {size} bytes exceeds the {MAX_FRAME_BODY}-byte limit"
-            )));
-        }
-        body.resize(size, 0);
-        link.read_full(&mut body)?;
-        match store.append_replicated(PhysicalOffset(offset), &body) {
-            Ok(progress) => {
-                link.repl.set_link(LinkState::Connected {
-                    master_offset: offset + size as u64,
-                });
-                if progress.visible_end.0 > link.reported {
-                    link.report(progress.visible_end.0)?;
-                }
+        let mut appended = None;
+        while hi - lo >= FRAME_HEADER {
+            let header = &buf[lo..lo + FRAME_HEADER];
+            let offset = i64::from_be_bytes(header[..8].try_into().unwrap_or([0; 8]));
+            let size = i32::from_be_bytes(header[8..].try_into().unwrap_or([0; 4]));
+            let (Ok(offset), Ok(size)) = (u64::try_from(offset), usize::try_from(size)) else {
+                return Err(Ended::Retry(format!(
+                    "malformed frame header (offset {offset}, size {size})"
+                )));
+            };
+            if size > MAX_FRAME_BODY {
+                return Err(Ended::Retry(format!(
+                    "frame of {size} bytes exceeds the {MAX_FRAME_BODY}-byte limit"
+                )));
             }
-            Err(mqstore::Error::Replica(ReplicaError::OffsetMismatch { expected, offered })) => {
-                let reason = if offered < expected {
-                    format!(
-                        "the master's log ends at {offered} but this slave holds bytes up to {expected}: \
-                         the logs have diverged. Stop this broker and cut its CommitLog at {offered} \
-                         (`broker-lite verify -c <slave.conf> --truncate-at {offered}`), then start it again"
-                    )
-                } else {
-                    format!(
-                        "the master sends from {offered} but this slave ends at {expected}: the master no \
-                         longer holds the bytes in between. Move this slave's store away and start it \
-                         empty to copy the master's last file on"
-                    )
-                };
-                return Err(Ended::Refuse {
-                    slave_end: expected,
-                    master_offset: offered,
-                    reason,
-                });
+            if hi - lo < FRAME_HEADER + size {
+                break;
             }
-            Err(mqstore::Error::ShutDown) => return Err(Ended::Stopped),
-            Err(e) => return Err(Ended::Retry(format!("frame at {offset} refused: {e}"))),
+            let body = &buf[lo + FRAME_HEADER..lo + FRAME_HEADER + size];
+            match store.append_replicated(PhysicalOffset(offset), body) {
+                Ok(progress) => appended = Some((progress.visible_end.0, offset + size as u64)),
+                Err(e) => return Err(refusal(e, offset)),
+            }
+            lo += FRAME_HEADER + size;
         }
+        if let Some((visible, master_offset)) = appended {
+            link.repl.set_link(LinkState::Connected { master_offset });
+            if visible > link.reported {
+                link.report(visible)?;
+            }
+        }
+        if lo > 0 {
+            buf.copy_within(lo..hi, 0);
+            hi -= lo;
+            lo = 0;
+        }
+        hi += link.read_some(&mut buf[hi..])?;
+    }
+}
+
+/// How a refused frame ends the connection.
+fn refusal(e: mqstore::Error, offset: u64) -> Ended {
+    match e {
+        mqstore::Error::Replica(ReplicaError::OffsetMismatch { expected, offered }) => {
+            let reason = if offered < expected {
+                format!(
+                    "the master's log ends at {offered} but this slave holds bytes up to {expected}: \
+                     the logs have diverged. Stop this broker and cut its CommitLog at {offered} \
+                     (`broker-lite verify -c <slave.conf> --truncate-at {offered}`), then start it again"
+                )
+            } else {
+                format!(
+                    "the master sends from {offered} but this slave ends at {expected}: the master no \
+                     longer holds the bytes in between. Move this slave's store away and start it \
+                     empty to copy the master's last file on"
+                )
+            };
+            Ended::Refuse {
+                slave_end: expected,
+                master_offset: offered,
+                reason,
+            }
+        }
+        mqstore::Error::ShutDown => Ended::Stopped,
+        e => Ended::Retry(format!("frame at {offset} refused: {e}")),
     }
 }
