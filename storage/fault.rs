@@ -18,8 +18,9 @@ pub enum IoOp {
     Allocate,
     /// Mapping a file into memory (`mmap`).
     Map,
-    /// Writing bytes through a file descriptor (checkpoints, the lock file); records
-    /// themselves are copied into mappings and become I/O at [`Flush`](Self::Flush).
+    /// Writing bytes through a file descriptor (checkpoints, the lock file, a slave's
+    /// replicated records); a master's records are copied into mappings and become I/O
+    /// at [`Flush`](Self::Flush).
     Write,
     /// Making written bytes durable (`msync`, `fsync`, `fdatasync`).
     Flush,

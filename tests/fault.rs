@@ -238,3 +238,55 @@ fn a_failed_rename_keeps_the_file_readable_and_it_goes_later() {
     let store = open(&FaultInjector::new());
     check(&store, "step 5");
 }
+
+/// A replica append whose write fails (EIO) publishes nothing of it; once the disk works
+/// again the same bytes, offered from where the log visibly ends, complete the copy.
+#[test]
+fn failed_replica_write_publishes_nothing_and_the_stream_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let master = open(
+        &dir.path().join("m"),
+        FlushMode::Async,
+        &FaultInjector::new(),
+    );
+    for i in 0..40u8 {
+        assert!(master
+            .put(&Message::new("r", 0, vec![i; 2000]))
+            .expect("put")
+            .status
+            .is_stored());
+    }
+    let faults = FaultInjector::new();
+    let slave = MessageStore::builder(dir.path().join("s"))
+        .configure(|c| {
+            c.mapped_file_size_commit_log = FILE_SIZE;
+            c.broker_role = mqstore::BrokerRole::Slave;
+        })
+        .fault_injector(faults.clone())
+        .open()
+        .expect("open slave");
+    let first = master
+        .read_raw(PhysicalOffset(0), 32 * 1024)
+        .expect("bytes");
+    faults.fail_nth(IoOp::Write, 1, libc_eio(), true);
+    let err = slave
+        .append_replicated(PhysicalOffset(0), first.bytes())
+        .expect_err("the write fails");
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert_eq!(slave.max_offset(), PhysicalOffset(0), "nothing published");
+    faults.clear();
+    let mut at = slave.replica_resume().0;
+    assert_eq!(at, 0);
+    while let Some(chunk) = master.read_raw(PhysicalOffset(at), 32 * 1024) {
+        slave
+            .append_replicated(PhysicalOffset(at), chunk.bytes())
+            .expect("append");
+        at += chunk.bytes().len() as u64;
+    }
+    assert_eq!(slave.max_offset(), master.max_offset());
+    // A slave's store refuses puts of its own.
+    let r = slave
+        .put(&Message::new("r", 0, b"x".to_vec()))
+        .expect("put");
+    assert_eq!(r.status, PutStatus::ServiceNotAvailable);
+}

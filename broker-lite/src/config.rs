@@ -326,4 +326,24 @@ mod tests {
         let err = c.apply("flushDiskType=SOMETIMES").expect_err("bad");
         assert_eq!(err.key, "flushDiskType");
     }
+
+    #[test]
+    fn the_example_pair_parses_with_no_unknown_keys() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ha");
+        let mut master = BrokerConfig::default();
+        let text = std::fs::read_to_string(dir.join("master.conf")).expect("master.conf");
+        assert_eq!(master.apply(&text).expect("parses"), Vec::<String>::new());
+        assert_eq!(master.store.broker_role, mqstore::BrokerRole::SyncMaster);
+        assert_eq!(master.ha_port(), 10912);
+        let mut slave = BrokerConfig::default();
+        let text = std::fs::read_to_string(dir.join("slave.conf")).expect("slave.conf");
+        assert_eq!(slave.apply(&text).expect("parses"), Vec::<String>::new());
+        assert!(!slave.is_master());
+        assert_eq!(slave.broker_name, master.broker_name);
+        assert_eq!(slave.namesrv_addr, vec!["127.0.0.1:9876".to_owned()]);
+        assert_ne!(
+            slave.store.store_path_root_dir,
+            master.store.store_path_root_dir
+        );
+    }
 }

@@ -303,7 +303,7 @@ async fn run_server(
             broker
                 .ha
                 .master_ha()
-                .unwrap_or_else(|| "the master a name server names".to_owned())
+                .unwrap_or_else(|| "the master named by namesrvAddr".to_owned())
         ),
     };
     println!(

@@ -208,6 +208,19 @@ fn read_if_exists(path: &Path) -> Result<Option<String>, LoadError> {
     }
 }
 
+/// The entries of `theirs` that `mine` lacks or holds differently: what a slave takes
+/// from its master's table.
+pub fn changed_entries<V: PartialEq + Clone>(
+    mine: &std::collections::BTreeMap<String, V>,
+    theirs: &std::collections::BTreeMap<String, V>,
+) -> Vec<(String, V)> {
+    theirs
+        .iter()
+        .filter(|(k, v)| mine.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Parses a table's JSON as RocketMQ writes it (bare integer keys allowed): a file, or the
 /// body of a GET_ALL_* answer a slave copies.
 ///

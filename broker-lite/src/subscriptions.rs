@@ -139,21 +139,15 @@ impl SubscriptionGroups {
     /// The answer does not parse.
     pub fn adopt(&self, master: &str) -> Result<usize, String> {
         let theirs: GroupTable = metadata::parse(master)?;
-        let changed: Vec<SubscriptionGroupConfig> = self.table.read(|t| {
-            theirs
-                .subscription_group_table
-                .values()
-                .filter(|c| t.subscription_group_table.get(&c.group_name) != Some(*c))
-                .cloned()
-                .collect()
+        let changed = self.table.read(|t| {
+            metadata::changed_entries(
+                &t.subscription_group_table,
+                &theirs.subscription_group_table,
+            )
         });
         if !changed.is_empty() {
-            self.table.change(|t| {
-                for c in &changed {
-                    t.subscription_group_table
-                        .insert(c.group_name.clone(), c.clone());
-                }
-            });
+            self.table
+                .change(|t| t.subscription_group_table.extend(changed.iter().cloned()));
         }
         Ok(changed.len())
     }

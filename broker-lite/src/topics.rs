@@ -195,20 +195,12 @@ impl Topics {
     /// The answer does not parse.
     pub fn adopt(&self, master: &str) -> Result<usize, String> {
         let theirs: TopicTable = metadata::parse(master)?;
-        let changed: Vec<TopicConfig> = self.table.read(|t| {
-            theirs
-                .topic_config_table
-                .values()
-                .filter(|c| t.topic_config_table.get(&c.topic_name) != Some(*c))
-                .cloned()
-                .collect()
-        });
+        let changed = self
+            .table
+            .read(|t| metadata::changed_entries(&t.topic_config_table, &theirs.topic_config_table));
         if !changed.is_empty() {
-            self.table.change(|t| {
-                for c in &changed {
-                    t.topic_config_table.insert(c.topic_name.clone(), c.clone());
-                }
-            });
+            self.table
+                .change(|t| t.topic_config_table.extend(changed.iter().cloned()));
         }
         Ok(changed.len())
     }

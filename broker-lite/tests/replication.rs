@@ -10,7 +10,7 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -99,6 +99,29 @@ async fn wait_caught_up(master: SocketAddr, slave: SocketAddr) -> u64 {
     want
 }
 
+/// A scratch directory holding a master's (`m`) and a slave's (`s`) broker directories.
+fn pair_dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("dir");
+    let (md, sd) = (dir.path().join("m"), dir.path().join("s"));
+    std::fs::create_dir_all(&md).expect("mkdir");
+    std::fs::create_dir_all(&sd).expect("mkdir");
+    (dir, md, sd)
+}
+
+/// Waits until a slave has copied topic `Rep` from its master's metadata.
+async fn wait_topic_copied(slave: &Client) {
+    let until = Instant::now() + DEADLINE;
+    while !ops::topics(slave)
+        .await
+        .expect("topics")
+        .topic_config_table
+        .contains_key("Rep")
+    {
+        assert!(Instant::now() < until, "the slave never copied topic Rep");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Compares the CommitLog bytes of two stopped stores over `[from, to)`.
 fn assert_logs_identical(a: &Path, b: &Path, from: u64, to: u64) {
     const FILE: u64 = 1024 * 1024;
@@ -171,10 +194,7 @@ async fn pull_all(addr: SocketAddr) -> HashSet<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slave_copies_the_masters_log_byte_for_byte() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (md, sd) = (dir.path().join("m"), dir.path().join("s"));
-    std::fs::create_dir_all(&md).expect("mkdir");
-    std::fs::create_dir_all(&sd).expect("mkdir");
+    let (_dir, md, sd) = pair_dirs();
     let master = RunningBroker::start(&md, &master_conf("ASYNC_MASTER"));
     assert!(master.ha.is_some(), "a master serves HA");
     let routes = master.routes.expect("route service");
@@ -203,16 +223,7 @@ async fn slave_copies_the_masters_log_byte_for_byte() {
         ),
         "{refused}"
     );
-    let until = Instant::now() + DEADLINE;
-    while !ops::topics(&sc)
-        .await
-        .expect("topics")
-        .topic_config_table
-        .contains_key("Rep")
-    {
-        assert!(Instant::now() < until, "the slave never copied topic Rep");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_topic_copied(&sc).await;
     // The route service lists both brokers of the group: the master (0) and the slave (1)
     // that registered with it.
     let rc = Client::connect(routes).await.expect("connect routes");
@@ -240,10 +251,7 @@ async fn slave_copies_the_masters_log_byte_for_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_master_acknowledges_only_what_a_slave_holds() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (md, sd) = (dir.path().join("m"), dir.path().join("s"));
-    std::fs::create_dir_all(&md).expect("mkdir");
-    std::fs::create_dir_all(&sd).expect("mkdir");
+    let (_dir, md, sd) = pair_dirs();
     let master = RunningBroker::start(
         &md,
         &format!("{}slaveTimeout=1500\n", master_conf("SYNC_MASTER")),
@@ -300,10 +308,7 @@ async fn sync_master_acknowledges_only_what_a_slave_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_slave_starts_at_the_last_file_and_a_restarted_one_resumes() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (md, sd) = (dir.path().join("m"), dir.path().join("s"));
-    std::fs::create_dir_all(&md).expect("mkdir");
-    std::fs::create_dir_all(&sd).expect("mkdir");
+    let (_dir, md, sd) = pair_dirs();
     let master = RunningBroker::start(&md, &master_conf("ASYNC_MASTER"));
     let ha = master.ha.expect("HA address");
     let c = Client::connect(master.addr).await.expect("connect");
@@ -363,7 +368,7 @@ async fn diverged_slave_refuses_and_truncate_at_mends_it() {
     let (ok, _) = master.terminate();
     assert!(ok);
     // The master's state at X; then it goes on to Y with the slave following.
-    copy_dir(&md, &saved);
+    common::copy_dir(&md, &saved);
     let master = RunningBroker::start(&md, &pinned);
     let ha = master.ha.expect("HA");
     let x = max_offset(master.addr).await;
@@ -377,7 +382,7 @@ async fn diverged_slave_refuses_and_truncate_at_mends_it() {
     assert!(ok);
     // The master comes back having lost everything after X.
     std::fs::remove_dir_all(&md).expect("rm");
-    copy_dir(&saved, &md);
+    common::copy_dir(&saved, &md);
     let master = RunningBroker::start(&md, &pinned);
     assert_eq!(max_offset(master.addr).await, x);
     let s = wait_status(slave.addr, "slave refuses", |s| {
@@ -420,10 +425,7 @@ async fn diverged_slave_refuses_and_truncate_at_mends_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_reads_the_slave_while_the_master_is_down() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (md, sd) = (dir.path().join("m"), dir.path().join("s"));
-    std::fs::create_dir_all(&md).expect("mkdir");
-    std::fs::create_dir_all(&sd).expect("mkdir");
+    let (_dir, md, sd) = pair_dirs();
     let conf = master_conf("ASYNC_MASTER");
     let mut master = RunningBroker::start(&md, &conf);
     let (port, routes) = (master.addr.port(), master.routes.expect("routes"));
@@ -485,10 +487,7 @@ async fn consumer_reads_the_slave_while_the_master_is_down() {
 /// The SYNC_MASTER promise under kill -9: every SEND_OK is on the slave, even with the
 /// master's store deleted, including when the slave had frozen just before.
 async fn kill_master_round(seed: u64) {
-    let dir = tempfile::tempdir().expect("dir");
-    let (md, sd) = (dir.path().join("m"), dir.path().join("s"));
-    std::fs::create_dir_all(&md).expect("mkdir");
-    std::fs::create_dir_all(&sd).expect("mkdir");
+    let (_dir, md, sd) = pair_dirs();
     let mut master = RunningBroker::start(
         &md,
         &format!("{}slaveTimeout=1000\n", master_conf("SYNC_MASTER")),
@@ -503,16 +502,7 @@ async fn kill_master_round(seed: u64) {
     wait_status(master.addr, "slave connects", |s| s["haConnections"] == "1").await;
     // The slave needs the topic (copied with the master's metadata) to serve it later.
     let sc = Client::connect(slave.addr).await.expect("connect slave");
-    let until = Instant::now() + DEADLINE;
-    while !ops::topics(&sc)
-        .await
-        .expect("topics")
-        .topic_config_table
-        .contains_key("Rep")
-    {
-        assert!(Instant::now() < until, "the slave never copied topic Rep");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_topic_copied(&sc).await;
     drop(sc);
     let ok_sends: Arc<Mutex<Vec<u64>>> = Arc::default();
     let senders: Vec<_> = (0..2u64)
@@ -732,17 +722,4 @@ async fn slave_refuses_bad_frames_and_writes_nothing() {
     assert_eq!(s["commitLogMaxOffset"], "0", "nothing written: {s:?}");
     let (ok, _) = slave.terminate();
     assert!(ok);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir") {
-        let e = e.expect("entry");
-        let target = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).expect("copy");
-        }
-    }
 }

@@ -20,7 +20,7 @@ pub(super) struct ReplicaTail {
     filler_left: Option<u64>,
 }
 
-/// What [`CommitLog::append_replicated`] left behind.
+/// What [`MessageStore::append_replicated`](crate::MessageStore::append_replicated) left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplicaProgress {
     /// Everything below this offset is written, checked and visible.

@@ -12,23 +12,23 @@
 use std::io::{IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mqstore::{MessageStore, PhysicalOffset};
 
-use super::{frame_header, timed_out, Replication, DATA_POLL, IO_SLICE};
+use super::{frame_header, timed_out, Replication, Worker, DATA_POLL, IO_SLICE};
 
 /// How often the accept loop looks for new slaves and for shutdown.
 const ACCEPT_POLL: Duration = Duration::from_millis(100);
 
-/// The running HA server: the accept thread and, under it, one pair per slave.
+/// The running HA server: the accept thread and, under it, one pair per slave. Stopped
+/// and joined by [`HaServer::stop`] or on drop.
 #[derive(Debug)]
 pub struct HaServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker,
 }
 
 impl HaServer {
@@ -43,16 +43,10 @@ impl HaServer {
     ) -> std::io::Result<HaServer> {
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("ha-accept".into())
-            .spawn(move || accept_loop(&listener, &store, &repl, &flag))?;
-        Ok(HaServer {
-            addr,
-            stop,
-            thread: Mutex::new(Some(thread)),
-        })
+        let worker = Worker::spawn("ha-accept", move |stop| {
+            accept_loop(&listener, &store, &repl, stop);
+        })?;
+        Ok(HaServer { addr, worker })
     }
 
     /// The address slaves dial.
@@ -62,23 +56,7 @@ impl HaServer {
 
     /// Closes every slave connection and joins the threads. Idempotent.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::Release);
-        let handle = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(h) = handle {
-            if h.join().is_err() {
-                tracing::error!("the HA accept thread panicked");
-            }
-        }
-    }
-}
-
-impl Drop for HaServer {
-    fn drop(&mut self) {
-        self.stop();
+        self.worker.stop();
     }
 }
 
@@ -86,12 +64,14 @@ fn accept_loop(
     listener: &TcpListener,
     store: &Arc<MessageStore>,
     repl: &Arc<Replication>,
-    stop: &Arc<AtomicBool>,
+    stop: &AtomicBool,
 ) {
+    // The connections' threads watch their own flag, set when this loop ends.
+    let stop_all = Arc::new(AtomicBool::new(false));
     let mut connections: Vec<(Arc<Connection>, JoinHandle<()>)> = Vec::new();
     while !stop.load(Ordering::Acquire) {
         match listener.accept() {
-            Ok((stream, peer)) => match Connection::start(stream, peer, store, repl, stop) {
+            Ok((stream, peer)) => match Connection::start(stream, peer, store, repl, &stop_all) {
                 Ok(c) => connections.push(c),
                 Err(e) => tracing::warn!(slave = %peer, error = %e, "could not serve a slave"),
             },
@@ -103,6 +83,7 @@ fn accept_loop(
         }
         connections.retain(|(c, _)| !c.closed.load(Ordering::Acquire));
     }
+    stop_all.store(true, Ordering::Release);
     for (c, h) in connections {
         c.close();
         let _ = h.join();

@@ -16,7 +16,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mqstore::{BrokerRole, PutStatus};
@@ -354,6 +356,53 @@ fn remoting_addr_of(ha: &str) -> Option<String> {
     let (host, port) = ha.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
     Some(format!("{host}:{}", port.checked_sub(1)?))
+}
+
+/// A named thread with a stop flag, stopped and joined by [`Worker::stop`] or on drop.
+#[derive(Debug)]
+struct Worker {
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Worker {
+    /// Runs `body` on a thread named `name`; it should return soon after its flag is set.
+    fn spawn(
+        name: &str,
+        body: impl FnOnce(&AtomicBool) + Send + 'static,
+    ) -> std::io::Result<Worker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || body(&flag))?;
+        Ok(Worker {
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Sets the flag and joins the thread. Idempotent.
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            let name = h.thread().name().unwrap_or("ha").to_owned();
+            if h.join().is_err() {
+                tracing::error!(thread = %name, "an HA thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// A socket read or write that only timed out (the threads' shutdown check), not failed.

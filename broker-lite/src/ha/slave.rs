@@ -10,23 +10,22 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mqstore::{MessageStore, PhysicalOffset, ReplicaError};
 
 use super::{
-    timed_out, LinkState, Replication, FRAME_HEADER, IO_SLICE, MAX_FRAME_BODY, RECONNECT_INTERVAL,
+    timed_out, LinkState, Replication, Worker, FRAME_HEADER, IO_SLICE, MAX_FRAME_BODY,
+    RECONNECT_INTERVAL,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The running HA client.
+/// The running HA client, stopped and joined by [`HaClient::stop`] or on drop.
 #[derive(Debug)]
 pub struct HaClient {
-    stop: Arc<AtomicBool>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker,
 }
 
 impl HaClient {
@@ -35,36 +34,13 @@ impl HaClient {
     /// # Errors
     /// The thread cannot start.
     pub fn start(store: Arc<MessageStore>, repl: Arc<Replication>) -> std::io::Result<HaClient> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("ha-client".into())
-            .spawn(move || run(&store, &repl, &flag))?;
-        Ok(HaClient {
-            stop,
-            thread: Mutex::new(Some(thread)),
-        })
+        let worker = Worker::spawn("ha-client", move |stop| run(&store, &repl, stop))?;
+        Ok(HaClient { worker })
     }
 
     /// Stops and joins the thread. Idempotent.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::Release);
-        let handle = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(h) = handle {
-            if h.join().is_err() {
-                tracing::error!("the HA client thread panicked");
-            }
-        }
-    }
-}
-
-impl Drop for HaClient {
-    fn drop(&mut self) {
-        self.stop();
+        self.worker.stop();
     }
 }
 
