@@ -83,7 +83,7 @@ CONF
 RUST_LOG=warn "$broker" -c "$work/slave/broker.conf" --store "$work/slave/store" --port 0 --no-namesrv \
   > "$work/slave/out.log" 2>> "$work/broker.log" &
 spid=$!
-trap 'cleanup; kill -9 $spid 2>/dev/null' EXIT
+trap 'cleanup; [ -n "$spid" ] && kill -9 "$spid" 2>/dev/null; true' EXIT
 for _ in $(seq 1 100); do grep -q 'listening on' "$work/slave/out.log" 2>/dev/null && break; sleep 0.1; done
 saddr=$(grep -o 'clients dial [0-9.:]*' "$work/slave/out.log" | awk '{print $3}')
 for _ in $(seq 1 300); do [ "$(status_of "$maddr" haConnections)" = 1 ] && break; sleep 0.1; done
@@ -94,6 +94,7 @@ for _ in $(seq 1 300); do [ "$(status_of "$saddr" commitLogMaxOffset)" = "$end" 
 [ "$(status_of "$saddr" commitLogMaxOffset)" = "$end" ] || { echo "the slave did not catch up to $end"; exit 1; }
 "$broker" status --broker "$maddr"
 kill -TERM "$spid"; wait "$spid" || { echo "the slave exited with an error"; exit 1; }
+spid=""
 kill -TERM "$pid"; wait "$pid" || { echo "the master exited with an error"; exit 1; }
 pid=""
 # Byte for byte, file by file, up to the master's end.

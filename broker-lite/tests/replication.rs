@@ -224,6 +224,15 @@ async fn slave_copies_the_masters_log_byte_for_byte() {
         "{refused}"
     );
     wait_topic_copied(&sc).await;
+    // Without slaveReadEnable the slave sends consumers back to the master.
+    let p = ops::pull(
+        &sc,
+        ops::pull_request("g", "Rep", 0, 0, 32, "*", None, None),
+    )
+    .await
+    .expect("pull from the slave");
+    assert_eq!(p.code, response::PULL_RETRY_IMMEDIATELY);
+    assert!(p.messages.is_empty());
     // The route service lists both brokers of the group: the master (0) and the slave (1)
     // that registered with it.
     let rc = Client::connect(routes).await.expect("connect routes");

@@ -116,6 +116,8 @@ struct State {
     link: LinkState,
     /// The master's HA address (from `haMasterAddress` or a name server's answer).
     master_ha: Option<String>,
+    /// `master_ha` came from `haMasterAddress`: a name server's answer does not replace it.
+    master_ha_configured: bool,
     /// The master's remoting address (for the metadata copy).
     master_addr: Option<String>,
     /// Other brokers of this group that registered with this broker's route service, by
@@ -153,6 +155,7 @@ impl Replication {
                 } else {
                     LinkState::NoMaster
                 },
+                master_ha_configured: master_ha.is_some(),
                 master_ha,
                 master_addr,
                 members: BTreeMap::new(),
@@ -305,8 +308,9 @@ impl Replication {
         if let Some(a) = master_addr.filter(|a| !a.is_empty()) {
             st.master_addr = Some(a.to_owned());
         }
-        if st.master_ha.is_none() {
+        if !st.master_ha_configured {
             if let Some(h) = ha_addr.filter(|a| !a.is_empty()) {
+                // A master restarted on another port is followed there.
                 st.master_ha = Some(h.to_owned());
                 if st.link == LinkState::NoMaster {
                     st.link = LinkState::Connecting;
@@ -463,6 +467,26 @@ mod tests {
             r.slave_acked(id, 25);
             assert_eq!(waiter.join().expect("join"), PutStatus::PutOk);
         });
+    }
+
+    #[test]
+    fn a_learned_master_address_follows_the_name_server_and_a_configured_one_stays() {
+        let r = Replication::new(&BrokerConfig::default());
+        assert_eq!(r.link(), LinkState::NoMaster);
+        r.learn_master(Some("10.0.0.1:10911"), Some("10.0.0.1:10912"));
+        assert_eq!(r.master_ha().as_deref(), Some("10.0.0.1:10912"));
+        assert_eq!(r.link(), LinkState::Connecting);
+        r.learn_master(Some("10.0.0.1:20911"), Some("10.0.0.1:20912"));
+        assert_eq!(r.master_ha().as_deref(), Some("10.0.0.1:20912"));
+        assert_eq!(r.master_addr().as_deref(), Some("10.0.0.1:20911"));
+        let c = BrokerConfig {
+            ha_master_address: Some("10.0.0.9:10912".into()),
+            ..BrokerConfig::default()
+        };
+        let r = Replication::new(&c);
+        assert_eq!(r.master_addr().as_deref(), Some("10.0.0.9:10911"));
+        r.learn_master(Some("10.0.0.1:10911"), Some("10.0.0.1:10912"));
+        assert_eq!(r.master_ha().as_deref(), Some("10.0.0.9:10912"));
     }
 
     #[test]

@@ -122,7 +122,16 @@ impl Broker {
             }
             _ => response::PULL_NOT_FOUND,
         };
-        if allow_suspend && sys_flag & pull_flag::COMMIT_OFFSET != 0 && commit_offset >= 0 {
+        // A slave not allowed to serve reads sends the consumer back to the master whatever
+        // it found, and keeps no offset a pull carries (RocketMQ 4.9 PullMessageProcessor).
+        let slave = !self.config.is_master();
+        let code = if slave && !self.config.slave_read_enable {
+            response::PULL_RETRY_IMMEDIATELY
+        } else {
+            code
+        };
+        if allow_suspend && !slave && sys_flag & pull_flag::COMMIT_OFFSET != 0 && commit_offset >= 0
+        {
             self.offsets.commit(&group, &topic, queue_id, commit_offset);
         }
         if code == response::PULL_NOT_FOUND && allow_suspend && sys_flag & pull_flag::SUSPEND != 0 {
@@ -140,7 +149,7 @@ impl Broker {
                 filter: Some(filter),
             }));
         }
-        let (code, suggest) = self.suggest_broker(code, &group, result.suggest_pulling_from_slave);
+        let suggest = self.suggest_broker(&group, result.suggest_pulling_from_slave);
         let mut resp = req
             .response(code)
             .with_remark(result.status.as_str())
@@ -160,26 +169,20 @@ impl Broker {
         reply(resp)
     }
 
-    /// Which broker of the group the consumer should pull from next, and the response
-    /// code to send (RocketMQ 4.9 `PullMessageProcessor`): a slave not allowed to serve
-    /// reads answers PULL_RETRY_IMMEDIATELY and points at the master; with
-    /// `slaveReadEnable`, a consumer reading far behind the end goes to the group's
-    /// `whichBrokerWhenConsumeSlowly`, else to its `brokerId`.
-    fn suggest_broker(&self, code: i32, group: &str, far_behind: bool) -> (i32, u64) {
+    /// Which broker of the group the consumer should pull from next (RocketMQ 4.9
+    /// `PullMessageProcessor`): the master unless `slaveReadEnable`; with it, a consumer
+    /// reading far behind the end goes to the group's `whichBrokerWhenConsumeSlowly`, any
+    /// other to the group's `brokerId`.
+    fn suggest_broker(&self, group: &str, far_behind: bool) -> u64 {
         const MASTER_ID: u64 = 0;
         if !self.config.slave_read_enable {
-            if !self.config.is_master() && code == response::SUCCESS {
-                return (response::PULL_RETRY_IMMEDIATELY, MASTER_ID);
-            }
-            return (code, MASTER_ID);
+            return MASTER_ID;
         }
-        let sub = self.subscriptions.find_or_create(group);
-        let suggest = match sub {
+        match self.subscriptions.find_or_create(group) {
             Some(s) if far_behind => s.which_broker_when_consume_slowly,
             Some(s) => s.broker_id,
             None if far_behind => 1,
             None => MASTER_ID,
-        };
-        (code, suggest)
+        }
     }
 }

@@ -106,6 +106,13 @@ fn with_missing_properties(mut msg: Message, extra: &[(&str, &str)]) -> Message 
 
 impl Broker {
     pub(super) fn send(&self, born_host: SocketAddr, req: &RemotingCommand) -> Handled {
+        if !self.config.is_master() {
+            // Before anything else: a slave creates no topic for a send it cannot store.
+            return reject(
+                response::SERVICE_NOT_AVAILABLE,
+                "service not available now: this broker is a slave (brokerRole=SLAVE); send to its master",
+            );
+        }
         let h = SendHeader::parse(req)?;
         if let Err(e) = topics::validate_topic(&h.topic) {
             return reject(response::SYSTEM_ERROR, e);
