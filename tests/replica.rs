@@ -242,3 +242,46 @@ proptest! {
         assert_identical(&mr, &sr, 0, end);
     }
 }
+
+#[test]
+fn a_slave_restarted_before_its_first_byte_still_starts_at_the_masters_last_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mr, sr) = (dir.path().join("m"), dir.path().join("s"));
+    let master = master_with(&mr, 300, 5);
+    let end = master.max_offset().0;
+    let last_file = end - end % FILE;
+    assert!(last_file > 0);
+    // A first run that never received a byte leaves file 0, made in advance.
+    slave(&sr).shutdown().expect("down");
+    let first = sr.join("commitlog").join(format!("{:020}", 0));
+    assert!(first.exists(), "the allocator made file 0 in advance");
+    let slave = slave(&sr);
+    // A heartbeat at the master's position changes nothing.
+    let p = slave
+        .append_replicated(PhysicalOffset(last_file), &[])
+        .expect("heartbeat");
+    assert_eq!(p.visible_end, PhysicalOffset(0));
+    stream(&master, last_file, &[5000], |at, b| {
+        slave
+            .append_replicated(PhysicalOffset(at), b)
+            .expect("append");
+    });
+    assert_eq!(slave.min_offset(), PhysicalOffset(last_file));
+    assert_eq!(slave.max_offset(), PhysicalOffset(end));
+    slave.shutdown().expect("down");
+    assert!(
+        !first.exists(),
+        "the empty file 0 is gone, no gap in the names"
+    );
+    let reopened = self::slave(&sr);
+    assert_eq!(reopened.min_offset(), PhysicalOffset(last_file));
+    assert_eq!(reopened.max_offset(), PhysicalOffset(end));
+    // Once it holds bytes, the log cannot move: a frame elsewhere is a mismatch.
+    let err = reopened
+        .append_replicated(PhysicalOffset(end + FILE), b"xxxxxxxx")
+        .expect_err("elsewhere");
+    assert!(
+        matches!(err, Error::Replica(ReplicaError::OffsetMismatch { .. })),
+        "{err}"
+    );
+}

@@ -157,7 +157,8 @@ impl MappedFileQueue {
     }
 }
 
-// The two ways cleanup changes a queue's front.
+// The ways a queue's front changes: cleanup deleting its oldest file, and a replica's
+// empty log moving to where its master's stream starts.
 impl MappedFileQueue {
     /// Takes the first file out of the queue if it starts at `start` and is not the last
     /// one (the queue's active file is never deleted). Readers can no longer find it;
@@ -168,6 +169,19 @@ impl MappedFileQueue {
             return None;
         }
         Some(files.remove(0))
+    }
+
+    /// Whether no file holds a published byte (a new queue, or one whose only files were
+    /// made in advance).
+    pub(crate) fn holds_no_bytes(&self) -> bool {
+        let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
+        files.iter().all(|f| f.wrote() == 0)
+    }
+
+    /// Takes every file out of the queue (a replica's empty log moving to where its master's
+    /// stream starts). Readers can no longer find them; those holding one keep it mapped.
+    pub(crate) fn take_all(&self) -> Vec<Arc<MappedFile>> {
+        std::mem::take(&mut *self.files.write().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Whether the file starting at `start` is the first one and not the last one.

@@ -67,18 +67,23 @@ impl CommitLog {
             return Err(Error::Poisoned);
         }
         let mut st = self.lock_put();
-        let empty = self.queue.file_count() == 0 && st.writer.is_none();
-        if empty && !bytes.is_empty() {
-            if !offset.is_multiple_of(self.file_size) {
-                return Err(Error::Replica(ReplicaError::Misaligned {
-                    offset,
-                    file_size: self.file_size,
-                }));
+        // A log without a single byte (new, or its first file only made in advance) may
+        // start anywhere on a file boundary: where the master's stream starts.
+        let empty = st.replica.pending.is_empty()
+            && st.replica.filler_left.is_none()
+            && self.queue.holds_no_bytes();
+        if empty && offset != received_end(&st) {
+            if bytes.is_empty() {
+                // A heartbeat: nothing to place yet.
+                return Ok(ReplicaProgress {
+                    visible_end: PhysicalOffset(written_end(&st)),
+                    received_end: PhysicalOffset(received_end(&st)),
+                });
             }
-            st.next_file_offset = offset;
+            self.restart_empty_at(&mut st, offset)?;
         }
         let expected = received_end(&st);
-        if offset != expected && !(empty && bytes.is_empty()) {
+        if offset != expected {
             return Err(Error::Replica(ReplicaError::OffsetMismatch {
                 expected,
                 offered: offset,
@@ -108,6 +113,23 @@ impl CommitLog {
                 Err(e)
             }
         }
+    }
+
+    /// Moves a log that holds no byte to start at `offset`: its (empty) files are retired
+    /// first, so the names on disk never have a gap, and the next file is made at `offset`.
+    fn restart_empty_at(&self, st: &mut PutState, offset: u64) -> Result<()> {
+        if !offset.is_multiple_of(self.file_size) {
+            return Err(Error::Replica(ReplicaError::Misaligned {
+                offset,
+                file_size: self.file_size,
+            }));
+        }
+        st.writer = None;
+        for file in self.queue.take_all() {
+            file.retire()?;
+        }
+        st.next_file_offset = offset;
+        Ok(())
     }
 
     /// Writes the whole records (and blanks) at the start of `data`; returns how many
