@@ -124,10 +124,13 @@ impl CommitLog {
                 file_size: self.file_size,
             }));
         }
-        st.writer = None;
-        for file in self.queue.take_all() {
+        // Renamed while still in the queue: if a rename fails, nothing has moved yet and the
+        // next attempt retries (renaming again is a no-op for those already renamed).
+        for file in self.queue.all() {
             file.retire()?;
         }
+        st.writer = None;
+        drop(self.queue.take_all());
         st.next_file_offset = offset;
         Ok(())
     }

@@ -81,7 +81,8 @@ fn accept_loop(
                 std::thread::sleep(ACCEPT_POLL);
             }
         }
-        connections.retain(|(c, _)| !c.closed.load(Ordering::Acquire));
+        // A finished connection's thread is gone; one still closing is joined at the end.
+        connections.retain(|(_, h)| !h.is_finished());
     }
     stop_all.store(true, Ordering::Release);
     for (c, h) in connections {
