@@ -7,11 +7,16 @@
 # Then the delivery scenario: transaction producer, delayed message, ReconsumeLater,
 # orderly consumer, query by key.
 #
-# usage: compat/run.sh <broker-lite binary> <compat-rust-client binary> [messages per kind]
+# Then a replicating pair, and a cluster: RocketMQ's name server (rocketmq-namesrv-rust,
+# which must be installed) and two broker groups of master + slave (examples/cluster),
+# with the name server and then one master killed mid-run.
+#
+# usage: compat/run.sh <broker-lite binary> <compat-rust-client binary> [messages per kind] [cluster messages]
 set -euo pipefail
 broker=$1
 client=$2
 n=${3:-50}
+n_cluster=${4:-600}
 work=$(mktemp -d)
 pid=""
 cleanup() { [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$work"; }
@@ -108,5 +113,68 @@ done
 "$broker" verify --quiet -c "$work/master/broker.conf" --store "$work/master/store"
 "$broker" verify --quiet -c "$work/slave/broker.conf" --store "$work/slave/store"
 echo "replication: the slave's CommitLog equals the master's up to $end; both verify clean"
+
+echo "--- cluster: RocketMQ's name server and two broker groups (examples/cluster), the client routed only through the name server"
+command -v rocketmq-namesrv-rust >/dev/null || {
+  echo "rocketmq-namesrv-rust not found: cargo install rocketmq-namesrv --version =1.0.0 --locked"
+  exit 1
+}
+cdir="$work/cluster"
+ns=127.0.0.1:9876
+export BROKER_LITE
+BROKER_LITE=$(cd "$(dirname "$broker")" && pwd)/$(basename "$broker")
+cluster=$(cd "$(dirname "$0")/../examples/cluster" && pwd)/cluster.sh
+trap '"$cluster" stop "$cdir" >/dev/null 2>&1; cleanup; true' EXIT
+"$cluster" start "$cdir"
+"$broker" topic create --topic Compat_cluster --queues 4 --cluster DefaultCluster --namesrv "$ns"
+"$broker" topic route --topic Compat_cluster --namesrv "$ns"
+signal="$cdir/signal"
+RUST_LOG=off timeout 900 "$client" "$ns" Compat_cluster compat_cluster cluster "$n_cluster" "$signal" \
+  > "$cdir/client.out" 2>&1 &
+cpid=$!
+await_line() { # pattern, seconds
+  for _ in $(seq 1 $(($2 * 10))); do
+    grep -q "$1" "$cdir/client.out" && return 0
+    kill -0 "$cpid" 2>/dev/null || { cat "$cdir/client.out"; echo "the client ended before: $1"; exit 1; }
+    sleep 0.1
+  done
+  cat "$cdir/client.out"; echo "not within $2 s: $1"; exit 1
+}
+# The group's committed offsets on a broker: "total lag 0" once it holds the final ones
+# (a slave copies them from its master every 10 s).
+offsets_final() { # port
+  for _ in $(seq 1 300); do
+    "$broker" offsets --broker "127.0.0.1:$1" --group compat_cluster --topic Compat_cluster | grep -q '^total lag 0$' && break
+    sleep 0.1
+  done
+  echo "  127.0.0.1:$1: $("$broker" offsets --broker "127.0.0.1:$1" --group compat_cluster --topic Compat_cluster | tail -1)"
+  "$broker" offsets --broker "127.0.0.1:$1" --group compat_cluster --topic Compat_cluster | grep -q '^total lag 0$' \
+    || { echo "127.0.0.1:$1 does not hold the group's final offsets"; exit 1; }
+}
+# Phase 1: the name server dies under running clients and comes back.
+await_line "PROGRESS one sent=100" 120
+kill -9 "$(cat "$cdir/namesrv.pid")"
+echo "name server killed (SIGKILL) during phase 1"
+sleep 3
+ns_restart=$(date +%s%N)
+"$cluster" start "$cdir" > "$cdir/restart-namesrv.out"
+echo "name server restarted: all four brokers registered again $(( ($(date +%s%N) - ns_restart) / 1000000 )) ms later (registerNameServerPeriod 30 s)"
+await_line "phase 1 done" 120
+echo "phase 1 offsets, masters then slaves:"
+for b in 10911 10931 10921 10941; do offsets_final "$b"; done
+touch "$signal.1"
+# Phase 2: master a dies a third of the way through.
+await_line "PROGRESS two sent=$(( n_cluster / 3 / 50 * 50 ))" 180
+kill -9 "$(cat "$cdir/broker-a-0.pid")"
+echo "master a killed (SIGKILL) during phase 2"
+await_line "phase 2 drained" 300
+"$cluster" start "$cdir" > "$cdir/restart-a.out"
+echo "master a restarted and registered"
+touch "$signal.2"
+wait "$cpid" || { cat "$cdir/client.out"; echo "the cluster scenario failed"; exit 1; }
+grep -E '^CLUSTER|COMPAT' "$cdir/client.out"
+echo "final offsets, masters then slaves:"
+for b in 10911 10931 10921 10941; do offsets_final "$b"; done
+"$cluster" stop "$cdir"
 
 echo "compat: all modes passed"

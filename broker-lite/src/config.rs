@@ -25,8 +25,9 @@ pub struct BrokerConfig {
     pub listen_port: u16,
     /// `listenAddr` (ours): the interface the sockets bind. Default 127.0.0.1.
     pub listen_addr: IpAddr,
-    /// `namesrvListenPort` (ours): the built-in route service's port; default 9876, and
-    /// `-1` turns the route service off.
+    /// `namesrvListenPort` (ours): the built-in route service's port; default 9876 when
+    /// `namesrvAddr` is empty and off when it names name servers (they serve the routes
+    /// then); `-1` turns it off.
     pub namesrv_listen_port: Option<u16>,
     /// `namesrvAddr`: external name servers (`host:port;host:port`) to register with.
     pub namesrv_addr: Vec<String>,
@@ -60,6 +61,9 @@ pub struct BrokerConfig {
     pub region_id: String,
     /// `registerNameServerPeriod`. Default 30 000 ms.
     pub register_name_server_period: Duration,
+    /// `registerBrokerTimeoutMills`: how long one name server may take to answer a
+    /// registration. Default 6000 ms.
+    pub register_broker_timeout: Duration,
     /// `autoCreateSubscriptionGroup`: a send-back or heartbeat of an unknown consumer
     /// group creates its subscription group.
     pub auto_create_subscription_group: bool,
@@ -134,6 +138,7 @@ impl Default for BrokerConfig {
             trace_on: true,
             region_id: "DefaultRegion".into(),
             register_name_server_period: Duration::from_secs(30),
+            register_broker_timeout: Duration::from_secs(6),
             auto_create_subscription_group: true,
             transaction_timeout: Duration::from_secs(6),
             transaction_check_max: 15,
@@ -172,6 +177,7 @@ impl BrokerConfig {
     /// A [`ConfigError`] naming the first key whose value does not parse.
     pub fn apply(&mut self, text: &str) -> Result<Vec<String>, ConfigError> {
         let mut unknown = Vec::new();
+        let mut route_port_given = false;
         for line in text.lines() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
@@ -185,9 +191,14 @@ impl BrokerConfig {
             };
             let key = line[..split].trim();
             let value = line[split + 1..].trim();
+            route_port_given |= key == "namesrvListenPort";
             if !self.set(key, value)? {
                 unknown.push(key.to_owned());
             }
+        }
+        if !route_port_given && !self.namesrv_addr.is_empty() {
+            // Name servers serve the routes; the built-in service would only take their port.
+            self.namesrv_listen_port = None;
         }
         self.sync_store_host();
         Ok(unknown)
@@ -241,6 +252,7 @@ impl BrokerConfig {
             "traceOn" => self.trace_on = parse(key, value)?,
             "regionId" => self.region_id = value.into(),
             "registerNameServerPeriod" => self.register_name_server_period = millis(key, value)?,
+            "registerBrokerTimeoutMills" => self.register_broker_timeout = millis(key, value)?,
             "autoCreateSubscriptionGroup" => {
                 self.auto_create_subscription_group = parse(key, value)?;
             }

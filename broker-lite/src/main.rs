@@ -119,6 +119,12 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         idle_ms: u64,
     },
+    /// The clusters a name server knows: each broker group and its brokers by id
+    /// (mqadmin's `clusterList`).
+    Cluster {
+        #[arg(long, default_value = "127.0.0.1:9876")]
+        namesrv: SocketAddr,
+    },
     /// Topic administration.
     Topic {
         #[command(subcommand)]
@@ -169,14 +175,28 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum TopicAction {
-    /// Creates or updates a topic.
+    /// Creates or updates a topic on one broker, or with --cluster on every master of a
+    /// cluster that a name server lists (mqadmin's `updateTopic -c`).
     Create {
-        #[arg(long, default_value = "127.0.0.1:10911")]
+        #[arg(long, default_value = "127.0.0.1:10911", conflicts_with = "cluster")]
         broker: SocketAddr,
         #[arg(long)]
         topic: String,
         #[arg(long, default_value_t = 4)]
         queues: u32,
+        /// Every master of this cluster (needs --namesrv).
+        #[arg(long, requires = "namesrv")]
+        cluster: Option<String>,
+        /// The name server to ask for the cluster's brokers.
+        #[arg(long, requires = "cluster")]
+        namesrv: Option<SocketAddr>,
+    },
+    /// A topic's route as a name server serves it: each group's queues and brokers.
+    Route {
+        #[arg(long, default_value = "127.0.0.1:9876")]
+        namesrv: SocketAddr,
+        #[arg(long)]
+        topic: String,
     },
     /// Lists topics.
     List {
@@ -306,12 +326,14 @@ async fn run_server(
                 .unwrap_or_else(|| "the master named by namesrvAddr".to_owned())
         ),
     };
+    let routes = match listeners.routes_addr() {
+        Some(a) => format!("route service on {a}"),
+        None if broker.config.namesrv_addr.is_empty() => "no route service".to_owned(),
+        None => format!("name servers {}", broker.config.namesrv_addr.join(";")),
+    };
     println!(
-        "broker-lite listening on {bound} (clients dial {}), route service on {}, {replication}, store at {}",
+        "broker-lite listening on {bound} (clients dial {}), {routes}, {replication}, store at {}",
         broker.config.broker_addr(),
-        listeners
-            .routes_addr()
-            .map_or_else(|| "off".to_owned(), |a| a.to_string()),
         root.display()
     );
     serve(broker, listeners, shutdown_signal())
@@ -390,15 +412,39 @@ async fn run_client(cmd: Command) -> Result<(), String> {
         }
         Command::Topic { action } => match action {
             TopicAction::Create {
+                topic,
+                queues,
+                cluster: Some(cluster),
+                namesrv: Some(namesrv),
+                ..
+            } => create_in_cluster(namesrv, &cluster, &topic, queues).await,
+            TopicAction::Create {
                 broker,
                 topic,
                 queues,
+                ..
             } => {
                 let client = ops::connect(broker).await.map_err(e)?;
                 ops::create_topic(&client, &topic, queues)
                     .await
                     .map_err(e)?;
                 println!("topic {topic} created with {queues} queues");
+                Ok(())
+            }
+            TopicAction::Route { namesrv, topic } => {
+                let client = ops::connect(namesrv).await.map_err(e)?;
+                let route = ops::topic_route(&client, &topic).await.map_err(e)?;
+                for q in &route.queue_datas {
+                    println!(
+                        "queues\t{}\tread={}\twrite={}\tperm={}",
+                        q.broker_name, q.read_queue_nums, q.write_queue_nums, q.perm
+                    );
+                }
+                for g in &route.broker_datas {
+                    for (id, addr) in &g.broker_addrs {
+                        println!("broker\t{}\t{id}\t{addr}", g.broker_name);
+                    }
+                }
                 Ok(())
             }
             TopicAction::List { broker } => {
@@ -413,6 +459,21 @@ async fn run_client(cmd: Command) -> Result<(), String> {
                 Ok(())
             }
         },
+        Command::Cluster { namesrv } => {
+            let client = ops::connect(namesrv).await.map_err(e)?;
+            let info = ops::cluster_info(&client).await.map_err(e)?;
+            for (cluster, names) in &info.cluster_addr_table {
+                for name in names {
+                    let Some(group) = info.broker_addr_table.get(name) else {
+                        continue;
+                    };
+                    for (id, addr) in &group.broker_addrs {
+                        println!("{cluster}\t{name}\t{id}\t{addr}");
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Query {
             broker,
             topic,
@@ -495,6 +556,51 @@ async fn run_client(cmd: Command) -> Result<(), String> {
             println!("total lag {total}");
             Ok(())
         }
+    }
+}
+
+/// `topic create --cluster`: the topic on every master of the cluster, then waits (10 s
+/// at most) until the name server's route lists every one of them, since each master
+/// announces the new topic to the name servers on its own.
+async fn create_in_cluster(
+    namesrv: SocketAddr,
+    cluster: &str,
+    topic: &str,
+    queues: u32,
+) -> Result<(), String> {
+    let e = |e: ops::OpError| e.to_string();
+    let client = ops::connect(namesrv).await.map_err(e)?;
+    let masters = ops::create_topic_in_cluster(&client, cluster, topic, queues)
+        .await
+        .map_err(e)?;
+    for (name, addr) in &masters {
+        println!("topic {topic} created with {queues} queues on {name} ({addr})");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = match ops::topic_route(&client, topic).await {
+            Ok(route) => masters
+                .iter()
+                .filter(|(name, _)| {
+                    route
+                        .queue_datas
+                        .iter()
+                        .any(|q| &q.broker_name == name && q.write_queue_nums == queues)
+                })
+                .count(),
+            Err(_) => 0,
+        };
+        if listed == masters.len() {
+            println!("route of {topic} on {namesrv} lists {listed} broker groups");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the topic was created, but after 10 s the route on {namesrv} lists {listed} of {} groups (are the brokers registered with it?)",
+                masters.len()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -406,3 +406,138 @@ pub async fn runtime_info(
         .map_err(|e| OpError::BadAnswer(format!("runtime info: {e}")))?;
     Ok(t.table)
 }
+
+/// A broker group as a name server lists it (`BrokerData`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerGroup {
+    /// The cluster the group belongs to.
+    #[serde(default)]
+    pub cluster: String,
+    /// The group's `brokerName`.
+    pub broker_name: String,
+    /// brokerId → address (0 is the master).
+    #[serde(default)]
+    pub broker_addrs: std::collections::BTreeMap<u64, String>,
+}
+
+impl BrokerGroup {
+    /// The master's address, if the group has one registered.
+    pub fn master(&self) -> Option<&str> {
+        self.broker_addrs.get(&0).map(String::as_str)
+    }
+}
+
+/// GET_BROKER_CLUSTER_INFO's answer (`ClusterInfo`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterInfo {
+    /// brokerName → group.
+    #[serde(default)]
+    pub broker_addr_table: std::collections::BTreeMap<String, BrokerGroup>,
+    /// cluster name → its brokerNames.
+    #[serde(default)]
+    pub cluster_addr_table: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl ClusterInfo {
+    /// The groups of `cluster`, by brokerName.
+    pub fn groups_of(&self, cluster: &str) -> Vec<&BrokerGroup> {
+        self.cluster_addr_table
+            .get(cluster)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| self.broker_addr_table.get(name))
+            .collect()
+    }
+}
+
+/// One group's queues of a topic in a route (`QueueData`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteQueues {
+    /// The group.
+    pub broker_name: String,
+    /// Readable queues.
+    pub read_queue_nums: u32,
+    /// Writable queues.
+    pub write_queue_nums: u32,
+    /// Permission bits.
+    #[serde(default)]
+    pub perm: u32,
+}
+
+/// GET_ROUTEINFO_BY_TOPIC's answer (`TopicRouteData`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicRoute {
+    /// Queues per group.
+    #[serde(default)]
+    pub queue_datas: Vec<RouteQueues>,
+    /// The groups' addresses.
+    #[serde(default)]
+    pub broker_datas: Vec<BrokerGroup>,
+}
+
+/// GET_BROKER_CLUSTER_INFO from a name server (or a broker's built-in route service).
+///
+/// # Errors
+/// Transport errors, a refusal, or a body that does not parse (fastjson's unquoted
+/// integer keys are accepted).
+pub async fn cluster_info(namesrv: &Client) -> Result<ClusterInfo, OpError> {
+    let req = RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO);
+    let resp = success(namesrv.invoke(req, TIMEOUT).await?)?;
+    crate::metadata::parse(&String::from_utf8_lossy(&resp.body))
+        .map_err(|e| OpError::BadAnswer(format!("cluster info: {e}")))
+}
+
+/// GET_ROUTEINFO_BY_TOPIC from a name server.
+///
+/// # Errors
+/// Transport errors; [`OpError::Refused`] with TOPIC_NOT_EXIST for a topic no broker
+/// serves; a body that does not parse.
+pub async fn topic_route(namesrv: &Client, topic: &str) -> Result<TopicRoute, OpError> {
+    let req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic);
+    let resp = success(namesrv.invoke(req, TIMEOUT).await?)?;
+    crate::metadata::parse(&String::from_utf8_lossy(&resp.body))
+        .map_err(|e| OpError::BadAnswer(format!("route of {topic}: {e}")))
+}
+
+/// Creates (or updates) `topic` on every master of `cluster`, as mqadmin's
+/// `updateTopic -c` does: the name server lists the cluster's groups, each master gets
+/// UPDATE_AND_CREATE_TOPIC. Returns the masters' addresses, by brokerName.
+///
+/// # Errors
+/// [`OpError::BadAnswer`] when the cluster is unknown or has no master; the first master
+/// that cannot be reached or refuses (the ones before it keep the topic).
+pub async fn create_topic_in_cluster(
+    namesrv: &Client,
+    cluster: &str,
+    topic: &str,
+    queues: u32,
+) -> Result<Vec<(String, String)>, OpError> {
+    let info = cluster_info(namesrv).await?;
+    let masters: Vec<(String, String)> = info
+        .groups_of(cluster)
+        .into_iter()
+        .filter_map(|g| Some((g.broker_name.clone(), g.master()?.to_owned())))
+        .collect();
+    if masters.is_empty() {
+        return Err(OpError::BadAnswer(format!(
+            "the name server knows no master of cluster {cluster} (clusters: {})",
+            info.cluster_addr_table
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    for (name, addr) in &masters {
+        let sock: SocketAddr = addr
+            .parse()
+            .map_err(|_| OpError::BadAnswer(format!("{name}'s master address {addr}")))?;
+        let client = connect(sock).await?;
+        create_topic(&client, topic, queues).await?;
+    }
+    Ok(masters)
+}

@@ -34,11 +34,15 @@ pub enum ClientError {
 
 type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>>;
 
+/// Set once the connection's reader has stopped: no response can arrive any more.
+type Closed = Arc<std::sync::atomic::AtomicBool>;
+
 /// One connection to a broker or name server.
 #[derive(Debug)]
 pub struct Client {
     out: mpsc::Sender<RemotingCommand>,
     pending: Pending,
+    closed: Closed,
     next_opaque: AtomicI32,
     serialize_type: SerializeType,
     /// Requests the server sent us (e.g. NOTIFY_CONSUMER_IDS_CHANGED).
@@ -76,6 +80,8 @@ impl Client {
             }
         });
         let reader_pending = Arc::clone(&pending);
+        let closed: Closed = Arc::default();
+        let reader_closed = Arc::clone(&closed);
         let reader = tokio::spawn(async move {
             let mut frames = FramedRead::new(read_half, RemotingCodec);
             while let Some(Ok(inbound)) = frames.next().await {
@@ -94,7 +100,9 @@ impl Client {
                     let _ = server_tx.try_send(cmd);
                 }
             }
-            // Connection gone: fail everything still waiting.
+            // Connection gone: fail everything still waiting, and every later request
+            // (the flag first, so that a request registered after the clearing sees it).
+            reader_closed.store(true, Ordering::SeqCst);
             reader_pending
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -103,6 +111,7 @@ impl Client {
         Ok(Client {
             out,
             pending,
+            closed,
             next_opaque: AtomicI32::new(1),
             serialize_type: SerializeType::Json,
             server_requests: Mutex::new(server_rx),
@@ -137,7 +146,11 @@ impl Client {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(opaque, tx);
-        if self.out.send(cmd).await.is_err() {
+        if self.closed.load(Ordering::SeqCst) || self.out.send(cmd).await.is_err() {
+            self.pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&opaque);
             return Err(ClientError::Closed);
         }
         match tokio::time::timeout(timeout, rx).await {

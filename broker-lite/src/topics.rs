@@ -49,6 +49,10 @@ pub struct TopicConfig {
     /// Ordered topic.
     #[serde(default)]
     pub order: bool,
+    /// RocketMQ 5's topic attributes (e.g. `+message.type=NORMAL`): kept and passed on,
+    /// not interpreted. Always written, as RocketMQ 5 does: its name servers require it.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
 }
 
 fn sixteen() -> u32 {
@@ -72,6 +76,7 @@ impl TopicConfig {
             topic_filter_type: single_tag(),
             topic_sys_flag: 0,
             order: false,
+            attributes: BTreeMap::new(),
         }
     }
 
@@ -135,6 +140,9 @@ pub fn is_not_allowed_send(topic: &str) -> bool {
 #[derive(Debug)]
 pub struct Topics {
     table: JsonTable<TopicTable>,
+    /// Bumped after every change, so that whoever announces the table (registration with
+    /// name servers) learns of a change at once.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Topics {
@@ -167,7 +175,27 @@ impl Topics {
                     .or_insert(c);
             }
         });
-        Ok(Topics { table })
+        Ok(Topics {
+            table,
+            changes: tokio::sync::watch::Sender::new(0),
+        })
+    }
+
+    /// A receiver that sees every later change of the table.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The table's version (changes so far and when the last one was made).
+    pub fn data_version(&self) -> DataVersion {
+        self.table.read(|t| t.data_version.clone())
+    }
+
+    /// Changes the table (persisted at once) and tells the watchers.
+    fn change<R>(&self, f: impl FnOnce(&mut TopicTable) -> R) -> R {
+        let out = self.table.change(f);
+        self.changes.send_modify(|n| *n += 1);
+        out
     }
 
     /// A topic's configuration.
@@ -199,15 +227,14 @@ impl Topics {
             .table
             .read(|t| metadata::changed_entries(&t.topic_config_table, &theirs.topic_config_table));
         if !changed.is_empty() {
-            self.table
-                .change(|t| t.topic_config_table.extend(changed.iter().cloned()));
+            self.change(|t| t.topic_config_table.extend(changed.iter().cloned()));
         }
         Ok(changed.len())
     }
 
     /// Creates or replaces a topic and persists the table.
     pub fn put(&self, config: TopicConfig) {
-        self.table.change(|t| {
+        self.change(|t| {
             t.topic_config_table
                 .insert(config.topic_name.clone(), config);
         });
@@ -255,7 +282,7 @@ impl Topics {
 
     /// Adds `config` unless its topic appeared meanwhile; the topic as it now is.
     fn create(&self, config: TopicConfig) -> TopicConfig {
-        self.table.change(|t| {
+        self.change(|t| {
             t.topic_config_table
                 .entry(config.topic_name.clone())
                 .or_insert(config)

@@ -5,8 +5,9 @@
 //! the others and nothing that was never sent (a phantom), each with the topic, tag and
 //! key it was sent with.
 //!
-//! Usage: `compat-rust-client <namesrv host:port> <topic> <group> <messages per kind>`, or
-//! `… <group> delivery` for the delivery scenario (src/delivery.rs).
+//! Usage: `compat-rust-client <namesrv host:port> <topic> <group> <messages per kind>`,
+//! `… <group> delivery` for the delivery scenario (src/delivery.rs), or
+//! `… <group> cluster <n> <signal file>` for the cluster scenario (src/cluster.rs).
 //! Exit code 0 on success; the summary line starts with `COMPAT`.
 
 #![recursion_limit = "512"]
@@ -26,6 +27,7 @@ use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::common::message::MessageTrait;
 use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
+mod cluster;
 mod delivery;
 
 /// Per body received: how often, and the (topic, tags, keys) of the last copy.
@@ -75,12 +77,22 @@ fn message(topic: &str, tag: &str, key: &str, body: &str) -> Message {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() != 4 {
-        return Err("usage: compat-rust-client <namesrv> <topic> <group> <n | delivery>".into());
+    let cluster = args.len() == 6 && args[3] == "cluster";
+    if args.len() != 4 && !cluster {
+        return Err(
+            "usage: compat-rust-client <namesrv> <topic> <group> <n | delivery | cluster <n> <signal file>>"
+                .into(),
+        );
     }
     let (namesrv, topic, group) = (args[0].clone(), args[1].clone(), args[2].clone());
     let delivery = args[3] == "delivery";
-    let n: usize = if delivery { 0 } else { args[3].parse()? };
+    let n: usize = if delivery {
+        0
+    } else if cluster {
+        args[4].parse()?
+    } else {
+        args[3].parse()?
+    };
     let owner = RuntimeOwner::plan(RuntimeConfig {
         thread_name: "compat".into(),
         ..Default::default()
@@ -92,7 +104,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ClientRuntimeConfig::default(),
         telemetry.handle(),
     )?;
-    let outcome = if delivery {
+    let outcome = if cluster {
+        owner.block_on(cluster::run(
+            runtime.clone(),
+            namesrv,
+            topic,
+            group,
+            n,
+            args[5].clone().into(),
+        ))
+    } else if delivery {
         owner.block_on(delivery::run(runtime.clone(), namesrv, topic, group))
     } else {
         owner.block_on(run(runtime.clone(), namesrv, topic, group, n))

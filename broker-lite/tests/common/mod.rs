@@ -32,6 +32,20 @@ impl RunningBroker {
 
     /// As [`start`](Self::start), on given ports (0 = any free one).
     pub fn start_on(dir: &Path, conf: &str, port: u16, namesrv_port: u16) -> RunningBroker {
+        Self::start_with(
+            dir,
+            conf,
+            &[
+                "--port",
+                &port.to_string(),
+                "--namesrv-port",
+                &namesrv_port.to_string(),
+            ],
+        )
+    }
+
+    /// A broker on `dir` with `conf` appended to [`SMALL_STORE`] and these arguments.
+    pub fn start_with(dir: &Path, conf: &str, args: &[&str]) -> RunningBroker {
         let conf_path = dir.join("broker.conf");
         std::fs::write(&conf_path, format!("{SMALL_STORE}{conf}")).expect("write conf");
         let mut child = Command::new(binary())
@@ -39,12 +53,7 @@ impl RunningBroker {
             .arg(&conf_path)
             .arg("--store")
             .arg(dir.join("store"))
-            .args([
-                "--port",
-                &port.to_string(),
-                "--namesrv-port",
-                &namesrv_port.to_string(),
-            ])
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
