@@ -358,4 +358,29 @@ mod tests {
             master.store.store_path_root_dir
         );
     }
+
+    #[test]
+    fn the_example_cluster_parses_with_distinct_ports_and_stores() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster");
+        let mut ports = std::collections::BTreeSet::new();
+        let mut stores = std::collections::BTreeSet::new();
+        for name in ["broker-a-0", "broker-a-1", "broker-b-0", "broker-b-1"] {
+            let mut c = BrokerConfig::default();
+            let text = std::fs::read_to_string(dir.join(format!("{name}.conf"))).expect("conf");
+            assert_eq!(
+                c.apply(&text).expect("parses"),
+                Vec::<String>::new(),
+                "{name}"
+            );
+            assert_eq!(c.namesrv_addr, vec!["127.0.0.1:9876".to_owned()], "{name}");
+            // The name server owns 9876: no built-in route service beside it.
+            assert_eq!(c.namesrv_listen_port, None, "{name}");
+            assert_eq!(c.is_master(), name.ends_with("-0"), "{name}");
+            assert!(ports.insert(c.listen_port), "{name}: listenPort taken");
+            if c.is_master() {
+                assert!(ports.insert(c.ha_port()), "{name}: HA port taken");
+            }
+            assert!(stores.insert(c.store.store_path_root_dir.clone()), "{name}");
+        }
+    }
 }

@@ -247,3 +247,33 @@ fn a_broker_with_name_servers_leaves_the_route_port_to_them() {
     assert!(line.contains("listening on"), "{line}");
     assert!(line.contains("name servers 127.0.0.1:1,"), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_on_a_connection_the_peer_closed_fails_at_once() {
+    // The kept connection to a name server that was killed: the next registration must
+    // fail as closed (and go to a new connection), not wait out its timeout.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let client = Client::connect(addr).await.expect("connect");
+    let (peer, _) = listener.accept().expect("accept");
+    drop(peer);
+    drop(listener);
+    // The reader sees the end of the stream; give it a moment (not a deadline).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let outcome = client
+        .invoke(
+            RemotingCommand::request(request::REGISTER_BROKER),
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(
+        matches!(outcome, Err(broker_lite::outbound::ClientError::Closed)),
+        "{outcome:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "failed only after {:?}",
+        started.elapsed()
+    );
+}
