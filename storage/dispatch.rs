@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::fault::FaultInjector;
+use crate::file::mmap::MappedFile;
 use crate::format::{self, Decoded, RecordView};
 use crate::index::IndexFiles;
 use crate::log::CommitLog;
@@ -119,11 +120,19 @@ impl Dispatcher {
         }
         let mut at = self.reput_offset();
         let mut done = 0;
+        // The file of the previous record: consecutive records cost no locked lookup.
+        let mut current: Option<Arc<MappedFile>> = None;
         let more = loop {
             if done == DISPATCH_BATCH {
                 break true;
             }
-            let Some(file) = self.log.file_at(at) else {
+            if current
+                .as_ref()
+                .is_none_or(|f| at.wrapping_sub(f.start_offset()) >= f.size())
+            {
+                current = self.log.file_at(at);
+            }
+            let Some(file) = current.as_ref() else {
                 // A replica's log may start above where dispatch stands (its first file is
                 // the master's last): nothing below the log's start exists to dispatch.
                 let min = self.log.min_offset();

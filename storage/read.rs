@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{self, CqUnit, RecordView, CQ_UNIT_SIZE};
 use crate::index::indexed_keys;
-use crate::log::{CommitLog, RecordGuard};
+use crate::log::{Checked, CommitLog, RecordGuard};
 use crate::put::QueueOffset;
 use crate::queue::ConsumeQueue;
 
@@ -201,9 +201,13 @@ pub(crate) fn get_message(
     let log_min = log.min_offset();
     let file_size = log.file_size();
     let mut result = GetMessageResult::empty(S::NoMatchedMessage, offset, min, max);
+    // Room for a full answer up front: no reallocation while the batch fills.
+    let most = max_msgs.min(limits.count_in_memory.max(limits.count_in_disk));
+    result.messages.reserve_exact(most as usize);
     let mut scanned = 0usize;
     let mut max_phy_pulling = 0u64;
     let mut skip_below = 0u64;
+    let mut file_at = None;
     while scanned < scan_limit && scanned + CQ_UNIT_SIZE as usize <= units.len() {
         let Some(unit) = CqUnit::decode(&units[scanned..]) else {
             break;
@@ -250,8 +254,18 @@ pub(crate) fn get_message(
             offset: unit_offset,
             kind: CorruptionKind::UnitMismatch,
         };
-        let Some(rec) = log.read(phys)? else {
-            if phys < log.min_offset() {
+        // One checked decode serves both the unit check and the record-level filter.
+        let checked = log.read_checked(phys, &mut file_at, |v| {
+            if unit_matches(&unit, v, q.topic(), q.queue_id(), unit_offset) {
+                Ok(filter.is_none_or(|f| f.matches_record(v)))
+            } else {
+                Err(mismatch())
+            }
+        })?;
+        let rec = match checked {
+            Checked::Accepted(rec) => rec,
+            Checked::Rejected => continue,
+            Checked::Absent if phys < log.min_offset() => {
                 // Cleanup deleted the file since the scan began: removed, not corrupt.
                 if result.messages.is_empty() {
                     result.status = S::MessageWasRemoving;
@@ -259,18 +273,8 @@ pub(crate) fn get_message(
                 skip_below = phys - phys % file_size + file_size;
                 continue;
             }
-            return Err(mismatch());
+            Checked::Absent => return Err(mismatch()),
         };
-        // One decode serves both the unit check and the record-level filter.
-        let accepted = match rec.view() {
-            Ok(v) if unit_matches(&unit, &v, q.topic(), q.queue_id(), unit_offset) => {
-                filter.is_none_or(|f| f.matches_record(&v))
-            }
-            _ => return Err(mismatch()),
-        };
-        if !accepted {
-            continue;
-        }
         result.buffer_total_size += size;
         result.messages.push(rec);
         result.status = S::Found;

@@ -225,11 +225,39 @@ pub fn parse_properties(encoded: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// The value of `key` in an encoded properties string (the last one wins, as in Java).
+/// The same rules as [`parse_properties`], in one byte scan that only looks at segments
+/// starting with `key` (every record is read for `TAGS`, `KEYS` and `UNIQ_KEY` when it is
+/// dispatched, so this is on the hot path).
 pub fn property<'a>(encoded: &'a str, key: &str) -> Option<&'a str> {
-    parse_properties(encoded)
-        .filter(|(k, _)| *k == key)
-        .last()
-        .map(|(_, v)| v)
+    let key = key.as_bytes();
+    if key.is_empty() || key.contains(&NAME_VALUE_SEPARATOR) {
+        // Not a name RocketMQ writes; the general rules decide.
+        return parse_properties(encoded)
+            .filter(|(k, _)| k.as_bytes() == key)
+            .last()
+            .map(|(_, v)| v);
+    }
+    let bytes = encoded.as_bytes();
+    let mut found = None;
+    let mut start = 0;
+    while start <= bytes.len() {
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == PROPERTY_SEPARATOR)
+            .map_or(bytes.len(), |i| start + i);
+        let seg = &bytes[start..end];
+        // `key` holds no separator, so the segment's first 0x01 is the one after `key`;
+        // the value must not be empty.
+        if seg.len() > key.len() + 1
+            && seg.starts_with(key)
+            && seg[key.len()] == NAME_VALUE_SEPARATOR
+        {
+            // Both ends are ASCII separators (or the string's ends): char boundaries.
+            found = encoded.get(start + key.len() + 1..end);
+        }
+        start = end + 1;
+    }
+    found
 }
 
 /// Removes every `__CRC32#` pair, so a message coming back to the store (retry, DLQ,

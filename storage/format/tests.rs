@@ -336,6 +336,21 @@ prop_compose! {
 }
 
 proptest! {
+    /// The one-scan lookup agrees with RocketMQ's parsing rules (split on 0x02, first 0x01
+    /// neither first nor last, the last pair wins) on any text made of short names,
+    /// separators and other characters.
+    #[test]
+    fn property_lookup_follows_the_parsing_rules(
+        encoded in "[ab\u{1}\u{2}é]{0,24}",
+        key in "[ab\u{1}é]{0,3}",
+    ) {
+        let reference = parse_properties(&encoded)
+            .filter(|(k, _)| *k == key)
+            .last()
+            .map(|(_, v)| v);
+        prop_assert_eq!(property(&encoded, &key), reference);
+    }
+
     #[test]
     fn encode_decode_round_trips(
         msg in arb_message(),

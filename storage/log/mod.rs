@@ -552,18 +552,46 @@ impl CommitLog {
     /// The record starting at `offset`, CRC-checked. `None` past the end, below the
     /// minimum, or at an end-of-file blank.
     pub(crate) fn read(&self, offset: u64) -> Result<Option<RecordGuard>> {
-        let Some(file) = self.queue.find(offset) else {
-            return Ok(None);
+        match self.read_checked(offset, &mut None, |_| Ok(true))? {
+            Checked::Accepted(g) => Ok(Some(g)),
+            Checked::Absent | Checked::Rejected => Ok(None),
+        }
+    }
+
+    /// The record starting at `offset`, checked (structure, CRC, its own PHYSICALOFFSET) and
+    /// decoded once; `accept` sees the decoded record and says whether it is wanted (or
+    /// refuses it with an error). `file` carries the file of the previous read of a batch:
+    /// consecutive records of one file then cost no lookup.
+    pub(crate) fn read_checked(
+        &self,
+        offset: u64,
+        file: &mut Option<Arc<MappedFile>>,
+        accept: impl FnOnce(&RecordView<'_>) -> Result<bool>,
+    ) -> Result<Checked> {
+        let cached = file
+            .as_ref()
+            .filter(|f| offset.wrapping_sub(f.start_offset()) < self.file_size);
+        let file = if let Some(f) = cached {
+            Arc::clone(f)
+        } else {
+            let Some(found) = self.queue.find(offset) else {
+                return Ok(Checked::Absent);
+            };
+            *file = Some(Arc::clone(&found));
+            found
         };
         let pos = offset - file.start_offset();
         let bytes = file.readable_from(pos);
         if bytes.is_empty() {
-            return Ok(None);
+            return Ok(Checked::Absent);
         }
         match format::decode_record(bytes, true) {
             Ok(Decoded::Message(v)) if v.physical_offset as u64 == offset => {
+                if !accept(&v)? {
+                    return Ok(Checked::Rejected);
+                }
                 let len = v.total_size;
-                Ok(Some(RecordGuard { file, pos, len }))
+                Ok(Checked::Accepted(RecordGuard { file, pos, len }))
             }
             Ok(Decoded::Message(v)) => Err(Error::Corrupted {
                 path: file.path().to_owned(),
@@ -572,7 +600,7 @@ impl CommitLog {
                     stored: v.physical_offset as u64,
                 },
             }),
-            Ok(Decoded::Blank { .. }) => Ok(None),
+            Ok(Decoded::Blank { .. }) => Ok(Checked::Absent),
             Err(e) => Err(Error::Corrupted {
                 path: file.path().to_owned(),
                 offset: pos,
@@ -618,6 +646,16 @@ fn newest_in(bytes: &[u8]) -> Option<i64> {
         }
     }
     newest
+}
+
+/// What [`CommitLog::read_checked`] found.
+pub(crate) enum Checked {
+    /// No record there (past the end, below the minimum, an end-of-file blank).
+    Absent,
+    /// A sound record the caller did not want.
+    Rejected,
+    /// A sound record the caller wanted.
+    Accepted(RecordGuard),
 }
 
 /// A record in the CommitLog, kept mapped while the guard lives.
