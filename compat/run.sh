@@ -119,6 +119,7 @@ command -v rocketmq-namesrv-rust >/dev/null || {
   echo "rocketmq-namesrv-rust not found: cargo install rocketmq-namesrv --version =1.0.0 --locked"
   exit 1
 }
+# examples/cluster uses the fixed ports 9876 and 10911..10942: nothing else may hold them.
 cdir="$work/cluster"
 ns=127.0.0.1:9876
 export BROKER_LITE
