@@ -19,10 +19,11 @@ use crate::outbound::Client;
 use crate::remoting::codes::{request, response};
 use crate::remoting::RemotingCommand;
 
-/// RocketMQ's `UtilAll.crc32`: CRC-32 with the sign bit cleared, as the `bodyCrc32` header
-/// carries it (a name server recomputes it the same way and refuses a mismatch).
+/// The `bodyCrc32` header: RocketMQ's `UtilAll.crc32` of the body, the same masked CRC the
+/// store writes into records (a name server recomputes it and refuses a mismatch).
 pub fn body_crc32(body: &[u8]) -> i32 {
-    (crc32fast::hash(body) & 0x7FFF_FFFF) as i32
+    // 31 bits: always a non-negative i32.
+    mqstore::format::crc32(body) as i32
 }
 
 /// The REGISTER_BROKER body: RocketMQ 5's `RegisterBrokerBody` uncompressed, i.e. a
