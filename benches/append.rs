@@ -2,7 +2,9 @@
 //!
 //! `cargo bench --bench append` measures, in one run:
 //! - raw limits: memcpy of an encoded record plus one crc32 of its body into an already
-//!   faulted mapping; a 4 KiB append + fdatasync on this disk;
+//!   faulted mapping; on this disk, a 4 KiB append + fdatasync, 1 KiB records appended
+//!   with pwrite + fdatasync each, and 4 KiB blocks written with O_DIRECT | O_DSYNC (the
+//!   fastest single-writer durable path);
 //! - puts: 128 B / 1 KiB / 4 KiB bodies; ASYNC_FLUSH with 1 and 4 threads; SYNC_FLUSH with 1
 //!   and 16 threads;
 //! - per-put latency across many file roll-overs (p50 / p99 / p99.9 / max), with and
@@ -17,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::hint::black_box;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -216,6 +218,54 @@ fn raw_limits(c: &mut Criterion) {
             e
         });
     });
+    // What a durable 1 KiB append can cost on this disk by each path: records written one
+    // after another, so consecutive ones share a page, as in the CommitLog.
+    let record_1k = vec![0x44u8; 1024];
+    let mut at = 0u64;
+    g.bench_function("pwrite_fdatasync_1KiB", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                if at + 1024 > 256 << 20 {
+                    at = 0;
+                }
+                file.write_all_at(&record_1k, at).expect("write");
+                file.sync_data().expect("fdatasync");
+                at += 1024;
+            }
+            let e = start.elapsed();
+            record("raw/pwrite_fdatasync_1KiB", e, iters);
+            e
+        });
+    });
+    // O_DIRECT | O_DSYNC: the fastest single-writer path on this disk (the device write
+    // without the page cache), one 4 KiB block per record.
+    let direct = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+        .open(dir.path().join("raw"))
+        .expect("O_DIRECT open");
+    let mut block = memmap2::MmapOptions::new()
+        .len(4096)
+        .map_anon()
+        .expect("aligned block");
+    block.fill(0x55);
+    let mut at = 0u64;
+    g.bench_function("odirect_dsync_4KiB", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                if at + 4096 > 256 << 20 {
+                    at = 0;
+                }
+                direct.write_all_at(&block, at).expect("O_DIRECT write");
+                at += 4096;
+            }
+            let e = start.elapsed();
+            record("raw/odirect_dsync_4KiB", e, iters);
+            e
+        });
+    });
     g.finish();
 }
 
@@ -319,6 +369,18 @@ fn summary() {
         println!(
             "raw fdatasync of a 4 KiB append: {f:>12.0} /s ({:.1} us each)",
             1e6 / f
+        );
+    }
+    let best_durable = ["raw/pwrite_fdatasync_1KiB", "raw/odirect_dsync_4KiB"]
+        .into_iter()
+        .filter_map(|name| rate(name).map(|r| (name, r)))
+        .inspect(|(name, r)| println!("{name:<30} {r:>12.0} /s ({:.1} us each)", 1e6 / r))
+        .map(|(_, r)| r)
+        .reduce(f64::max);
+    if let (Some(best), Some(sync1)) = (best_durable, rate("sync/1t/1KiB")) {
+        println!(
+            "sync/1t/1KiB = {:.0} % of the best raw durable path ({best:.0} /s)",
+            100.0 * sync1 / best
         );
     }
     for (_, label) in SIZES {

@@ -97,6 +97,8 @@ struct PutState {
     queue_table: QueueTable,
     /// Replicated bytes received but not yet written (see `replica.rs`).
     replica: replica::ReplicaTail,
+    /// Records encoded here before a `pwrite` (SYNC_FLUSH), reused across puts.
+    encode_buf: Vec<u8>,
 }
 
 pub(crate) struct CommitLog {
@@ -108,6 +110,8 @@ pub(crate) struct CommitLog {
     busy_timeout_ms: i64,
     /// A slave's log takes only replicated bytes.
     replica_only: bool,
+    /// Appends go through the file descriptor, not the mapping (SYNC_FLUSH).
+    write_through_fd: bool,
     queue: MappedFileQueue,
     put: Mutex<PutState>,
     /// Wall-clock ms when the put lock was taken; 0 while free (OS_PAGECACHE_BUSY check).
@@ -180,6 +184,7 @@ impl CommitLog {
             busy_timeout_ms: i64::try_from(cfg.os_page_cache_busy_timeout.as_millis())
                 .unwrap_or(i64::MAX),
             replica_only: cfg.broker_role == crate::config::BrokerRole::Slave,
+            write_through_fd: cfg.flush_disk_type == crate::config::FlushMode::Sync,
             queue: MappedFileQueue::new(file_size, shared),
             put: Mutex::new(PutState {
                 writer,
@@ -187,6 +192,7 @@ impl CommitLog {
                 next_file_offset,
                 queue_table,
                 replica: replica::ReplicaTail::default(),
+                encode_buf: Vec::new(),
             }),
             lock_since_ms: AtomicI64::new(0),
             allocator,
@@ -351,7 +357,7 @@ impl CommitLog {
         };
         let base = writer.file().start_offset() + writer.write_pos();
         let store_host = self.store_host;
-        let later_offsets = writer.append(total as usize, |buf| {
+        let encode = |buf: &mut [u8]| {
             let mut at = 0usize;
             let mut later = Vec::new();
             for (i, plan) in plans.iter().enumerate() {
@@ -373,7 +379,22 @@ impl CommitLog {
                 at += len;
             }
             later
-        });
+        };
+        let later_offsets = if self.write_through_fd {
+            // Every SYNC_FLUSH put is flushed at once: writing it with pwrite leaves the
+            // mapping's page-table entries clean, so the flush's writeback has no mapped
+            // dirty page to write-protect (a TLB shootdown each) and the next record in the
+            // same page takes no write fault. Readers see the bytes through the mapping,
+            // which shares the page cache.
+            let scratch = &mut st.encode_buf;
+            scratch.clear();
+            scratch.resize(total as usize, 0);
+            let later = encode(scratch);
+            writer.write_through_fd(scratch)?;
+            later
+        } else {
+            writer.append(total as usize, encode)
+        };
         if let Some(newest) = st.newest_in_file.as_mut() {
             *newest = (*newest).max(store_timestamp);
         }
