@@ -201,42 +201,16 @@ fn raw_limits(c: &mut Criterion) {
     }
     file.sync_all().expect("sync");
     let page = vec![0x33u8; 4096];
-    let mut at = 0u64;
-    g.bench_function("fdatasync_4KiB", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                if at + 4096 > 256 << 20 {
-                    at = 0;
-                }
-                file.write_all_at(&page, at).expect("write");
-                file.sync_data().expect("fdatasync");
-                at += 4096;
-            }
-            let e = start.elapsed();
-            record("raw/fdatasync_4KiB", e, iters);
-            e
-        });
+    durable_appends(&mut g, "fdatasync_4KiB", 4096, |at| {
+        file.write_all_at(&page, at).expect("write");
+        file.sync_data().expect("fdatasync");
     });
     // What a durable 1 KiB append can cost on this disk by each path: records written one
     // after another, so consecutive ones share a page, as in the CommitLog.
     let record_1k = vec![0x44u8; 1024];
-    let mut at = 0u64;
-    g.bench_function("pwrite_fdatasync_1KiB", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                if at + 1024 > 256 << 20 {
-                    at = 0;
-                }
-                file.write_all_at(&record_1k, at).expect("write");
-                file.sync_data().expect("fdatasync");
-                at += 1024;
-            }
-            let e = start.elapsed();
-            record("raw/pwrite_fdatasync_1KiB", e, iters);
-            e
-        });
+    durable_appends(&mut g, "pwrite_fdatasync_1KiB", 1024, |at| {
+        file.write_all_at(&record_1k, at).expect("write");
+        file.sync_data().expect("fdatasync");
     });
     // O_DIRECT | O_DSYNC: the fastest single-writer path on this disk (the device write
     // without the page cache), one 4 KiB block per record.
@@ -250,23 +224,36 @@ fn raw_limits(c: &mut Criterion) {
         .map_anon()
         .expect("aligned block");
     block.fill(0x55);
+    durable_appends(&mut g, "odirect_dsync_4KiB", 4096, |at| {
+        direct.write_all_at(&block, at).expect("O_DIRECT write");
+    });
+    g.finish();
+}
+
+/// Benchmarks `append(at)` at consecutive offsets `step` apart in the 256 MiB raw file.
+fn durable_appends(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    step: u64,
+    mut append: impl FnMut(u64),
+) {
     let mut at = 0u64;
-    g.bench_function("odirect_dsync_4KiB", |b| {
+    let full_name = format!("raw/{name}");
+    g.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
-                if at + 4096 > 256 << 20 {
+                if at + step > 256 << 20 {
                     at = 0;
                 }
-                direct.write_all_at(&block, at).expect("O_DIRECT write");
-                at += 4096;
+                append(at);
+                at += step;
             }
             let e = start.elapsed();
-            record("raw/odirect_dsync_4KiB", e, iters);
+            record(&full_name, e, iters);
             e
         });
     });
-    g.finish();
 }
 
 fn puts(
