@@ -6,7 +6,11 @@
 //! - dispatch visibility: from a put returning (ASYNC_FLUSH) to the message being visible
 //!   to `get_message`, p50 / p99 (target p99 < 1 ms);
 //! - recovery after an abnormal exit of a 2 GiB CommitLog whose ConsumeQueues and index
-//!   must all be rebuilt, vs raw sequential read + crc32 of the same files (target ≥ 50 %).
+//!   must all be rebuilt, vs raw sequential read + crc32 of the same files (target ≥ 50 %);
+//! - a clean reopen (RocketMQ's 1 GiB files, 8 queues, KEYS and TAGS on every message) with
+//!   the newest files checked in the background (the default) and before `open` returns
+//!   (`check_tail_in_background = false`). `MQSTORE_BENCH_REOPEN_GIB` sets the data size
+//!   (default 1).
 //!
 //! `cargo bench --bench read`; `MQSTORE_BENCH_QUICK=1` shrinks every size (a smoke run).
 
@@ -225,6 +229,60 @@ fn recovery_throughput() {
     );
 }
 
+fn clean_reopen() {
+    let gib: u64 = std::env::var("MQSTORE_BENCH_REOPEN_GIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let (bytes, file_size) = if quick() {
+        (64 << 20, 16 << 20)
+    } else {
+        (gib << 30, 1 << 30)
+    };
+    let dir = tempfile::tempdir_in("target").expect("tempdir");
+    let open = |background: bool| {
+        MessageStore::builder(dir.path())
+            .configure(|c| {
+                c.mapped_file_size_commit_log = file_size;
+                c.check_tail_in_background = background;
+            })
+            .open()
+            .expect("open")
+    };
+    let store = open(true);
+    let body = vec![0x33; 1024];
+    let mut i = 0u64;
+    while store.max_offset().0 < bytes {
+        let m = Message::new("ReopenTopic", (i % 8) as u32, body.clone())
+            .with_property("KEYS", &format!("k{i}"))
+            .with_property("TAGS", "TagA");
+        store.put(&m).expect("put");
+        i += 1;
+    }
+    store.shutdown().expect("shutdown");
+    for background in [true, false] {
+        let mut opened = Vec::new();
+        let mut checked = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let store = open(background);
+            opened.push(t.elapsed());
+            while store.tail_check() == mqstore::TailCheck::Running {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            checked.push(t.elapsed());
+            store.shutdown().expect("shutdown");
+        }
+        eprintln!(
+            "clean reopen of {:.2} GiB ({i} records), tail checked {}: open returned after {:?}, tail checked after {:?}",
+            bytes as f64 / f64::from(1u32 << 30),
+            if background { "in the background" } else { "before open returns" },
+            opened,
+            checked
+        );
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
@@ -242,6 +300,7 @@ fn main() {
         dispatch_visibility();
         query_by_key();
         recovery_throughput();
+        clean_reopen();
     }
     Criterion::default().configure_from_args().final_summary();
 }

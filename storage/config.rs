@@ -95,6 +95,14 @@ pub struct StoreConfig {
     /// `checkCRCOnRecover`: verify BODYCRC and the whole-record CRC when scanning at open.
     /// Default: true.
     pub check_crc_on_recover: bool,
+    /// `checkTailInBackground` (ours): after a clean shutdown, the newest CommitLog files
+    /// (which every open re-checks record by record, as RocketMQ's normal recovery re-reads
+    /// its last three) are checked by a background thread once the store is open, so a
+    /// reopen costs milliseconds whatever the data size. Damage it finds stops writes and
+    /// is reported by `MessageStore::tail_check`; reads never serve a bad record either
+    /// way. `false`: check them before `open` returns and refuse to open on damage. After
+    /// an abnormal exit the check always runs before open returns. Default: true.
+    pub check_tail_in_background: bool,
     /// `osPageCacheBusyTimeOutMills`: a put returns `OS_PAGECACHE_BUSY` when the put lock
     /// has been held longer than this. Default: 1000 ms.
     pub os_page_cache_busy_timeout: Duration,
@@ -213,6 +221,7 @@ impl StoreConfig {
             mlock_mapped_file: false,
             enabled_append_prop_crc: true,
             check_crc_on_recover: true,
+            check_tail_in_background: true,
             os_page_cache_busy_timeout: Duration::from_secs(1),
             store_host: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 10911),
             mapped_file_size_consume_queue: DEFAULT_CQ_FILE_SIZE,
@@ -500,6 +509,7 @@ impl StoreConfig {
             "mlockMappedFile" => self.mlock_mapped_file = parse(key, value)?,
             "enabledAppendPropCRC" => self.enabled_append_prop_crc = parse(key, value)?,
             "checkCRCOnRecover" => self.check_crc_on_recover = parse(key, value)?,
+            "checkTailInBackground" => self.check_tail_in_background = parse(key, value)?,
             "osPageCacheBusyTimeOutMills" => self.os_page_cache_busy_timeout = millis(key, value)?,
             "mappedFileSizeConsumeQueue" => {
                 // RocketMQ's getter rounds up to whole units.

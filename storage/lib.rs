@@ -77,7 +77,7 @@ pub use fault::Injected;
 pub use fault::{FaultInjector, IoOp};
 pub use file::disk::{DiskUsage, FsDiskUsage, ManualDiskUsage};
 pub use format::Message;
-pub use log::{LogBytes, RecordGuard, Records, RecoveryReport, ReplicaProgress};
+pub use log::{LogBytes, RecordGuard, Records, RecoveryReport, ReplicaProgress, TailCheck};
 pub use put::{Appended, PhysicalOffset, PutResult, PutStatus, QueueOffset};
 pub use read::{GetMessageResult, GetMessageStatus, MessageFilter, QueryMessageResult, TagFilter};
 pub use store::{MessageStore, StoreBuilder, StoreStats};

@@ -21,6 +21,7 @@ use crate::file::mapped_file_queue;
 use crate::format::{RecordView, TimestampCheckpoint, MAX_RECORD_OVERHEAD};
 use crate::index::IndexFiles;
 use crate::log::{CommitLog, RecoveryReport, ScanPlan};
+use crate::put::PhysicalOffset;
 use crate::queue::unit_of;
 use crate::queue::{self, ConsumeQueue, OwnedQueue};
 
@@ -162,14 +163,36 @@ pub(crate) fn recover(
     let log_files = mapped_file_queue::file_offsets(&cfg.commit_log_dir())?;
     let log_start = log_files.first().copied();
     // Like RocketMQ, always CRC-verify the last files, whatever the checkpoint says: bitrot
-    // there refuses to open instead of waiting for a reader to find it.
+    // there refuses to open instead of waiting for a reader to find it. After a clean
+    // shutdown with nothing left to replay this can wait: a background check reads them
+    // once the store is open (`checkTailInBackground`), so a reopen does not cost
+    // O(data). Skipping damaged stretches (`TolerateAnyCorruption`) needs the open's scan.
+    // The queues must also look whole: the newest unit ends where dispatch says it got to
+    // (a deleted queue directory, or a last record that advances no queue, such as a
+    // prepared transaction, makes the open check the tail itself, as before).
+    let newest_unit_end = queues.values().map(OwnedQueue::last_unit_end).max();
+    let nothing_to_replay = !abnormal
+        && offsets.is_some_and(|o| {
+            o.commit_log_durable == o.dispatched_durable
+                && from == o.commit_log_durable
+                && newest_unit_end == Some(o.dispatched_durable)
+        });
+    let defer_tail = cfg.check_tail_in_background
+        && cfg.check_crc_on_recover
+        && nothing_to_replay
+        && cfg.recovery_mode != crate::config::RecoveryMode::TolerateAnyCorruption;
+    let mut tail_deferred = None;
     if let Some(&tail) = log_files
         .iter()
         .rev()
         .nth(VERIFY_TAIL_FILES - 1)
         .or(log_start.as_ref())
     {
-        from = from.min(tail);
+        if defer_tail && tail < from {
+            tail_deferred = Some((tail, from));
+        } else {
+            from = from.min(tail);
+        }
     }
     let plan = ScanPlan {
         from,
@@ -268,6 +291,7 @@ pub(crate) fn recover(
     };
     checkpoints.write(valid_end, valid_end, stamps)?;
     report.abnormal_exit = abnormal;
+    report.tail_deferred = tail_deferred.map(|(a, b)| (PhysicalOffset(a), PhysicalOffset(b)));
     report.consume_queue_units_rebuilt = repair.units_rebuilt;
     report.consume_queues_trimmed = trimmed
         .into_iter()

@@ -132,6 +132,17 @@ pub(crate) struct Pause {
 }
 
 impl Pause {
+    /// Whether the thread has been asked to stop (long bodies check it between steps).
+    pub(crate) fn stopped(&self) -> bool {
+        self.shared.as_ref().is_some_and(|shared| {
+            shared
+                .signal
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .stop
+        })
+    }
+
     /// Sleeps for `d` unless the thread is asked to stop; returns false if it was.
     pub(crate) fn sleep(&self, d: Duration) -> bool {
         let Some(shared) = &self.shared else {
@@ -204,6 +215,7 @@ mod tests {
         );
         let (slept, took) = rx.recv().expect("body ran");
         assert!(!slept, "the pause reports the stop");
+        assert!(!Pause::default().stopped());
         assert!(took < Duration::from_secs(5));
         assert!(Pause::default().sleep(Duration::from_millis(1)));
     }

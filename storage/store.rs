@@ -24,7 +24,9 @@ use crate::format::Message;
 use crate::format::{CqUnit, TimestampCheckpoint, MAX_MSGS_NUM_BATCH};
 use crate::index::IndexFiles;
 use crate::log::flush::{FlushWait, PeriodicFlushPolicy};
-use crate::log::{CommitLog, LogBytes, RecordGuard, Records, RecoveryReport, ReplicaProgress};
+use crate::log::{
+    CommitLog, LogBytes, RecordGuard, Records, RecoveryReport, ReplicaProgress, TailCheck,
+};
 use crate::put::{PhysicalOffset, PutResult, PutStatus, QueueOffset};
 use crate::queue::ConsumeQueues;
 use crate::read::{self, GetMessageResult, MessageFilter, QueryMessageResult, TransferLimits};
@@ -38,6 +40,8 @@ const SHUTDOWN_FLUSH_RETRIES: usize = 10;
 const SHUTDOWN_DISPATCH_WAIT: Duration = Duration::from_secs(5);
 /// The dispatcher's idle tick; puts wake it sooner.
 const REPUT_TICK: Duration = Duration::from_millis(1);
+/// The tail check runs once when woken at start; after that its thread only idles.
+const TAIL_CHECK_IDLE: Duration = Duration::from_secs(3600);
 
 /// Counters from [`MessageStore::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -131,10 +135,13 @@ pub struct MessageStore {
     lock_file: Mutex<Option<File>>,
     cleaner: Arc<Cleaner>,
     clean_waker: Waker,
+    /// The background check of the newest records after a clean reopen.
+    tail_check: Arc<Mutex<TailCheck>>,
 }
 
 #[derive(Debug, Default)]
 struct Threads {
+    tail_check: Option<ServiceThread>,
     cleaner: Option<ServiceThread>,
     flusher: Option<ServiceThread>,
     reput: Option<ServiceThread>,
@@ -145,6 +152,7 @@ impl Threads {
     /// Stops and joins whatever is still running, in dependency order.
     fn stop_all(&mut self) {
         for t in [
+            &mut self.tail_check,
             &mut self.cleaner,
             &mut self.flusher,
             &mut self.reput,
@@ -270,6 +278,15 @@ impl MessageStore {
             )
             .map_err(|e| Error::io("spawn cleaner", &root, e))?
         };
+        let (tail_check, tail_thread) = match recovered.report.tail_deferred {
+            Some((from, to)) => {
+                let state = Arc::new(Mutex::new(TailCheck::Running));
+                let thread = spawn_tail_check(&log, from.0, to.0, config.recovery_mode, &state)
+                    .map_err(|e| Error::io("spawn tail check", &root, e))?;
+                (state, Some(thread))
+            }
+            None => (Arc::new(Mutex::new(TailCheck::NotDeferred)), None),
+        };
         let memory_window = crate::file::mmap::physical_memory_bytes() / 100
             * u64::from(config.access_message_in_memory_max_ratio);
         let limits = TransferLimits {
@@ -284,7 +301,9 @@ impl MessageStore {
             reput_waker: reput.waker(),
             clean_waker: clean_thread.waker(),
             cleaner,
+            tail_check,
             threads: Mutex::new(Threads {
+                tail_check: tail_thread,
                 cleaner: Some(clean_thread),
                 flusher: Some(flusher),
                 reput: Some(reput),
@@ -305,6 +324,15 @@ impl MessageStore {
     /// The configuration the store runs with.
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    /// Where the background check of the newest records stands (after a clean reopen with
+    /// `checkTailInBackground`); [`TailCheck::NotDeferred`] when opening checked them.
+    pub fn tail_check(&self) -> TailCheck {
+        self.tail_check
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// What opening found at the end of the CommitLog.
@@ -737,6 +765,9 @@ impl MessageStore {
         self.log.close();
         let mut threads =
             std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        if let Some(mut check) = threads.tail_check.take() {
+            check.stop();
+        }
         // No deletion while shutting down.
         if let Some(mut cleaner) = threads.cleaner.take() {
             cleaner.stop();
@@ -777,7 +808,9 @@ impl MessageStore {
                     false
                 }
             };
-        if clean && !self.log.group.is_poisoned() {
+        // Damage found in the newest records: the next open checks them before it
+        // returns (as after a crash) and refuses to open, naming the spot.
+        if clean && !self.log.group.is_poisoned() && !self.log.is_damaged() {
             let abort = self.config.store_path_root_dir.join("abort");
             if let Err(e) = crate::fault::remove_file(self.log.faults(), &abort) {
                 tracing::warn!(error = %e, "could not remove the abort file");
@@ -860,6 +893,31 @@ fn spawn_cq_flusher(
             e,
         )
     })
+}
+
+/// Checks `[from, to)` once, in the background (see [`TailCheck`]).
+fn spawn_tail_check(
+    log: &Arc<CommitLog>,
+    from: u64,
+    to: u64,
+    mode: crate::config::RecoveryMode,
+    state: &Arc<Mutex<TailCheck>>,
+) -> std::io::Result<ServiceThread> {
+    let log = Arc::clone(log);
+    let state = Arc::clone(state);
+    let mut done = false;
+    let thread = ServiceThread::spawn_pausing("rmq-tail-check", TAIL_CHECK_IDLE, move |pause| {
+        if done {
+            return;
+        }
+        done = true;
+        let started = Instant::now();
+        let outcome = log.check_records(from, to, mode, &|| pause.stopped());
+        tracing::info!(from, to, took_ms = started.elapsed().as_millis() as u64, outcome = ?outcome, "checked the newest commit log records");
+        *state.lock().unwrap_or_else(PoisonError::into_inner) = outcome;
+    })?;
+    thread.waker().wake();
+    Ok(thread)
 }
 
 fn spawn_flusher(config: &StoreConfig, log: &Arc<CommitLog>) -> Result<ServiceThread> {

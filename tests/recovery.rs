@@ -61,6 +61,8 @@ fn open(root: &Path) -> Result<MessageStore, Error> {
             c.max_message_size = 8192;
             common::small_derived_files(c);
             c.flush_interval_consume_queue = std::time::Duration::from_secs(3600);
+            // What opening itself checks (the background check is tested below).
+            c.check_tail_in_background = false;
         })
         .open()
 }
@@ -197,8 +199,18 @@ fn bad_record_in_a_recent_file_refuses_to_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let recs = fill(dir.path(), 60, 5000);
     let (victim, _) = recs[50];
-    patch(&file_of(dir.path(), victim), victim + 4, &[0, 0, 0, 0]); // break the magic
-    assert!(matches!(open(dir.path()), Err(Error::Corrupted { .. })));
+    patch(
+        &file_of(dir.path(), victim),
+        victim % FILE_SIZE + 4,
+        &[0, 0, 0, 0],
+    ); // break the magic
+    assert!(matches!(
+        open(dir.path()),
+        Err(Error::Corrupted {
+            kind: CorruptionKind::Record(_),
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -288,6 +300,7 @@ fn open_in(root: &Path, mode: mqstore::RecoveryMode) -> Result<MessageStore, Err
             c.max_message_size = 8192;
             common::small_derived_files(c);
             c.recovery_mode = mode;
+            c.check_tail_in_background = false;
         })
         .open()
 }
@@ -341,4 +354,106 @@ fn absolute_consistency_refuses_a_torn_tail() {
     let store = open(dir.path()).expect("the default cuts it");
     assert_eq!(store.max_offset(), PhysicalOffset(last));
     store.shutdown().expect("shutdown");
+}
+
+fn open_checking_in_background(root: &Path) -> Result<MessageStore, Error> {
+    MessageStore::builder(root)
+        .configure(|c| {
+            c.mapped_file_size_commit_log = FILE_SIZE;
+            c.max_message_size = 8192;
+            common::small_derived_files(c);
+            c.check_tail_in_background = true;
+        })
+        .open()
+}
+
+fn tail_check_outcome(store: &MessageStore) -> mqstore::TailCheck {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.tail_check() == mqstore::TailCheck::Running {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tail check never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    store.tail_check()
+}
+
+/// After a clean shutdown the newest files are not re-read before `open` returns: a
+/// background pass checks them, and the store takes writes meanwhile.
+#[test]
+fn a_clean_reopen_leaves_the_tail_to_a_background_check_that_passes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recs = fill(dir.path(), 60, 5000);
+    let end = recs.last().map(|&(at, len)| at + len).expect("records");
+    let store = open_checking_in_background(dir.path()).expect("opens");
+    let report = store.recovery_report().clone();
+    assert_eq!(report.records, 0, "nothing re-read at open");
+    let (from, to) = report
+        .tail_deferred
+        .expect("tail left to the background check");
+    assert_eq!(to, PhysicalOffset(end));
+    assert!(from.0 < end && from.0 % FILE_SIZE == 0, "{from:?}");
+    let in_range = recs.iter().filter(|&&(at, _)| at >= from.0).count() as u64;
+    assert_eq!(
+        tail_check_outcome(&store),
+        mqstore::TailCheck::Clean { records: in_range }
+    );
+    let put = store
+        .put(&Message::new("r", 0, vec![9; 100]))
+        .expect("writes go on");
+    assert_eq!(
+        put.appended.expect("stored").physical_offset,
+        PhysicalOffset(end)
+    );
+    store.shutdown().expect("shutdown");
+    // Derived files that went missing are rebuilt by the open itself, as before.
+    std::fs::remove_dir_all(dir.path().join("consumequeue")).expect("drop queues");
+    let store = open_checking_in_background(dir.path()).expect("opens");
+    assert_eq!(store.recovery_report().tail_deferred, None);
+    assert_eq!(store.tail_check(), mqstore::TailCheck::NotDeferred);
+    assert!(store.wait_dispatched(std::time::Duration::from_secs(10)));
+    assert_eq!(store.max_offset_in_queue("r", 0), mqstore::QueueOffset(61));
+    store.shutdown().expect("shutdown");
+}
+
+/// Damage in the newest files found by the background check: reads never serve the bad
+/// record, writes are refused naming it, and the next open checks before returning and
+/// refuses to open.
+#[test]
+fn damage_found_in_the_background_stops_writes_and_the_next_open_refuses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recs = fill(dir.path(), 60, 5000);
+    let (victim, _) = recs[50];
+    let path = file_of(dir.path(), victim);
+    patch(&path, victim % FILE_SIZE + 200, &[0x5A, 0xA5]); // body bytes: a CRC mismatch
+    let store = open_checking_in_background(dir.path()).expect("opens without re-reading");
+    match tail_check_outcome(&store) {
+        mqstore::TailCheck::Damaged {
+            path: p, offset, ..
+        } => assert_eq!((p, offset), (path.clone(), victim % FILE_SIZE)),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        store.read(PhysicalOffset(victim)),
+        Err(Error::Corrupted { .. })
+    ));
+    match store.put(&Message::new("r", 0, vec![1; 100])) {
+        Err(Error::Corrupted {
+            path: p, offset, ..
+        }) => {
+            assert_eq!((p, offset), (path.clone(), victim % FILE_SIZE));
+        }
+        other => panic!("a write after damage: {other:?}"),
+    }
+    let end = recs.last().map(|&(at, len)| at + len).expect("records");
+    assert_eq!(store.max_offset(), PhysicalOffset(end), "nothing appended");
+    store.shutdown().expect("shutdown");
+    assert!(
+        matches!(
+            open_checking_in_background(dir.path()),
+            Err(Error::Corrupted { .. })
+        ),
+        "the next open re-checks and refuses"
+    );
 }

@@ -85,6 +85,39 @@ pub struct RecoveryReport {
     pub consume_queues_trimmed: Vec<(String, u32)>,
     /// IndexFiles removed to be rebuilt (they held entries beyond the durable point).
     pub index_files_rebuilt: Vec<PathBuf>,
+    /// `[from, to)`: the newest records, left after a clean shutdown to the background
+    /// check (see [`TailCheck`]) instead of being re-read before open returned.
+    pub tail_deferred: Option<(PhysicalOffset, PhysicalOffset)>,
+}
+
+/// The background check of the newest CommitLog records after a clean reopen
+/// (`checkTailInBackground`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TailCheck {
+    /// Nothing was left to it: opening checked the tail itself (or there was none).
+    NotDeferred,
+    /// Still reading.
+    Running,
+    /// Every record in the range was valid.
+    Clean {
+        /// Records checked.
+        records: u64,
+    },
+    /// A bad record (or bytes that are not one) where valid data should be: writes are
+    /// refused from then on with this as an [`Error::Corrupted`], the shutdown leaves the
+    /// abort file so that the next open re-checks (and refuses to open), and reads never
+    /// served the record (they check each one).
+    Damaged {
+        /// The file holding the damage.
+        path: PathBuf,
+        /// Offset of the damage within that file.
+        offset: u64,
+        /// What is wrong.
+        kind: CorruptionKind,
+    },
+    /// Shutdown came first; the next clean open checks again.
+    Interrupted,
 }
 
 struct PutState {
@@ -125,6 +158,8 @@ pub(crate) struct CommitLog {
     disk_full: AtomicBool,
     /// Newest store time per full file (by start offset), for expiry decisions.
     newest_by_file: Mutex<HashMap<u64, i64>>,
+    /// Damage found by the background tail check: writes are refused with it.
+    damage: std::sync::OnceLock<(PathBuf, u64, CorruptionKind)>,
 }
 
 impl std::fmt::Debug for CommitLog {
@@ -202,6 +237,7 @@ impl CommitLog {
             closed: AtomicBool::new(false),
             disk_full: AtomicBool::new(false),
             newest_by_file: Mutex::new(HashMap::new()),
+            damage: std::sync::OnceLock::new(),
         };
         Ok((log, report))
     }
@@ -220,6 +256,13 @@ impl CommitLog {
         }
         if self.group.is_poisoned() {
             return Err(Error::Poisoned);
+        }
+        if let Some((path, offset, kind)) = self.damage.get() {
+            return Err(Error::Corrupted {
+                path: path.clone(),
+                offset: *offset,
+                kind: kind.clone(),
+            });
         }
         let since = self.lock_since_ms.load(Ordering::Relaxed);
         if since != 0 {
@@ -630,6 +673,76 @@ impl CommitLog {
         }
     }
 
+    /// Checks the records in `[from, to)` (record boundaries below the end at open) by the
+    /// same rule opening applies, against bytes that are trusted as durable. Damage makes
+    /// the log refuse writes. `stopped` is polled between records: shutdown interrupts.
+    pub(crate) fn check_records(
+        &self,
+        from: u64,
+        to: u64,
+        mode: RecoveryMode,
+        stopped: &dyn Fn() -> bool,
+    ) -> TailCheck {
+        let snapshot = Snapshot {
+            files: self
+                .files()
+                .into_iter()
+                .filter(|f| f.start_offset() < to && f.start_offset() + f.size() > from)
+                .collect(),
+            to,
+        };
+        let rules = ScanRules {
+            from,
+            durable: Some(to),
+            mode,
+            check_crc: true,
+        };
+        let mut records = 0u64;
+        let mut visit = |_: u64, _: &RecordView<'_>| {
+            records += 1;
+            if records.is_multiple_of(1024) && stopped() {
+                return Err(Error::ShutDown);
+            }
+            Ok(())
+        };
+        let outcome = scan::scan_log(&snapshot, &rules, &mut visit);
+        let damage = match outcome {
+            Ok(Some(scan)) => {
+                let (i, pos) = scan.end;
+                let reached = snapshot.files[i].start_offset() + pos;
+                if scan.log_end == LogEnd::Clean && reached >= to {
+                    None
+                } else {
+                    let kind = scan
+                        .found
+                        .map_or(CorruptionKind::Record(RecordError::ZeroHeader), |f| {
+                            f.kind()
+                        });
+                    Some((snapshot.files[i].path().to_owned(), pos, kind))
+                }
+            }
+            Ok(None) => None,
+            Err(Error::ShutDown) => return TailCheck::Interrupted,
+            Err(Error::Corrupted { path, offset, kind }) => Some((path, offset, kind)),
+            Err(e) => {
+                // Not damage in the data (an I/O error reading it): report, keep writing.
+                tracing::error!(error = %e, "the background check of the newest records could not read them");
+                return TailCheck::Interrupted;
+            }
+        };
+        let Some((path, offset, kind)) = damage else {
+            return TailCheck::Clean { records };
+        };
+        tracing::error!(path = %path.display(), offset, error = %kind, "the newest commit log records are damaged; writes are refused from now on");
+        let _ = self.damage.set((path.clone(), offset, kind.clone()));
+        TailCheck::Damaged { path, offset, kind }
+    }
+
+    /// Whether the background tail check found damage (the next open must check again).
+    pub(crate) fn is_damaged(&self) -> bool {
+        self.damage.get().is_some()
+    }
+
     /// Up to `max` published bytes from `offset` to the end of the written part of its file;
     /// `None` if no file holds `offset` or nothing is written there yet.
     pub(crate) fn read_raw(&self, offset: u64, max: usize) -> Option<LogBytes> {
@@ -817,6 +930,33 @@ pub(crate) struct ScanPlan {
 
 /// Receives each valid record found by the scan, in CommitLog order.
 pub(crate) type RecordVisitor<'v> = dyn FnMut(u64, &RecordView<'_>) -> Result<()> + 'v;
+
+/// The shared files a background check reads, the last one cut at the end it checks to.
+struct Snapshot {
+    files: Vec<Arc<MappedFile>>,
+    to: u64,
+}
+
+impl LogFiles for Snapshot {
+    fn count(&self) -> usize {
+        self.files.len()
+    }
+
+    fn start(&self, i: usize) -> u64 {
+        self.files[i].start_offset()
+    }
+
+    fn size(&self, i: usize) -> u64 {
+        self.files[i].size()
+    }
+
+    fn bytes(&self, i: usize) -> Result<Cow<'_, [u8]>> {
+        let bytes = self.files[i].readable_from(0);
+        let wanted = self.to.saturating_sub(self.files[i].start_offset());
+        let len = usize::try_from(wanted).map_or(bytes.len(), |w| w.min(bytes.len()));
+        Ok(Cow::Borrowed(&bytes[..len]))
+    }
+}
 
 impl LogFiles for [MappedFile] {
     fn count(&self) -> usize {

@@ -235,6 +235,11 @@ pub(crate) struct OwnedQueue {
 }
 
 impl OwnedQueue {
+    /// CommitLog end of the queue's last unit (after `scan`).
+    pub(crate) fn last_unit_end(&self) -> u64 {
+        self.max_physical_end
+    }
+
     /// An empty queue (no files yet).
     pub(crate) fn empty(
         root: &Path,
