@@ -11,6 +11,12 @@
 //!   without pre-faulted (warmed) files;
 //!
 //! and prints a summary with every result as a fraction of its raw limit.
+//!
+//! `MQSTORE_BENCH_SUSTAINED_SECS=60 cargo bench --bench append` instead runs only
+//! the sustained mode: one thread appends 1 KiB messages (ASYNC_FLUSH, dispatch on,
+//! RocketMQ's 1 GiB files, cleanup deleting what is written so the disk stays bounded) for
+//! that long, next to the disk's raw sequential write rate measured in the same run, and
+//! prints the rate per 10 s and how much CPU each thread took.
 //! `MQSTORE_BENCH_QUICK=1` shortens every measurement (a smoke run).
 
 // criterion's macros generate undocumented public functions.
@@ -434,7 +440,171 @@ criterion_group! { name = raw; config = config(); targets = raw_limits }
 criterion_group! { name = async_group; config = config(); targets = async_puts }
 criterion_group! { name = sync_group; config = config(); targets = sync_puts }
 
+/// CPU time (user + system, in clock ticks) per thread name of this process.
+fn cpu_by_thread() -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        *out.entry(name).or_default() += ticks(11) + ticks(12);
+    }
+    out
+}
+
+/// The disk's sequential write rate through the page cache: 1 MiB `pwrite`s into fresh
+/// 1 GiB files (each removed once written), `fdatasync` every 64 MiB. Bytes per second.
+fn raw_sequential_write(secs: u64) -> f64 {
+    let dir = tempfile::tempdir_in("target").expect("tempdir");
+    let chunk = vec![0x5Au8; 1 << 20];
+    let started = Instant::now();
+    let mut written = 0u64;
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(secs) {
+        let path = dir.path().join(format!("raw{n}"));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("raw file");
+        for i in 0..1024u64 {
+            file.write_all_at(&chunk, i << 20).expect("write");
+            written += 1 << 20;
+            if i % 64 == 63 {
+                file.sync_data().expect("fdatasync");
+            }
+            if started.elapsed() >= Duration::from_secs(secs) {
+                break;
+            }
+        }
+        drop(file);
+        std::fs::remove_file(&path).expect("remove");
+        n += 1;
+    }
+    written as f64 / started.elapsed().as_secs_f64()
+}
+
+fn sustained(secs: u64) {
+    let raw = raw_sequential_write(secs.min(20));
+    let dir = tempfile::tempdir_in("target").expect("tempdir");
+    let store = Arc::new(
+        MessageStore::builder(dir.path())
+            .configure(|c| {
+                // Written files expire at once and are deleted within a second or two.
+                c.file_reserved_time = Duration::ZERO;
+                c.delete_when = (0..24)
+                    .map(|h| format!("{h:02}"))
+                    .collect::<Vec<_>>()
+                    .join(";");
+                c.clean_resource_interval = Duration::from_secs(1);
+            })
+            .open()
+            .expect("open"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu_before = cpu_by_thread();
+    let started = Instant::now();
+    let appender = {
+        let store = Arc::clone(&store);
+        std::thread::Builder::new()
+            .name("appender".into())
+            .spawn(move || {
+                let mut windows = Vec::new();
+                let mut count = 0u64;
+                let mut window_start = (Instant::now(), 0u64);
+                let mut i = 0u64;
+                while started.elapsed() < Duration::from_secs(secs) {
+                    let m = message(1024, (i % 8) as u32);
+                    let r = store.put(&m).expect("put");
+                    assert_eq!(r.status, PutStatus::PutOk, "{r:?}");
+                    count += 1;
+                    i += 1;
+                    if window_start.0.elapsed() >= Duration::from_secs(10) {
+                        let rate = (count - window_start.1) as f64
+                            / window_start.0.elapsed().as_secs_f64();
+                        windows.push(rate);
+                        window_start = (Instant::now(), count);
+                    }
+                }
+                (count, windows)
+            })
+            .expect("spawn appender")
+    };
+    let (count, windows) = appender.join().expect("appender");
+    let elapsed = started.elapsed();
+    let dispatched = store.wait_dispatched(Duration::from_secs(60));
+    let behind_after = started.elapsed().saturating_sub(elapsed);
+    let cpu_after = cpu_by_thread();
+    let bytes = store.max_offset().0 - store.min_offset().0;
+    let rate = count as f64 / elapsed.as_secs_f64();
+    let record = store.max_offset().0 as f64 / count as f64;
+    Arc::into_inner(store)
+        .expect("no other holders")
+        .shutdown()
+        .expect("shutdown");
+    println!("\n=== sustained ASYNC_FLUSH appends, 1 KiB, 1 thread, dispatch on, {secs} s ===");
+    println!(
+        "{count} messages in {elapsed:.1?}: {rate:.0} msgs/s ({:.0} MB/s of {record:.0}-byte records); per 10 s: {}",
+        rate * record / 1e6,
+        windows
+            .iter()
+            .map(|w| format!("{:.0}k", w / 1e3))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "raw sequential write (pwrite 1 MiB, fdatasync per 64 MiB): {:.0} MB/s = {:.0} records/s of that size; the store reached {:.0} % of it",
+        raw / 1e6,
+        raw / record,
+        100.0 * rate * record / raw
+    );
+    println!(
+        "dispatch caught up {behind_after:.1?} after the last put (all dispatched: {dispatched}); {:.1} GB left on disk at the end",
+        bytes as f64 / 1e9
+    );
+    let ticks_per_s = 100.0; // USER_HZ on Linux
+    let wall = elapsed.as_secs_f64() + behind_after.as_secs_f64();
+    let mut cpu: Vec<(String, f64)> = cpu_after
+        .iter()
+        .map(|(name, &t)| {
+            let used = t.saturating_sub(cpu_before.get(name).copied().unwrap_or(0));
+            (name.clone(), used as f64 / ticks_per_s / wall * 100.0)
+        })
+        .filter(|(_, pct)| *pct >= 0.5)
+        .collect();
+    cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!(
+        "CPU per thread (% of one core over {wall:.0} s): {}",
+        cpu.iter()
+            .map(|(n, p)| format!("{n} {p:.0} %"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
 fn main() {
+    if let Some(secs) = std::env::var("MQSTORE_BENCH_SUSTAINED_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        sustained(secs);
+        return;
+    }
     raw();
     async_group();
     sync_group();

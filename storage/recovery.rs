@@ -111,6 +111,16 @@ pub(crate) fn recover(
     ) = Checkpoints::open(root, faults.clone())?;
     let mut from = offsets.map_or(0, |o| o.dispatched_durable.min(o.commit_log_durable));
     let mut trimmed = Vec::new();
+    // A clean shutdown left everything flushed and dispatched: what every open re-checks
+    // (the newest CommitLog files, every ConsumeQueue unit) can be checked by a background
+    // pass once the store is open (`checkTailInBackground`), so a reopen does not cost
+    // O(data). Skipping damaged stretches (`TolerateAnyCorruption`) needs the open's scan.
+    let clean_checkpoint =
+        !abnormal && offsets.is_some_and(|o| o.commit_log_durable == o.dispatched_durable);
+    let check_later = clean_checkpoint
+        && cfg.check_tail_in_background
+        && cfg.check_crc_on_recover
+        && cfg.recovery_mode != crate::config::RecoveryMode::TolerateAnyCorruption;
 
     // ConsumeQueues: keep the structurally valid prefix of each.
     let max_record = u64::from(cfg.max_message_size) + MAX_RECORD_OVERHEAD;
@@ -124,7 +134,7 @@ pub(crate) fn recover(
             cfg.mapped_file_size_consume_queue,
             faults,
         )?;
-        let unit_problem = q.scan(max_record, abnormal)?;
+        let unit_problem = q.scan(max_record, abnormal, check_later)?;
         if file_problem.is_some() || unit_problem.is_some() {
             // Units before the bad one may be wrong too (a flipped offset can still look
             // plausible): the whole queue is rebuilt from the first CommitLog record.
@@ -137,6 +147,7 @@ pub(crate) fn recover(
     }
 
     // IndexFiles: drop those with items beyond the durable point; index those records again.
+    let mut index_unchecked = None;
     let index = if cfg.message_index_enable {
         // Without our checkpoint (a directory RocketMQ wrote, or both slots damaged) a
         // cleanly closed index is kept after its structural check; after a crash it is
@@ -153,8 +164,10 @@ pub(crate) fn recover(
             durable,
             Arc::clone(&clock),
             faults.clone(),
+            check_later,
         )?;
         from = from.min(load.reindex_from);
+        index_unchecked = load.unchecked;
         Some((index, load.removed))
     } else {
         None
@@ -163,24 +176,16 @@ pub(crate) fn recover(
     let log_files = mapped_file_queue::file_offsets(&cfg.commit_log_dir())?;
     let log_start = log_files.first().copied();
     // Like RocketMQ, always CRC-verify the last files, whatever the checkpoint says: bitrot
-    // there refuses to open instead of waiting for a reader to find it. After a clean
-    // shutdown with nothing left to replay this can wait: a background check reads them
-    // once the store is open (`checkTailInBackground`), so a reopen does not cost
-    // O(data). Skipping damaged stretches (`TolerateAnyCorruption`) needs the open's scan.
-    // The queues must also look whole: the newest unit ends where dispatch says it got to
-    // (a deleted queue directory, or a last record that advances no queue, such as a
-    // prepared transaction, makes the open check the tail itself, as before).
+    // there refuses to open instead of waiting for a reader to find it (or, after a clean
+    // shutdown, stops writes when the background pass finds it). Deferring needs nothing
+    // to replay, and queues that look whole: the newest unit ends where dispatch says it
+    // got to (a deleted queue directory, or a last record that advances no queue, such as
+    // a prepared transaction, makes the open check the tail itself).
     let newest_unit_end = queues.values().map(OwnedQueue::last_unit_end).max();
-    let nothing_to_replay = !abnormal
+    let defer_tail = check_later
         && offsets.is_some_and(|o| {
-            o.commit_log_durable == o.dispatched_durable
-                && from == o.commit_log_durable
-                && newest_unit_end == Some(o.dispatched_durable)
+            from == o.commit_log_durable && newest_unit_end == Some(o.dispatched_durable)
         });
-    let defer_tail = cfg.check_tail_in_background
-        && cfg.check_crc_on_recover
-        && nothing_to_replay
-        && cfg.recovery_mode != crate::config::RecoveryMode::TolerateAnyCorruption;
     let mut tail_deferred = None;
     if let Some(&tail) = log_files
         .iter()
@@ -292,6 +297,8 @@ pub(crate) fn recover(
     checkpoints.write(valid_end, valid_end, stamps)?;
     report.abnormal_exit = abnormal;
     report.tail_deferred = tail_deferred.map(|(a, b)| (PhysicalOffset(a), PhysicalOffset(b)));
+    report.queue_units_deferred = check_later;
+    report.index_file_deferred = index_unchecked;
     report.consume_queue_units_rebuilt = repair.units_rebuilt;
     report.consume_queues_trimmed = trimmed
         .into_iter()

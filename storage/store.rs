@@ -278,15 +278,29 @@ impl MessageStore {
             )
             .map_err(|e| Error::io("spawn cleaner", &root, e))?
         };
-        let (tail_check, tail_thread) = match recovered.report.tail_deferred {
-            Some((from, to)) => {
+        let deferred = DeferredCheck {
+            log: Arc::clone(&log),
+            queues: Arc::clone(&queues),
+            tail: recovered
+                .report
+                .tail_deferred
+                .map(|(from, to)| (from.0, to.0)),
+            queue_units: recovered.report.queue_units_deferred,
+            index: index
+                .clone()
+                .zip(recovered.report.index_file_deferred.clone()),
+            mode: config.recovery_mode,
+            max_record: u64::from(config.max_message_size) + crate::format::MAX_RECORD_OVERHEAD,
+        };
+        let (tail_check, tail_thread) =
+            if deferred.tail.is_some() || deferred.queue_units || deferred.index.is_some() {
                 let state = Arc::new(Mutex::new(TailCheck::Running));
-                let thread = spawn_tail_check(&log, from.0, to.0, config.recovery_mode, &state)
+                let thread = spawn_tail_check(deferred, &state)
                     .map_err(|e| Error::io("spawn tail check", &root, e))?;
                 (state, Some(thread))
-            }
-            None => (Arc::new(Mutex::new(TailCheck::NotDeferred)), None),
-        };
+            } else {
+                (Arc::new(Mutex::new(TailCheck::NotDeferred)), None)
+            };
         let memory_window = crate::file::mmap::physical_memory_bytes() / 100
             * u64::from(config.access_message_in_memory_max_ratio);
         let limits = TransferLimits {
@@ -810,7 +824,12 @@ impl MessageStore {
             };
         // Damage found in the newest records: the next open checks them before it
         // returns (as after a crash) and refuses to open, naming the spot.
-        if clean && !self.log.group.is_poisoned() && !self.log.is_damaged() {
+        let damaged = self.log.is_damaged()
+            || matches!(
+                self.tail_check(),
+                TailCheck::QueueDamaged { .. } | TailCheck::IndexDamaged { .. }
+            );
+        if clean && !self.log.group.is_poisoned() && !damaged {
             let abort = self.config.store_path_root_dir.join("abort");
             if let Err(e) = crate::fault::remove_file(self.log.faults(), &abort) {
                 tracing::warn!(error = %e, "could not remove the abort file");
@@ -895,15 +914,68 @@ fn spawn_cq_flusher(
     })
 }
 
-/// Checks `[from, to)` once, in the background (see [`TailCheck`]).
-fn spawn_tail_check(
-    log: &Arc<CommitLog>,
-    from: u64,
-    to: u64,
+/// What a clean reopen left to the background check (see [`TailCheck`]).
+struct DeferredCheck {
+    log: Arc<CommitLog>,
+    queues: Arc<ConsumeQueues>,
+    /// CommitLog records `[from, to)` to check.
+    tail: Option<(u64, u64)>,
+    /// Walk every ConsumeQueue unit (the open read only each queue's first and last file).
+    queue_units: bool,
+    /// The IndexFile whose structural check is left to this pass.
+    index: Option<(Arc<IndexFiles>, PathBuf)>,
     mode: crate::config::RecoveryMode,
+    max_record: u64,
+}
+
+impl DeferredCheck {
+    fn run(&self, stopped: &dyn Fn() -> bool) -> TailCheck {
+        let mut outcome = TailCheck::Clean { records: 0 };
+        if let Some((from, to)) = self.tail {
+            outcome = self.log.check_records(from, to, self.mode, stopped);
+            if !matches!(outcome, TailCheck::Clean { .. }) {
+                return outcome;
+            }
+        }
+        if self.queue_units {
+            for q in self.queues.all() {
+                if stopped() {
+                    return TailCheck::Interrupted;
+                }
+                if let Some((at, problem)) = q.check_units(self.max_record) {
+                    tracing::error!(
+                        topic = q.topic(),
+                        queue_id = q.queue_id(),
+                        queue_offset = at,
+                        ?problem,
+                        "a consume queue unit is damaged; the next open rebuilds the queue"
+                    );
+                    return TailCheck::QueueDamaged {
+                        topic: q.topic().to_owned(),
+                        queue_id: q.queue_id(),
+                        queue_offset: at,
+                    };
+                }
+            }
+        }
+        if let Some((index, path)) = &self.index {
+            if stopped() {
+                return TailCheck::Interrupted;
+            }
+            if index.check_file(path) == Some(false) {
+                tracing::error!(path = %path.display(), "an index file fails its structural check; the next open rebuilds it");
+                return TailCheck::IndexDamaged { path: path.clone() };
+            }
+        }
+        outcome
+    }
+}
+
+/// Runs the deferred check once, in the background.
+fn spawn_tail_check(
+    check: DeferredCheck,
     state: &Arc<Mutex<TailCheck>>,
 ) -> std::io::Result<ServiceThread> {
-    let log = Arc::clone(log);
     let state = Arc::clone(state);
     let mut done = false;
     let thread = ServiceThread::spawn_pausing("rmq-tail-check", TAIL_CHECK_IDLE, move |pause| {
@@ -912,8 +984,8 @@ fn spawn_tail_check(
         }
         done = true;
         let started = Instant::now();
-        let outcome = log.check_records(from, to, mode, &|| pause.stopped());
-        tracing::info!(from, to, took_ms = started.elapsed().as_millis() as u64, outcome = ?outcome, "checked the newest commit log records");
+        let outcome = check.run(&|| pause.stopped());
+        tracing::info!(tail = ?check.tail, took_ms = started.elapsed().as_millis() as u64, outcome = ?outcome, "checked what the clean reopen deferred");
         *state.lock().unwrap_or_else(PoisonError::into_inner) = outcome;
     })?;
     thread.waker().wake();

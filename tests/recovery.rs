@@ -411,7 +411,15 @@ fn a_clean_reopen_leaves_the_tail_to_a_background_check_that_passes() {
     std::fs::remove_dir_all(dir.path().join("consumequeue")).expect("drop queues");
     let store = open_checking_in_background(dir.path()).expect("opens");
     assert_eq!(store.recovery_report().tail_deferred, None);
-    assert_eq!(store.tail_check(), mqstore::TailCheck::NotDeferred);
+    assert!(
+        store.recovery_report().records > 0,
+        "the open re-read the log"
+    );
+    assert_eq!(
+        tail_check_outcome(&store),
+        mqstore::TailCheck::Clean { records: 0 },
+        "only the queue units were left to the background"
+    );
     assert!(store.wait_dispatched(std::time::Duration::from_secs(10)));
     assert_eq!(store.max_offset_in_queue("r", 0), mqstore::QueueOffset(61));
     store.shutdown().expect("shutdown");
@@ -456,4 +464,109 @@ fn damage_found_in_the_background_stops_writes_and_the_next_open_refuses() {
         ),
         "the next open re-checks and refuses"
     );
+}
+
+/// A clean reopen reads only each queue's first and last ConsumeQueue file; the background
+/// check walks the rest by the same rule. A damaged unit there is reported, writes go on,
+/// and the next open rebuilds the queue from the CommitLog.
+#[test]
+fn a_damaged_unit_in_a_middle_queue_file_is_found_in_the_background_and_rebuilt_next_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recs = fill(dir.path(), 2500, 60); // 1000 units per queue file: three files
+    let unit_file = dir
+        .path()
+        .join("consumequeue")
+        .join("r")
+        .join("0")
+        .join(format!("{:020}", 1000 * 20));
+    // Unit 1500 (the middle file's 500th) gets an impossible size.
+    patch(&unit_file, 500 * 20 + 8, &[0, 0, 0, 0]);
+    let store = open_checking_in_background(dir.path()).expect("opens");
+    assert!(store.recovery_report().queue_units_deferred);
+    assert!(
+        store.recovery_report().consume_queues_trimmed.is_empty(),
+        "the middle file was not walked at open"
+    );
+    assert_eq!(
+        tail_check_outcome(&store),
+        mqstore::TailCheck::QueueDamaged {
+            topic: "r".into(),
+            queue_id: 0,
+            queue_offset: 1500
+        }
+    );
+    store
+        .put(&Message::new("r", 0, vec![7; 60]))
+        .expect("writes go on");
+    store.shutdown().expect("shutdown");
+    let store = open_checking_in_background(dir.path()).expect("reopens");
+    assert!(
+        store.recovery_report().abnormal_exit,
+        "the abort file was left"
+    );
+    assert_eq!(
+        store.recovery_report().consume_queues_trimmed,
+        vec![("r".to_owned(), 0)]
+    );
+    assert!(store.wait_dispatched(std::time::Duration::from_secs(10)));
+    let got = store
+        .get_message("g", "r", 0, mqstore::QueueOffset(1500), 1, None)
+        .expect("get");
+    assert_eq!(got.messages.len(), 1);
+    assert_eq!(
+        got.messages[0].physical_offset(),
+        PhysicalOffset(recs[1500].0)
+    );
+    assert_eq!(
+        store.max_offset_in_queue("r", 0),
+        mqstore::QueueOffset(2501)
+    );
+    store.shutdown().expect("shutdown");
+}
+
+/// The newest IndexFile's structural check (every slot and item) is left to the background
+/// check too; a file that fails it is reported, and the next open rebuilds it.
+#[test]
+fn a_damaged_index_file_is_found_in_the_background_and_rebuilt_next_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_checking_in_background(dir.path()).expect("open");
+    for i in 0..50u32 {
+        store
+            .put(&Message::new("r", 0, vec![1; 60]).with_property("KEYS", &format!("key-{i}")))
+            .expect("put");
+    }
+    store.shutdown().expect("shutdown");
+    let mut index_files: Vec<PathBuf> = std::fs::read_dir(dir.path().join("index"))
+        .expect("index dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    index_files.sort();
+    let newest = index_files.last().expect("an index file").clone();
+    // Item 2's link to its predecessor points forwards: a structural impossibility.
+    let item_2 = 40 + 1000 * 4 + 2 * 20;
+    patch(&newest, item_2 + 16, &0x7fff_fff0_i32.to_be_bytes());
+    let store = open_checking_in_background(dir.path()).expect("opens");
+    assert_eq!(
+        store.recovery_report().index_file_deferred.as_ref(),
+        Some(&newest)
+    );
+    assert_eq!(
+        tail_check_outcome(&store),
+        mqstore::TailCheck::IndexDamaged {
+            path: newest.clone()
+        }
+    );
+    store.shutdown().expect("shutdown");
+    let store = open_checking_in_background(dir.path()).expect("reopens");
+    assert!(
+        store.recovery_report().abnormal_exit,
+        "the abort file was left"
+    );
+    assert_eq!(store.recovery_report().index_files_rebuilt, vec![newest]);
+    assert!(store.wait_dispatched(std::time::Duration::from_secs(10)));
+    for i in [0u32, 1, 2, 49] {
+        let hits = store.query_message("r", &format!("key-{i}"), 8, 0, i64::MAX);
+        assert_eq!(hits.messages.len(), 1, "key-{i}");
+    }
+    store.shutdown().expect("shutdown");
 }

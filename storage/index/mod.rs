@@ -180,6 +180,8 @@ pub(crate) struct IndexLoad {
     pub removed: Vec<PathBuf>,
     /// Offset from which records must be indexed again.
     pub reindex_from: u64,
+    /// The newest file, whose structural check was left to the background.
+    pub unchecked: Option<PathBuf>,
 }
 
 impl IndexFiles {
@@ -193,6 +195,7 @@ impl IndexFiles {
         durable: u64,
         clock: Arc<dyn Clock>,
         faults: FaultInjector,
+        defer_check: bool,
     ) -> Result<(IndexFiles, IndexLoad)> {
         mmap::create_dir_durable(dir, &faults)?;
         let size = index_file_size(slots, items);
@@ -213,6 +216,7 @@ impl IndexFiles {
         let mut load = IndexLoad {
             removed: Vec::new(),
             reindex_from: durable,
+            unchecked: None,
         };
         for name in names {
             let path = dir.join(&name);
@@ -245,7 +249,12 @@ impl IndexFiles {
             let h = last.header;
             let has_items = h.index_count > 1;
             let beyond = has_items && (h.end_phy_offset as u64) >= durable;
-            let broken = !checked && has_items && !beyond && !last.is_consistent();
+            // A clean reopen leaves the check of every item (O(items)) to the background.
+            let check_now = !checked && has_items && !beyond;
+            if check_now && defer_check {
+                load.unchecked = Some(last.file.path().to_owned());
+            }
+            let broken = check_now && !defer_check && !last.is_consistent();
             checked = true;
             if !beyond && !broken {
                 break;
@@ -277,6 +286,17 @@ impl IndexFiles {
             },
             load,
         ))
+    }
+
+    /// Runs the structural check that loading left to the background on the file at
+    /// `path` (under the read lock: the dispatcher's indexing waits for it). `None` when
+    /// the file is gone (deleted by cleanup).
+    pub(crate) fn check_file(&self, path: &Path) -> Option<bool> {
+        let files = self.files.read().unwrap_or_else(PoisonError::into_inner);
+        files
+            .iter()
+            .find(|f| f.file.path() == path)
+            .map(IndexFile::is_consistent)
     }
 
     /// Offset of the last record indexed, if any.
@@ -517,9 +537,16 @@ mod tests {
     fn put_query_roll_and_reload() {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = Arc::new(ManualClock::new(1_000_000));
-        let (svc, _) =
-            IndexFiles::load(dir.path(), 7, 5, 0, clock.clone(), FaultInjector::default())
-                .expect("load");
+        let (svc, _) = IndexFiles::load(
+            dir.path(),
+            7,
+            5,
+            0,
+            clock.clone(),
+            FaultInjector::default(),
+            false,
+        )
+        .expect("load");
         // 4 items per file (item 0 unused): 10 keys need 3 files.
         for i in 0..10u64 {
             clock.advance(1);
@@ -554,14 +581,23 @@ mod tests {
             1000,
             clock.clone(),
             FaultInjector::default(),
+            false,
         )
         .expect("reload");
         assert!(load.removed.is_empty());
         assert_eq!(svc.query("t", "k1", 64, 0, i64::MAX), vec![700, 400, 100]);
         drop(svc);
         // With the durable point at 500 the files holding 500.. go and must be rebuilt.
-        let (svc, load) = IndexFiles::load(dir.path(), 7, 5, 500, clock, FaultInjector::default())
-            .expect("reload");
+        let (svc, load) = IndexFiles::load(
+            dir.path(),
+            7,
+            5,
+            500,
+            clock,
+            FaultInjector::default(),
+            false,
+        )
+        .expect("reload");
         assert!(!load.removed.is_empty());
         assert!(load.reindex_from <= 500);
         assert!(svc.indexed_through().is_none_or(|x| x < 500));
@@ -572,7 +608,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = Arc::new(ManualClock::new(1_000_000));
         let (svc, _) =
-            IndexFiles::load(dir.path(), 1, 50, 0, clock, FaultInjector::default()).expect("load");
+            IndexFiles::load(dir.path(), 1, 50, 0, clock, FaultInjector::default(), false)
+                .expect("load");
         for i in 0..20u64 {
             let buf = record("t", "k", 1_000_000);
             svc.put(i * 100, &view(&buf)).expect("put");

@@ -88,6 +88,12 @@ pub struct RecoveryReport {
     /// `[from, to)`: the newest records, left after a clean shutdown to the background
     /// check (see [`TailCheck`]) instead of being re-read before open returned.
     pub tail_deferred: Option<(PhysicalOffset, PhysicalOffset)>,
+    /// ConsumeQueue files between each queue's first and last were not walked unit by
+    /// unit at open (a clean reopen): the background check walks them.
+    pub queue_units_deferred: bool,
+    /// The newest IndexFile, whose structural check (every slot and item) a clean reopen
+    /// left to the background check.
+    pub index_file_deferred: Option<PathBuf>,
 }
 
 /// The background check of the newest CommitLog records after a clean reopen
@@ -115,6 +121,26 @@ pub enum TailCheck {
         offset: u64,
         /// What is wrong.
         kind: CorruptionKind,
+    },
+    /// The CommitLog records were valid, but a ConsumeQueue unit breaks the queue's rule
+    /// (impossible offset or size, out of order, or units after a hole): messages from
+    /// there on may not be served. Writes go on; shutdown leaves the abort file, so the
+    /// next open walks every unit and rebuilds the queue from the CommitLog.
+    QueueDamaged {
+        /// The queue's topic.
+        topic: String,
+        /// The queue id.
+        queue_id: u32,
+        /// Queue offset of the bad unit.
+        queue_offset: u64,
+    },
+    /// The newest IndexFile fails its structural check: queries by key may miss
+    /// messages (every hit is verified against its record, so none is wrong). Writes go
+    /// on; shutdown leaves the abort file, so the next open rebuilds the file from the
+    /// CommitLog.
+    IndexDamaged {
+        /// The IndexFile.
+        path: PathBuf,
     },
     /// Shutdown came first; the next clean open checks again.
     Interrupted,

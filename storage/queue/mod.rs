@@ -180,6 +180,27 @@ impl ConsumeQueue {
         &self.files
     }
 
+    /// Walks every published unit by the open's rule (the background check after a clean
+    /// reopen, which left the middle files unread): the queue offset and problem of the
+    /// first unit that breaks it.
+    pub(crate) fn check_units(&self, max_record: u64) -> Option<(u64, UnitProblem)> {
+        let files = self.files();
+        let first = files.first()?;
+        let mut walk = UnitWalk::new(first.start_offset() / CQ_UNIT_SIZE, max_record);
+        for (i, file) in files.iter().enumerate() {
+            match walk.file(file.readable_from(0)) {
+                FileEnd::Full => {}
+                // Files before the last were full when the next one was created.
+                FileEnd::Stopped if i + 1 < files.len() => {
+                    return Some((walk.at, UnitProblem::DataAfterHole));
+                }
+                FileEnd::Stopped => return None,
+                FileEnd::Problem(p) => return Some((walk.at, p)),
+            }
+        }
+        None
+    }
+
     /// The last unit of a full file (`None` while the file is still being written).
     pub(crate) fn last_unit(file: &MappedFile) -> Option<CqUnit> {
         if !file.is_full() {
@@ -213,6 +234,102 @@ pub(crate) enum UnitProblem {
     Invalid(CqUnit),
     /// Units after a zero (unwritten) unit: a lost page in the middle.
     DataAfterHole,
+}
+
+/// The rule for a queue's units, walked file by file from its first unit: fillers
+/// anywhere (before the first real unit they stand for removed offsets), real units in
+/// increasing, non-overlapping CommitLog order with a possible size, up to the first zero
+/// unit. Opening and the background check of a clean reopen both walk by it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UnitWalk {
+    /// Position of the next unit.
+    pub at: u64,
+    /// First position after the leading fillers.
+    pub min: u64,
+    /// CommitLog end of the last real unit.
+    pub prev_end: Option<u64>,
+    max_record: u64,
+}
+
+/// How a file's units ended.
+#[derive(Debug)]
+pub(crate) enum FileEnd {
+    /// Every unit of the file was walked (or it was trusted): go on with the next file.
+    Full,
+    /// A zero (or short) unit: the queue ends here.
+    Stopped,
+    /// A unit that breaks the rule.
+    Problem(UnitProblem),
+}
+
+impl UnitWalk {
+    pub(crate) fn new(first: u64, max_record: u64) -> Self {
+        UnitWalk {
+            at: first,
+            min: first,
+            prev_end: None,
+            max_record,
+        }
+    }
+
+    fn possible(&self, u: &CqUnit) -> bool {
+        u.physical_offset >= 0
+            && u.size >= MIN_RECORD_LEN as i32
+            && (u.size as u64) <= self.max_record
+            && self.prev_end.is_none_or(|e| u.physical_offset as u64 >= e)
+    }
+
+    /// Walks one file's units (`bytes`: the file from its start).
+    pub(crate) fn file(&mut self, bytes: &[u8]) -> FileEnd {
+        let mut walked = 0usize;
+        for chunk in bytes.chunks_exact(CQ_UNIT_SIZE as usize) {
+            let Some(u) = CqUnit::decode(chunk) else {
+                return FileEnd::Stopped;
+            };
+            if u.is_zero() {
+                return FileEnd::Stopped;
+            }
+            walked += 1;
+            if u.is_filler() {
+                self.at += 1;
+                if self.prev_end.is_none() {
+                    self.min = self.at;
+                }
+                continue;
+            }
+            if !self.possible(&u) {
+                return FileEnd::Problem(UnitProblem::Invalid(u));
+            }
+            self.prev_end = Some(u.end());
+            self.at += 1;
+        }
+        if walked * (CQ_UNIT_SIZE as usize) < bytes.len() || bytes.is_empty() {
+            return FileEnd::Stopped;
+        }
+        FileEnd::Full
+    }
+
+    /// Steps over a full file of `per_file` units, reading only its last one.
+    pub(crate) fn skip_to_last_unit(&mut self, bytes: &[u8], per_file: u64) -> FileEnd {
+        let last = (per_file as usize)
+            .checked_sub(1)
+            .map(|i| i * CQ_UNIT_SIZE as usize)
+            .and_then(|at| bytes.get(at..))
+            .and_then(CqUnit::decode);
+        // Not full after all, or still before the first real unit (leading fillers set
+        // the queue's minimum): walk it unit by unit.
+        let Some(u) = last.filter(|u| !u.is_zero() && self.prev_end.is_some()) else {
+            return self.file(bytes);
+        };
+        if !u.is_filler() {
+            if !self.possible(&u) {
+                return FileEnd::Problem(UnitProblem::Invalid(u));
+            }
+            self.prev_end = Some(u.end());
+        }
+        self.at += per_file;
+        FileEnd::Full
+    }
 }
 
 /// A queue's files held exclusively during recovery.
@@ -293,49 +410,42 @@ impl OwnedQueue {
     /// possible size). Cuts everything after it. Returns the problem
     /// that ended the prefix early, if any. `thorough` (after an abnormal exit) also looks
     /// for units left past a hole by lost writes and zeroes them.
-    pub(crate) fn scan(&mut self, max_record: u64, thorough: bool) -> Result<Option<UnitProblem>> {
+    pub(crate) fn scan(
+        &mut self,
+        max_record: u64,
+        thorough: bool,
+        trust_middle_files: bool,
+    ) -> Result<Option<UnitProblem>> {
         let Some(first) = self.files.first() else {
             return Ok(None);
         };
-        let base = first.start_offset() / CQ_UNIT_SIZE;
+        let mut walk = UnitWalk::new(first.start_offset() / CQ_UNIT_SIZE, max_record);
         let per_file = self.file_size / CQ_UNIT_SIZE;
-        let mut at = base;
-        let mut min = base;
-        let mut prev_end: Option<u64> = None;
+        let count = self.files.len();
         let mut problem = None;
-        'files: for file in &self.files {
+        for (i, file) in self.files.iter().enumerate() {
             let bytes = file.readable_from(0);
-            for chunk in bytes.chunks_exact(CQ_UNIT_SIZE as usize) {
-                let Some(u) = CqUnit::decode(chunk) else {
-                    break 'files;
-                };
-                if u.is_zero() {
-                    break 'files;
+            // A clean reopen trusts what lies between a queue's first and last file (a
+            // background pass checks it by the same rule): only the last unit is read,
+            // so opening does not cost O(units).
+            let trusted = trust_middle_files && i > 0 && i + 1 < count;
+            let ended = if trusted {
+                walk.skip_to_last_unit(bytes, per_file)
+            } else {
+                walk.file(bytes)
+            };
+            match ended {
+                FileEnd::Full => {}
+                FileEnd::Stopped => break,
+                FileEnd::Problem(p) => {
+                    problem = Some(p);
+                    break;
                 }
-                if u.is_filler() {
-                    // Before the first real unit: removed offsets; after it: a gap skipped
-                    // by `TolerateAnyCorruption`. Neither is ever served.
-                    at += 1;
-                    if prev_end.is_none() {
-                        min = at;
-                    }
-                    continue;
-                }
-                let possible = u.physical_offset >= 0
-                    && u.size >= MIN_RECORD_LEN as i32
-                    && (u.size as u64) <= max_record
-                    && prev_end.is_none_or(|e| u.physical_offset as u64 >= e);
-                if !possible {
-                    problem = Some(UnitProblem::Invalid(u));
-                    break 'files;
-                }
-                prev_end = Some(u.end());
-                at += 1;
-            }
-            if at < file.start_offset() / CQ_UNIT_SIZE + per_file {
-                break;
             }
         }
+        let UnitWalk {
+            at, min, prev_end, ..
+        } = walk;
         let stale = thorough && self.has_data_from(at);
         if problem.is_none() && stale {
             problem = Some(UnitProblem::DataAfterHole);
@@ -651,7 +761,7 @@ mod tests {
         let size = 5 * CQ_UNIT_SIZE;
         let (mut q, problem) = OwnedQueue::load(dir.path(), "t", 0, size, &faults).expect("load");
         assert_eq!(problem, None);
-        assert_eq!(q.scan(1000, true).expect("scan"), None);
+        assert_eq!(q.scan(1000, true, false).expect("scan"), None);
         for i in 0..12u64 {
             assert!(q.put(i, unit(i as i64 * 100), &faults).expect("put"));
         }
@@ -669,7 +779,7 @@ mod tests {
         drop(shared);
 
         let (mut q, _) = OwnedQueue::load(dir.path(), "t", 0, size, &faults).expect("reload");
-        assert_eq!(q.scan(1000, true).expect("scan"), None);
+        assert_eq!(q.scan(1000, true, false).expect("scan"), None);
         assert_eq!((q.end(), q.max_physical_end()), (13, 1300));
         assert!(q.cut_beyond(750).expect("cut"));
         assert_eq!(q.end(), 7);
@@ -677,6 +787,38 @@ mod tests {
         // A differing unit below the end is rewritten and everything after it cut.
         assert!(q.put(2, unit(250), &faults).expect("rewrite"));
         assert_eq!(q.end(), 3);
+    }
+
+    #[test]
+    fn a_scan_trusting_middle_files_agrees_with_a_full_one_and_the_walk_finds_what_it_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let faults = FaultInjector::default();
+        let size = 5 * CQ_UNIT_SIZE;
+        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 3, size, &faults).expect("load");
+        // Two leading fillers (removed offsets), then 20 real units over five files.
+        for i in 2..22u64 {
+            q.put(i, unit(i as i64 * 100), &faults).expect("put");
+        }
+        drop(q.into_shared().expect("share"));
+        let mut seen = Vec::new();
+        for trust in [false, true] {
+            let (mut q, _) = OwnedQueue::load(dir.path(), "t", 3, size, &faults).expect("load");
+            assert_eq!(q.scan(1000, false, trust).expect("scan"), None);
+            seen.push((q.end(), q.min_offset, q.max_physical_end()));
+        }
+        assert_eq!(seen, vec![(22, 2, 2200); 2]);
+        // Unit 12 (the third file's third) goes backwards: only the walk sees it.
+        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 3, size, &faults).expect("load");
+        q.files[2].bytes_mut()[40..60].copy_from_slice(&unit(50).encode());
+        q.dirty[2] = true;
+        drop(q.into_shared().expect("share"));
+        let (mut q, _) = OwnedQueue::load(dir.path(), "t", 3, size, &faults).expect("load");
+        assert_eq!(q.scan(1000, false, true).expect("scan"), None);
+        let shared = q.into_shared().expect("share");
+        assert_eq!(
+            shared.check_units(1000),
+            Some((12, UnitProblem::Invalid(unit(50))))
+        );
     }
 
     #[test]
@@ -693,7 +835,7 @@ mod tests {
         drop(q.into_shared().expect("share"));
         let (mut q, _) = OwnedQueue::load(dir.path(), "t", 1, size, &faults).expect("reload");
         assert_eq!(
-            q.scan(1000, true).expect("scan"),
+            q.scan(1000, true, false).expect("scan"),
             Some(UnitProblem::Invalid(unit(50)))
         );
         assert_eq!(q.end(), 3);
@@ -704,7 +846,7 @@ mod tests {
         drop(q.into_shared().expect("share"));
         let (mut q, _) = OwnedQueue::load(dir.path(), "t", 1, size, &faults).expect("reload");
         assert_eq!(
-            q.scan(1000, true).expect("scan"),
+            q.scan(1000, true, false).expect("scan"),
             Some(UnitProblem::DataAfterHole)
         );
         assert_eq!(q.end(), 3);
