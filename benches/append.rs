@@ -440,28 +440,31 @@ criterion_group! { name = raw; config = config(); targets = raw_limits }
 criterion_group! { name = async_group; config = config(); targets = async_puts }
 criterion_group! { name = sync_group; config = config(); targets = sync_puts }
 
-/// CPU time (user + system, in clock ticks) per thread name of this process.
+/// A thread's name and CPU time (user + system, in clock ticks) from its `stat` file.
+fn thread_cpu(stat_path: &std::path::Path) -> Option<(String, u64)> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Some((stat[open + 1..close].to_owned(), ticks(11) + ticks(12)))
+}
+
+/// CPU time per thread name of this process.
 fn cpu_by_thread() -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close].to_owned();
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        *out.entry(name).or_default() += ticks(11) + ticks(12);
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Some((name, ticks)) = thread_cpu(&task.path().join("stat")) {
+            *out.entry(name).or_default() += ticks;
+        }
     }
     out
 }
@@ -541,15 +544,17 @@ fn sustained(secs: u64) {
                         window_start = (Instant::now(), count);
                     }
                 }
-                (count, windows)
+                let own = thread_cpu(std::path::Path::new("/proc/thread-self/stat"));
+                (count, windows, own)
             })
             .expect("spawn appender")
     };
-    let (count, windows) = appender.join().expect("appender");
+    let (count, windows, appender_cpu) = appender.join().expect("appender");
     let elapsed = started.elapsed();
     let dispatched = store.wait_dispatched(Duration::from_secs(60));
     let behind_after = started.elapsed().saturating_sub(elapsed);
-    let cpu_after = cpu_by_thread();
+    let mut cpu_after = cpu_by_thread();
+    cpu_after.extend(appender_cpu);
     let bytes = store.max_offset().0 - store.min_offset().0;
     let rate = count as f64 / elapsed.as_secs_f64();
     let record = store.max_offset().0 as f64 / count as f64;
