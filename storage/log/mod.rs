@@ -35,29 +35,77 @@ const ALLOCATE_TIMEOUT: Duration = Duration::from_secs(5);
 const BUSY_UPPER_BOUND_MS: i64 = 10_000_000;
 
 /// `topicQueueTable`: next queue offset per topic and queue id. Topics map to an index so
-/// that a put hashes its topic once and allocates its name only the first time.
+/// that a put hashes its topic at most once and allocates its name only the first time;
+/// the topic of the previous put is remembered, so a run of puts to one topic hashes
+/// nothing. Queue ids (small in practice: RocketMQ topics have a few to a few hundred
+/// queues) index a vector.
 #[derive(Debug, Default)]
 struct QueueTable {
     topics: HashMap<String, usize>,
-    queues: Vec<HashMap<u32, u64>>,
+    queues: Vec<TopicQueues>,
+    /// The topic index of the last `slot` call.
+    last: Option<usize>,
+}
+
+/// Next offsets of one topic's queues.
+#[derive(Debug, Default)]
+struct TopicQueues {
+    name: String,
+    /// By queue id, below [`DENSE_QUEUE_IDS`].
+    dense: Vec<Option<u64>>,
+    /// Larger queue ids.
+    sparse: HashMap<u32, u64>,
+}
+
+/// Queue ids below this are kept in a vector.
+const DENSE_QUEUE_IDS: u32 = 1024;
+
+impl TopicQueues {
+    fn slot(&mut self, queue_id: u32) -> &mut u64 {
+        if queue_id >= DENSE_QUEUE_IDS {
+            return self.sparse.entry(queue_id).or_insert(0);
+        }
+        let i = queue_id as usize;
+        if self.dense.len() <= i {
+            self.dense.resize(i + 1, None);
+        }
+        self.dense[i].get_or_insert(0)
+    }
+
+    fn get(&self, queue_id: u32) -> Option<u64> {
+        if queue_id >= DENSE_QUEUE_IDS {
+            return self.sparse.get(&queue_id).copied();
+        }
+        self.dense.get(queue_id as usize).copied().flatten()
+    }
 }
 
 impl QueueTable {
     /// The next-offset slot of a queue, created at 0.
     fn slot(&mut self, topic: &str, queue_id: u32) -> &mut u64 {
-        let index = if let Some(&i) = self.topics.get(topic) {
-            i
-        } else {
-            self.queues.push(HashMap::new());
-            self.topics.insert(topic.to_owned(), self.queues.len() - 1);
-            self.queues.len() - 1
+        let index = match self.last {
+            Some(i) if self.queues[i].name == topic => i,
+            _ => {
+                let i = if let Some(&i) = self.topics.get(topic) {
+                    i
+                } else {
+                    self.queues.push(TopicQueues {
+                        name: topic.to_owned(),
+                        ..TopicQueues::default()
+                    });
+                    self.topics.insert(topic.to_owned(), self.queues.len() - 1);
+                    self.queues.len() - 1
+                };
+                self.last = Some(i);
+                i
+            }
         };
-        self.queues[index].entry(queue_id).or_insert(0)
+        self.queues[index].slot(queue_id)
     }
 
     fn get(&self, topic: &str, queue_id: u32) -> Option<u64> {
         let &i = self.topics.get(topic)?;
-        self.queues[i].get(&queue_id).copied()
+        self.queues[i].get(queue_id)
     }
 }
 
@@ -1084,6 +1132,22 @@ fn recover(
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+
+    #[test]
+    fn queue_table_keeps_each_topic_and_queue_apart() {
+        let mut t = QueueTable::default();
+        for (topic, queue, bump) in [("a", 0, 3), ("b", 0, 5), ("a", 7, 1), ("a", 5000, 2)] {
+            *t.slot(topic, queue) += bump;
+        }
+        *t.slot("a", 0) += 1; // back to a topic after another one
+        assert_eq!(t.get("a", 0), Some(4));
+        assert_eq!(t.get("b", 0), Some(5));
+        assert_eq!(t.get("a", 7), Some(1));
+        assert_eq!(t.get("a", 5000), Some(2));
+        assert_eq!(t.get("a", 6), None, "never used");
+        assert_eq!(t.get("b", 7), None);
+        assert_eq!(t.get("c", 0), None);
+    }
 
     #[test]
     fn put_lock_held_too_long_is_os_pagecache_busy() {
