@@ -1,8 +1,9 @@
 //! Network benchmark: 1 KiB messages over loopback against an in-process broker-lite.
 //!
 //! `cargo bench -p broker-lite --bench network [-- <messages>]` prints, for sync sends with 1
-//! and 8 producers (one request in flight per producer), messages/s and p50/p99/p99.9 send
-//! latency, then the rate of consuming everything back (one pull of 32 in flight per
+//! and 8 producers (one request in flight per producer) and for batches of 16 from one
+//! producer, messages/s and p50/p99/p99.9 send latency, then the rate of consuming
+//! everything back (one pull of 32 in flight per
 //! queue), each also as a ratio to the in-process store rate measured in the same run.
 
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use mqstore::{Message, MessageStore};
 
 const QUEUES: u32 = 8;
 const BODY: usize = 1024;
+/// Messages per batch send.
+const BATCH: usize = 16;
 
 fn config(dir: &std::path::Path) -> BrokerConfig {
     let mut c = BrokerConfig::default();
@@ -92,6 +95,33 @@ async fn producers(
     (rate, all)
 }
 
+/// One producer sending batches of `BATCH` messages (one queue per batch, in turn).
+async fn batch_producer(addr: std::net::SocketAddr, batches: usize) -> (f64, Vec<Duration>) {
+    let c = Client::connect(addr).await.expect("connect");
+    let body = Bytes::from(vec![b'x'; BODY]);
+    let mut lat = Vec::with_capacity(batches);
+    let started = Instant::now();
+    for b in 0..batches {
+        let msgs: Vec<Outgoing> = (0..BATCH)
+            .map(|i| Outgoing {
+                topic: "Bench".into(),
+                queue_id: (b as u32 % QUEUES) as i32,
+                body: body.clone(),
+                tags: Some("T".into()),
+                keys: None,
+                uniq_key: Some(format!("b{b}-{i}")),
+                delay_level: None,
+            })
+            .collect();
+        let t = Instant::now();
+        ops::send_batch(&c, "bench", &msgs).await.expect("batch");
+        lat.push(t.elapsed());
+    }
+    let rate = (batches * BATCH) as f64 / started.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    (rate, lat)
+}
+
 async fn consume_all(addr: std::net::SocketAddr, group: &str) -> (f64, u64) {
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -148,16 +178,25 @@ fn main() {
         // Warm-up.
         producers(addr, 1, 1000).await;
 
+        let report = |what: &str, rate: f64, lat: &[Duration]| {
+            println!(
+                "{what}: {rate:.0} msgs/s ({:.1}% of in-process), latency p50 {:?} p99 {:?} p99.9 {:?}",
+                100.0 * rate / store_rate,
+                percentile(lat, 0.50),
+                percentile(lat, 0.99),
+                percentile(lat, 0.999),
+            );
+        };
         for p in [1usize, 8] {
             let (rate, lat) = producers(addr, p, n / p).await;
-            println!(
-                "sync send, {p} producer(s): {rate:.0} msgs/s ({:.1}% of in-process), p50 {:?} p99 {:?} p99.9 {:?}",
-                100.0 * rate / store_rate,
-                percentile(&lat, 0.50),
-                percentile(&lat, 0.99),
-                percentile(&lat, 0.999),
-            );
+            report(&format!("sync send, {p} producer(s)"), rate, &lat);
         }
+        let (rate, lat) = batch_producer(addr, n / BATCH).await;
+        report(
+            &format!("batch send ({BATCH} x 1 KiB, latency per batch), 1 producer"),
+            rate,
+            &lat,
+        );
         assert!(broker.store.wait_dispatched(Duration::from_secs(30)));
         let (rate, total) = consume_all(addr, "bench_consumer").await;
         println!(

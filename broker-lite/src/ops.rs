@@ -87,6 +87,59 @@ pub struct SendReceipt {
 
 /// The SEND_MESSAGE_V2 request for `m` (what Java clients send).
 pub fn send_request(producer_group: &str, m: &Outgoing) -> RemotingCommand {
+    let props = message_properties(m);
+    RemotingCommand::request(request::SEND_MESSAGE_V2)
+        .with_ext("a", producer_group)
+        .with_ext("b", &m.topic)
+        .with_ext("c", "TBW102")
+        .with_ext("d", 4)
+        .with_ext("e", m.queue_id)
+        .with_ext("f", 0)
+        .with_ext("g", crate::metadata::now_millis())
+        .with_ext("h", 0)
+        .with_ext("i", props)
+        .with_ext("j", 0)
+        .with_ext("k", false)
+        .with_ext("m", false)
+        .with_body(m.body.clone())
+}
+
+/// A SEND_BATCH_MESSAGE request carrying `msgs` (one topic and queue: the first's), each
+/// encoded as RocketMQ's `MessageDecoder.encodeMessages` does (total size, magic, body
+/// CRC, flag, body, properties).
+pub fn send_batch_request(producer_group: &str, msgs: &[Outgoing]) -> RemotingCommand {
+    let mut body = Vec::new();
+    for m in msgs {
+        let props = message_properties(m);
+        let total = 4 + 4 + 4 + 4 + 4 + m.body.len() + 2 + props.len();
+        for field in [total as i32, 0, 0, 0, m.body.len() as i32] {
+            body.extend_from_slice(&field.to_be_bytes());
+        }
+        body.extend_from_slice(&m.body);
+        body.extend_from_slice(&(props.len() as i16).to_be_bytes());
+        body.extend_from_slice(props.as_bytes());
+    }
+    let (topic, queue_id) = msgs
+        .first()
+        .map_or(("", -1), |m| (m.topic.as_str(), m.queue_id));
+    RemotingCommand::request(request::SEND_BATCH_MESSAGE)
+        .with_ext("a", producer_group)
+        .with_ext("b", topic)
+        .with_ext("c", "TBW102")
+        .with_ext("d", 4)
+        .with_ext("e", queue_id)
+        .with_ext("f", 0)
+        .with_ext("g", crate::metadata::now_millis())
+        .with_ext("h", 0)
+        .with_ext("i", mqstore::format::encode_properties([("WAIT", "true")]))
+        .with_ext("j", 0)
+        .with_ext("k", false)
+        .with_ext("m", true)
+        .with_body(Bytes::from(body))
+}
+
+/// TAGS, KEYS, UNIQ_KEY, DELAY and WAIT, encoded.
+fn message_properties(m: &Outgoing) -> String {
     let mut props = Vec::new();
     if let Some(t) = &m.tags {
         props.push(("TAGS", t.as_str()));
@@ -102,20 +155,7 @@ pub fn send_request(producer_group: &str, m: &Outgoing) -> RemotingCommand {
         props.push(("DELAY", d.as_str()));
     }
     props.push(("WAIT", "true"));
-    RemotingCommand::request(request::SEND_MESSAGE_V2)
-        .with_ext("a", producer_group)
-        .with_ext("b", &m.topic)
-        .with_ext("c", "TBW102")
-        .with_ext("d", 4)
-        .with_ext("e", m.queue_id)
-        .with_ext("f", 0)
-        .with_ext("g", crate::metadata::now_millis())
-        .with_ext("h", 0)
-        .with_ext("i", mqstore::format::encode_properties(props))
-        .with_ext("j", 0)
-        .with_ext("k", false)
-        .with_ext("m", false)
-        .with_body(m.body.clone())
+    mqstore::format::encode_properties(props)
 }
 
 /// Sends one message and waits for the receipt.
@@ -123,7 +163,27 @@ pub fn send_request(producer_group: &str, m: &Outgoing) -> RemotingCommand {
 /// # Errors
 /// Transport errors, or [`OpError::Refused`] for a non-success code.
 pub async fn send(client: &Client, group: &str, m: &Outgoing) -> Result<SendReceipt, OpError> {
-    let r = client.invoke(send_request(group, m), TIMEOUT).await?;
+    receipt(&client.invoke(send_request(group, m), TIMEOUT).await?)
+}
+
+/// Sends messages for one topic and queue as one batch and waits for the receipt (its
+/// queue offset is the first message's; `msg_id` lists every id, comma-separated).
+///
+/// # Errors
+/// Transport errors, or [`OpError::Refused`] for a non-success code.
+pub async fn send_batch(
+    client: &Client,
+    group: &str,
+    msgs: &[Outgoing],
+) -> Result<SendReceipt, OpError> {
+    receipt(
+        &client
+            .invoke(send_batch_request(group, msgs), TIMEOUT)
+            .await?,
+    )
+}
+
+fn receipt(r: &RemotingCommand) -> Result<SendReceipt, OpError> {
     if !matches!(
         r.code,
         response::SUCCESS
@@ -131,13 +191,13 @@ pub async fn send(client: &Client, group: &str, m: &Outgoing) -> Result<SendRece
             | response::FLUSH_SLAVE_TIMEOUT
             | response::SLAVE_NOT_AVAILABLE
     ) {
-        return Err(refused(&r));
+        return Err(refused(r));
     }
     Ok(SendReceipt {
         code: r.code,
         msg_id: r.ext("msgId").unwrap_or_default().to_owned(),
-        queue_id: ext_num(&r, "queueId")?,
-        queue_offset: ext_num(&r, "queueOffset")?,
+        queue_id: ext_num(r, "queueId")?,
+        queue_offset: ext_num(r, "queueOffset")?,
     })
 }
 
