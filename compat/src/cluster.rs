@@ -255,7 +255,9 @@ pub async fn run(
         problems.push(format!("phase 1: sends reached only {}", shares(&p1)));
     }
     if inst.contains(&0) {
-        problems.push(format!("phase 1: a consumer instance got nothing ({inst:?})"));
+        problems.push(format!(
+            "phase 1: a consumer instance got nothing ({inst:?})"
+        ));
     }
     for c in &mut consumers {
         c.shutdown().await;
@@ -283,7 +285,9 @@ pub async fn run(
         "CLUSTER phase 2: with master a down consumed all but {missing2} (of which {from_a} were stored on group a before the kill)"
     ));
     if missing2 > 0 {
-        problems.push(format!("phase 2: {missing2} not consumed with master a down"));
+        problems.push(format!(
+            "phase 2: {missing2} not consumed with master a down"
+        ));
     }
     if from_a == 0 {
         problems.push("phase 2: nothing reached group a before the kill".into());

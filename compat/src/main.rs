@@ -7,7 +7,8 @@
 //!
 //! Usage: `compat-rust-client <namesrv host:port> <topic> <group> <messages per kind>`,
 //! `… <group> delivery` for the delivery scenario (src/delivery.rs), or
-//! `… <group> cluster <n> <signal file>` for the cluster scenario (src/cluster.rs).
+//! `… <group> cluster <n> <signal file>` for the cluster scenario (src/cluster.rs), or
+//! `… <group> perf <n>` for the send rates (src/perf.rs).
 //! Exit code 0 on success; the summary line starts with `COMPAT`.
 
 #![recursion_limit = "512"]
@@ -29,6 +30,7 @@ use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
 mod cluster;
 mod delivery;
+mod perf;
 
 /// Per body received: how often, and the (topic, tags, keys) of the last copy.
 type Seen = Arc<Mutex<HashMap<String, (u32, Fields)>>>;
@@ -78,9 +80,10 @@ fn message(topic: &str, tag: &str, key: &str, body: &str) -> Message {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cluster = args.len() == 6 && args[3] == "cluster";
-    if args.len() != 4 && !cluster {
+    let perf = args.len() == 5 && args[3] == "perf";
+    if args.len() != 4 && !cluster && !perf {
         return Err(
-            "usage: compat-rust-client <namesrv> <topic> <group> <n | delivery | cluster <n> <signal file>>"
+            "usage: compat-rust-client <namesrv> <topic> <group> <n | delivery | cluster <n> <signal file> | perf <n>>"
                 .into(),
         );
     }
@@ -88,7 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let delivery = args[3] == "delivery";
     let n: usize = if delivery {
         0
-    } else if cluster {
+    } else if cluster || perf {
         args[4].parse()?
     } else {
         args[3].parse()?
@@ -115,6 +118,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ))
     } else if delivery {
         owner.block_on(delivery::run(runtime.clone(), namesrv, topic, group))
+    } else if perf {
+        owner.block_on(perf::run(runtime.clone(), namesrv, topic, group, n))
     } else {
         owner.block_on(run(runtime.clone(), namesrv, topic, group, n))
     };
