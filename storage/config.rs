@@ -251,6 +251,12 @@ impl StoreConfig {
         }
     }
 
+    /// The longest record a message of `maxMessageSize` can make (body plus the most its
+    /// header, topic and properties can add).
+    pub fn max_record_len(&self) -> u64 {
+        u64::from(self.max_message_size) + MAX_RECORD_OVERHEAD
+    }
+
     /// The delay of each level in milliseconds (index 0 = level 1).
     ///
     /// # Errors
@@ -344,9 +350,7 @@ impl StoreConfig {
                 "larger than the address space",
             ));
         }
-        if self.max_message_size == 0
-            || u64::from(self.max_message_size) + MAX_RECORD_OVERHEAD > i32::MAX as u64
-        {
+        if self.max_message_size == 0 || self.max_record_len() > i32::MAX as u64 {
             return Err(Error::config(
                 "maxMessageSize",
                 format!(

@@ -18,7 +18,7 @@ use crate::config::StoreConfig;
 use crate::error::Result;
 use crate::fault::FaultInjector;
 use crate::file::mapped_file_queue;
-use crate::format::{RecordView, TimestampCheckpoint, MAX_RECORD_OVERHEAD};
+use crate::format::{RecordView, TimestampCheckpoint};
 use crate::index::IndexFiles;
 use crate::log::{CommitLog, RecoveryReport, ScanPlan};
 use crate::put::PhysicalOffset;
@@ -123,7 +123,7 @@ pub(crate) fn recover(
         && cfg.recovery_mode != crate::config::RecoveryMode::TolerateAnyCorruption;
 
     // ConsumeQueues: keep the structurally valid prefix of each.
-    let max_record = u64::from(cfg.max_message_size) + MAX_RECORD_OVERHEAD;
+    let max_record = cfg.max_record_len();
     let cq_root = cfg.consume_queue_dir();
     let mut queues = HashMap::new();
     for (topic, queue_id) in queue::list_queues(&cq_root)? {

@@ -290,7 +290,7 @@ impl MessageStore {
                 .clone()
                 .zip(recovered.report.index_file_deferred.clone()),
             mode: config.recovery_mode,
-            max_record: u64::from(config.max_message_size) + crate::format::MAX_RECORD_OVERHEAD,
+            max_record: config.max_record_len(),
         };
         let (tail_check, tail_thread) =
             if deferred.tail.is_some() || deferred.queue_units || deferred.index.is_some() {

@@ -27,6 +27,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
         .unwrap_or_default()
 }
 
+/// Prints one `PERF` line: the rate and the latency percentiles of `lat` (sorted here).
+fn report(what: &str, rate: f64, lat: &mut [Duration]) {
+    lat.sort_unstable();
+    println!(
+        "PERF {what}: {rate:.0} msgs/s, p50 {:?} p99 {:?} p99.9 {:?}",
+        percentile(lat, 0.5),
+        percentile(lat, 0.99),
+        percentile(lat, 0.999)
+    );
+}
+
 pub async fn run(
     runtime: Arc<ClientRuntime>,
     namesrv: String,
@@ -56,12 +67,10 @@ pub async fn run(
         lat.push(t.elapsed());
     }
     let sync_rate = n as f64 / started.elapsed().as_secs_f64();
-    lat.sort_unstable();
-    println!(
-        "PERF sync send, 1 producer, {n} x 1 KiB: {sync_rate:.0} msgs/s, p50 {:?} p99 {:?} p99.9 {:?}",
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        percentile(&lat, 0.999)
+    report(
+        &format!("sync send, 1 producer, {n} x 1 KiB"),
+        sync_rate,
+        &mut lat,
     );
     let batches = n / BATCH;
     let mut lat = Vec::with_capacity(batches);
@@ -75,12 +84,10 @@ pub async fn run(
         lat.push(t.elapsed());
     }
     let batch_rate = (batches * BATCH) as f64 / started.elapsed().as_secs_f64();
-    lat.sort_unstable();
-    println!(
-        "PERF batch send ({BATCH} x 1 KiB), 1 producer, {batches} batches: {batch_rate:.0} msgs/s, per batch p50 {:?} p99 {:?} p99.9 {:?}",
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        percentile(&lat, 0.999)
+    report(
+        &format!("batch send ({BATCH} x 1 KiB), 1 producer, {batches} batches (latency per batch)"),
+        batch_rate,
+        &mut lat,
     );
     producer.shutdown().await;
     Ok(())
