@@ -113,7 +113,8 @@ fn catch_up(mib: u64) {
     let ha_addr = listener.local_addr().expect("addr");
     let mut cfg = BrokerConfig::default();
     let master_repl = Arc::new(Replication::new(&cfg));
-    let server = HaServer::start(listener, Arc::clone(&master), master_repl).expect("HA server");
+    let server =
+        HaServer::start(listener, Arc::clone(&master), master_repl, None).expect("HA server");
     cfg.store.broker_role = BrokerRole::Slave;
     cfg.ha_master_address = Some(ha_addr.to_string());
     let slave = open_store(&dir.path().join("s"), BrokerRole::Slave);

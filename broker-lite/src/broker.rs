@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use mqstore::MessageStore;
 
+use crate::acl::Acl;
 use crate::config::BrokerConfig;
 use crate::connections::ConnectedClients;
 use crate::ha::Replication;
@@ -30,6 +31,8 @@ pub struct BrokerStats {
     pub sends_in_flight: AtomicUsize,
     /// Messages stored.
     pub messages_stored: AtomicU64,
+    /// Requests refused by the ACL.
+    pub acl_refusals: AtomicU64,
 }
 
 /// The broker: the store plus topics, offsets and clients.
@@ -59,6 +62,8 @@ pub struct Broker {
     pub locks: QueueLocks,
     /// Replication: acks from slaves (master) or the link to the master (slave).
     pub ha: Arc<Replication>,
+    /// Accounts and permissions, when `aclEnable=true`.
+    pub acl: Option<Arc<Acl>>,
 }
 
 /// Why the broker could not start.
@@ -70,6 +75,9 @@ pub enum StartError {
     /// A metadata file is corrupt.
     #[error("metadata: {0}")]
     Metadata(#[from] crate::metadata::LoadError),
+    /// `aclEnable=true` and the ACL file is missing or malformed.
+    #[error("ACL: {0}")]
+    Acl(#[from] crate::acl::AclError),
 }
 
 impl Broker {
@@ -79,6 +87,12 @@ impl Broker {
     /// The store's error, or a corrupt metadata file without a usable backup.
     pub fn open(mut config: BrokerConfig) -> Result<Arc<Broker>, StartError> {
         config.sync_store_host();
+        // Before the store opens: a bad ACL file stops the start with nothing touched.
+        let acl = if config.acl_enable {
+            Some(Arc::new(Acl::load(&config.acl_path())?))
+        } else {
+            None
+        };
         let waiters = Arc::new(PullWaiters::default());
         let store = MessageStore::builder(config.store.store_path_root_dir.clone())
             .config(config.store.clone())
@@ -125,6 +139,7 @@ impl Broker {
             transactions,
             locks: QueueLocks::default(),
             ha,
+            acl,
         }))
     }
 

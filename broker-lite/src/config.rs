@@ -98,6 +98,12 @@ pub struct BrokerConfig {
     /// `slaveReadEnable`: a slave serves pulls, and a master whose consumer falls far
     /// behind sends it to the slave. Default false.
     pub slave_read_enable: bool,
+    /// `aclEnable`: every request must come from a white-listed address or be signed by an
+    /// account of the ACL file that holds the permission it needs. Default false.
+    pub acl_enable: bool,
+    /// `aclFile` (ours; RocketMQ reads `conf/plain_acl.yml`): the accounts. Default:
+    /// `plain_acl.yml` beside the broker.conf given with `-c`, else in `<storePathRootDir>/config`.
+    pub acl_file: Option<PathBuf>,
     /// The store's settings (`storePathRootDir`, `flushDiskType`, `brokerRole`, …).
     pub store: StoreConfig,
 }
@@ -153,6 +159,8 @@ impl Default for BrokerConfig {
             ha_slave_fallbehind_max: 256 * 1024 * 1024,
             slave_timeout: Duration::from_secs(3),
             slave_read_enable: false,
+            acl_enable: false,
+            acl_file: None,
             store,
         }
     }
@@ -271,6 +279,8 @@ impl BrokerConfig {
             "haSlaveFallbehindMax" => self.ha_slave_fallbehind_max = parse(key, value)?,
             "slaveTimeout" => self.slave_timeout = millis(key, value)?,
             "slaveReadEnable" => self.slave_read_enable = parse(key, value)?,
+            "aclEnable" => self.acl_enable = parse(key, value)?,
+            "aclFile" => self.acl_file = (!value.is_empty()).then(|| PathBuf::from(value)),
             _ => match self.store.set(key, value) {
                 Ok(()) => {}
                 Err(mqstore::Error::InvalidConfig { reason, .. })
@@ -311,6 +321,13 @@ impl BrokerConfig {
     /// Whether this broker takes writes (a master) rather than copying them (a slave).
     pub fn is_master(&self) -> bool {
         self.store.broker_role != mqstore::BrokerRole::Slave
+    }
+
+    /// The ACL file: `aclFile`, else `<storePathRootDir>/config/plain_acl.yml`.
+    pub fn acl_path(&self) -> PathBuf {
+        self.acl_file
+            .clone()
+            .unwrap_or_else(|| self.config_dir().join("plain_acl.yml"))
     }
 
     /// Where `config/*.json` live: `<storePathRootDir>/config`.

@@ -6,6 +6,7 @@
 //! the store from blocking threads.
 
 // Bottom to top: a module uses only modules listed before it (checked by .ci/layers.py).
+pub mod acl;
 pub mod broker;
 pub mod config;
 pub mod connections;

@@ -4,8 +4,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use broker_lite::acl::Credentials;
 use broker_lite::ops::{self, Outgoing};
 use broker_lite::remoting::codes::request;
 use broker_lite::server::{serve, Listeners};
@@ -38,6 +40,24 @@ struct Cli {
     /// Turns the built-in route service off.
     #[arg(long)]
     no_namesrv: bool,
+    /// The client subcommands sign their requests with this ACL account (for a broker
+    /// with `aclEnable=true`); needs --secret-key.
+    #[arg(
+        long,
+        global = true,
+        env = "ROCKETMQ_ACCESS_KEY",
+        requires = "secret_key"
+    )]
+    access_key: Option<String>,
+    /// The account's secret key.
+    #[arg(
+        long,
+        global = true,
+        env = "ROCKETMQ_SECRET_KEY",
+        hide_env_values = true,
+        requires = "access_key"
+    )]
+    secret_key: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -215,6 +235,12 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    let _ = CREDENTIALS.set(cli.access_key.clone().zip(cli.secret_key.clone()).map(
+        |(access_key, secret_key)| Credentials {
+            access_key,
+            secret_key,
+        },
+    ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(256)
@@ -263,6 +289,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// The account the client subcommands sign with (`--access-key`/`--secret-key`).
+static CREDENTIALS: OnceLock<Option<Credentials>> = OnceLock::new();
+
+/// Connects a client subcommand, signing its requests when credentials were given.
+async fn connect(addr: SocketAddr) -> Result<broker_lite::Client, ops::OpError> {
+    let mut client = ops::connect(addr).await?;
+    client.set_credentials(CREDENTIALS.get().cloned().flatten());
+    Ok(client)
+}
+
 /// The defaults, with a broker.conf applied if one is given.
 fn load_config(file: Option<&std::path::Path>) -> Result<BrokerConfig, String> {
     let mut config = BrokerConfig::default();
@@ -274,6 +310,10 @@ fn load_config(file: Option<&std::path::Path>) -> Result<BrokerConfig, String> {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         for key in unknown {
             tracing::warn!(key, file = %path.display(), "unknown configuration key ignored");
+        }
+        if config.acl_file.is_none() {
+            // RocketMQ keeps plain_acl.yml in conf/, beside broker.conf.
+            config.acl_file = path.parent().map(|dir| dir.join("plain_acl.yml"));
         }
     }
     Ok(config)
@@ -310,7 +350,7 @@ async fn run_server(
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot open the store: {e}"))?;
+        .map_err(|e| format!("cannot start: {e}"))?;
     let root = std::fs::canonicalize(&broker.config.store.store_path_root_dir)
         .unwrap_or_else(|_| broker.config.store.store_path_root_dir.clone());
     let replication = match listeners.ha_addr() {
@@ -373,7 +413,7 @@ async fn run_client(cmd: Command) -> Result<(), String> {
             group,
             delay,
         } => {
-            let client = ops::connect(broker).await.map_err(e)?;
+            let client = connect(broker).await.map_err(e)?;
             for n in 0..count {
                 let m = Outgoing {
                     topic: topic.clone(),
@@ -424,7 +464,7 @@ async fn run_client(cmd: Command) -> Result<(), String> {
                 queues,
                 ..
             } => {
-                let client = ops::connect(broker).await.map_err(e)?;
+                let client = connect(broker).await.map_err(e)?;
                 ops::create_topic(&client, &topic, queues)
                     .await
                     .map_err(e)?;
@@ -432,7 +472,7 @@ async fn run_client(cmd: Command) -> Result<(), String> {
                 Ok(())
             }
             TopicAction::Route { namesrv, topic } => {
-                let client = ops::connect(namesrv).await.map_err(e)?;
+                let client = connect(namesrv).await.map_err(e)?;
                 let route = ops::topic_route(&client, &topic).await.map_err(e)?;
                 for q in &route.queue_datas {
                     println!(
@@ -448,7 +488,7 @@ async fn run_client(cmd: Command) -> Result<(), String> {
                 Ok(())
             }
             TopicAction::List { broker } => {
-                let client = ops::connect(broker).await.map_err(e)?;
+                let client = connect(broker).await.map_err(e)?;
                 let table = ops::topics(&client).await.map_err(e)?;
                 for t in table.topic_config_table.values() {
                     println!(
@@ -460,7 +500,7 @@ async fn run_client(cmd: Command) -> Result<(), String> {
             }
         },
         Command::Cluster { namesrv } => {
-            let client = ops::connect(namesrv).await.map_err(e)?;
+            let client = connect(namesrv).await.map_err(e)?;
             let info = ops::cluster_info(&client).await.map_err(e)?;
             for (cluster, names) in &info.cluster_addr_table {
                 for name in names {
@@ -483,7 +523,7 @@ async fn run_client(cmd: Command) -> Result<(), String> {
             end,
             max,
         } => {
-            let client = ops::connect(broker).await.map_err(e)?;
+            let client = connect(broker).await.map_err(e)?;
             let found = match (id, key, topic) {
                 (Some(id), _, _) => vec![ops::view_by_id(&client, &id).await.map_err(e)?],
                 (None, Some(key), Some(topic)) => {
@@ -511,14 +551,14 @@ async fn run_client(cmd: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Status { broker } => {
-            let client = ops::connect(broker).await.map_err(e)?;
+            let client = connect(broker).await.map_err(e)?;
             for (k, v) in ops::runtime_info(&client).await.map_err(e)? {
                 println!("{k}\t{v}");
             }
             Ok(())
         }
         Command::DeleteExpired { broker } => {
-            let client = ops::connect(broker).await.map_err(e)?;
+            let client = connect(broker).await.map_err(e)?;
             ops::delete_expired(&client).await.map_err(e)?;
             println!("expired CommitLog files deleted");
             Ok(())
@@ -528,7 +568,7 @@ async fn run_client(cmd: Command) -> Result<(), String> {
             group,
             topic,
         } => {
-            let client = ops::connect(broker).await.map_err(e)?;
+            let client = connect(broker).await.map_err(e)?;
             let queues = ops::queue_count(&client, &topic).await.map_err(e)?;
             println!("queue\tconsumer\tbroker\tlag");
             let mut total = 0;
@@ -569,7 +609,7 @@ async fn create_in_cluster(
     queues: u32,
 ) -> Result<(), String> {
     let e = |e: ops::OpError| e.to_string();
-    let client = ops::connect(namesrv).await.map_err(e)?;
+    let client = connect(namesrv).await.map_err(e)?;
     let masters = ops::create_topic_in_cluster(&client, cluster, topic, queues)
         .await
         .map_err(e)?;
@@ -617,7 +657,7 @@ async fn consume(
     idle: Duration,
 ) -> Result<(), String> {
     let e = |e: ops::OpError| e.to_string();
-    let client = ops::connect(broker).await.map_err(e)?;
+    let client = connect(broker).await.map_err(e)?;
     let queues = ops::queue_count(&client, topic).await.map_err(e)?;
     let mut next = Vec::new();
     for q in 0..queues {

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
+use crate::acl::Credentials;
 use crate::remoting::{
     encode_queued, Inbound, RemotingCodec, RemotingCommand, SerializeType, FLAG_ONEWAY,
 };
@@ -45,6 +46,7 @@ pub struct Client {
     closed: Closed,
     next_opaque: AtomicI32,
     serialize_type: SerializeType,
+    credentials: Option<Credentials>,
     /// Requests the server sent us (e.g. NOTIFY_CONSUMER_IDS_CHANGED).
     pub server_requests: Mutex<mpsc::Receiver<RemotingCommand>>,
     reader: tokio::task::JoinHandle<()>,
@@ -114,6 +116,7 @@ impl Client {
             closed,
             next_opaque: AtomicI32::new(1),
             serialize_type: SerializeType::Json,
+            credentials: None,
             server_requests: Mutex::new(server_rx),
             reader,
             writer,
@@ -129,6 +132,11 @@ impl Client {
         };
     }
 
+    /// Signs every later request with `credentials` (for a broker with `aclEnable=true`).
+    pub fn set_credentials(&mut self, credentials: Option<Credentials>) {
+        self.credentials = credentials;
+    }
+
     /// Sends a request and waits for its response.
     ///
     /// # Errors
@@ -141,6 +149,9 @@ impl Client {
         let opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
         cmd.opaque = opaque;
         cmd.serialize_type = self.serialize_type;
+        if let Some(c) = &self.credentials {
+            c.sign(&mut cmd);
+        }
         let (tx, rx) = oneshot::channel();
         self.pending
             .lock()
@@ -174,6 +185,9 @@ impl Client {
         cmd.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
         cmd.flag |= FLAG_ONEWAY;
         cmd.serialize_type = self.serialize_type;
+        if let Some(c) = &self.credentials {
+            c.sign(&mut cmd);
+        }
         self.out.send(cmd).await.map_err(|_| ClientError::Closed)
     }
 }

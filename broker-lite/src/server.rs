@@ -201,7 +201,12 @@ fn start_replication(
     let repl = Arc::clone(&broker.ha);
     if broker.config.is_master() {
         return Ok(match listener {
-            Some(l) => Replicating::Master(crate::ha::master::HaServer::start(l, store, repl)?),
+            Some(l) => Replicating::Master(crate::ha::master::HaServer::start(
+                l,
+                store,
+                repl,
+                broker.acl.clone(),
+            )?),
             None => Replicating::None,
         });
     }
@@ -490,6 +495,21 @@ fn busy(
     })
 }
 
+/// How often the ACL file is looked at for changes.
+const ACL_RELOAD_POLL: Duration = Duration::from_secs(1);
+
+fn reload_acl(acl: &crate::acl::Acl) {
+    match acl.reload_if_changed() {
+        None => {}
+        Some(Ok(accounts)) => {
+            tracing::info!(path = %acl.path().display(), accounts, "ACL file changed: new accounts in force");
+        }
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "ACL file changed but cannot be used; the last good accounts stay in force");
+        }
+    }
+}
+
 async fn housekeeping(shared: Arc<Shared>) {
     let broker = &shared.broker;
     let mut persist = tokio::time::interval(broker.config.flush_consumer_offset_interval);
@@ -500,9 +520,16 @@ async fn housekeeping(shared: Arc<Shared>) {
     let mut copy = tokio::time::interval(crate::slave_sync::INTERVAL);
     copy.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let master = broker.config.is_master();
+    let mut acl_poll = tokio::time::interval(ACL_RELOAD_POLL);
+    acl_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shared.stop.cancelled() => return,
+            _ = acl_poll.tick(), if broker.acl.is_some() => {
+                if let Some(acl) = &broker.acl {
+                    reload_acl(acl);
+                }
+            }
             // A slave neither checks transactions (its master does) nor has its own
             // metadata: it copies the master's.
             _ = check.tick(), if master => {

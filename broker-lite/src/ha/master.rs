@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use mqstore::{MessageStore, PhysicalOffset};
 
+use crate::acl::Acl;
+
 use super::{frame_header, timed_out, Replication, Worker, DATA_POLL, IO_SLICE};
 
 /// How often the accept loop looks for new slaves and for shutdown.
@@ -36,15 +38,17 @@ impl HaServer {
     ///
     /// # Errors
     /// The listener cannot be made non-blocking or the thread cannot start.
+    /// With `acl`, only peers in its global white list are served.
     pub fn start(
         listener: TcpListener,
         store: Arc<MessageStore>,
         repl: Arc<Replication>,
+        acl: Option<Arc<Acl>>,
     ) -> std::io::Result<HaServer> {
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let worker = Worker::spawn("ha-accept", move |stop| {
-            accept_loop(&listener, &store, &repl, stop);
+            accept_loop(&listener, &store, &repl, acl.as_deref(), stop);
         })?;
         Ok(HaServer { addr, worker })
     }
@@ -64,6 +68,7 @@ fn accept_loop(
     listener: &TcpListener,
     store: &Arc<MessageStore>,
     repl: &Arc<Replication>,
+    acl: Option<&Acl>,
     stop: &AtomicBool,
 ) {
     // The connections' threads watch their own flag, set when this loop ends.
@@ -71,6 +76,10 @@ fn accept_loop(
     let mut connections: Vec<(Arc<Connection>, JoinHandle<()>)> = Vec::new();
     while !stop.load(Ordering::Acquire) {
         match listener.accept() {
+            Ok((stream, peer)) if acl.is_some_and(|a| !a.peer_allowed(peer.ip())) => {
+                tracing::warn!(slave = %peer, "HA connection refused: ACL is on and the address is not in globalWhiteRemoteAddresses");
+                drop(stream);
+            }
             Ok((stream, peer)) => match Connection::start(stream, peer, store, repl, &stop_all) {
                 Ok(c) => connections.push(c),
                 Err(e) => tracing::warn!(slave = %peer, error = %e, "could not serve a slave"),

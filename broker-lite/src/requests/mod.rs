@@ -2,6 +2,7 @@
 //! says where it runs; the handlers live in one module per family, each with its header
 //! types. Adding a request code means one row here and a handler in its family's module.
 
+mod access;
 mod admin;
 mod clients;
 mod locks;
@@ -26,6 +27,7 @@ use crate::connections::Channel;
 use crate::remoting::codes::{request, response};
 use crate::remoting::RemotingCommand;
 
+pub use access::Access;
 pub use retry::{ORIGIN_MESSAGE_ID, RETRY_TOPIC};
 pub use transactions::CheckReport;
 
@@ -153,6 +155,8 @@ pub struct Route {
     pub handler: fn(&Broker, &Channel, &RemotingCommand, bool) -> Handled,
     /// Where it runs.
     pub runs: Runs,
+    /// What an ACL account needs to make it (when `aclEnable=true`).
+    pub access: Access,
     /// Also answered on the name-server port.
     pub name_server: bool,
 }
@@ -162,12 +166,14 @@ const fn row(
     name: &'static str,
     handler: fn(&Broker, &Channel, &RemotingCommand, bool) -> Handled,
     runs: Runs,
+    access: Access,
 ) -> Route {
     Route {
         code,
         name,
         handler,
         runs,
+        access,
         name_server: false,
     }
 }
@@ -189,42 +195,43 @@ fn cheap_send(broker: &Broker, req: &RemotingCommand) -> bool {
 }
 
 /// Every request code broker-lite serves: the only list. One row per code: the code, its
-/// RocketMQ name, the handler, where it runs.
+/// RocketMQ name, the handler, where it runs, what an ACL account needs to send it (a code
+/// without a row is refused with or without ACL).
 #[rustfmt::skip]
 pub const TABLE: &[Route] = &[
-    row(request::SEND_MESSAGE, "SEND_MESSAGE", |b, ch, r, _| b.send(ch.remote, r), Runs::InlineIf(cheap_send)),
-    row(request::SEND_MESSAGE_V2, "SEND_MESSAGE_V2", |b, ch, r, _| b.send(ch.remote, r), Runs::InlineIf(cheap_send)),
-    row(request::SEND_BATCH_MESSAGE, "SEND_BATCH_MESSAGE", |b, ch, r, _| b.send(ch.remote, r), Runs::InlineIf(cheap_send)),
-    row(request::PULL_MESSAGE, "PULL_MESSAGE", |b, _, r, hold| b.pull(r, hold), Runs::Blocking),
-    row(request::LITE_PULL_MESSAGE, "LITE_PULL_MESSAGE", |b, _, r, hold| b.pull(r, hold), Runs::Blocking),
-    row(request::HEART_BEAT, "HEART_BEAT", |b, ch, r, _| b.heartbeat(ch, r), Runs::Blocking),
-    row(request::UNREGISTER_CLIENT, "UNREGISTER_CLIENT", |b, ch, r, _| b.unregister(ch, r), Runs::Inline),
-    row(request::GET_CONSUMER_LIST_BY_GROUP, "GET_CONSUMER_LIST_BY_GROUP", |b, _, r, _| b.consumer_list(r), Runs::Inline),
-    row(request::QUERY_CONSUMER_OFFSET, "QUERY_CONSUMER_OFFSET", |b, _, r, _| b.query_offset(r), Runs::Inline),
-    row(request::UPDATE_CONSUMER_OFFSET, "UPDATE_CONSUMER_OFFSET", |b, _, r, _| b.update_offset(r), Runs::Inline),
-    row(request::GET_MAX_OFFSET, "GET_MAX_OFFSET", |b, _, r, _| b.queue_offset(r, |s, t, q| s.max_offset_in_queue(t, q).0 as i64), Runs::Inline),
-    row(request::GET_MIN_OFFSET, "GET_MIN_OFFSET", |b, _, r, _| b.queue_offset(r, |s, t, q| s.min_offset_in_queue(t, q).0 as i64), Runs::Inline),
-    row(request::SEARCH_OFFSET_BY_TIMESTAMP, "SEARCH_OFFSET_BY_TIMESTAMP", |b, _, r, _| b.search_offset(r), Runs::Blocking),
-    row(request::GET_EARLIEST_MSG_STORETIME, "GET_EARLIEST_MSG_STORETIME", |b, _, r, _| b.earliest_time(r), Runs::Blocking),
-    row(request::UPDATE_AND_CREATE_TOPIC, "UPDATE_AND_CREATE_TOPIC", |b, _, r, _| b.create_topic(r), Runs::Blocking),
-    row(request::GET_ALL_TOPIC_CONFIG, "GET_ALL_TOPIC_CONFIG", |b, _, r, _| ok(r, b.topics.to_json()), Runs::Blocking),
-    row(request::QUERY_MESSAGE, "QUERY_MESSAGE", |b, _, r, _| b.query_message(r), Runs::Blocking),
-    row(request::VIEW_MESSAGE_BY_ID, "VIEW_MESSAGE_BY_ID", |b, _, r, _| b.view_message(r), Runs::Blocking),
-    row(request::CHECK_CLIENT_CONFIG, "CHECK_CLIENT_CONFIG", |_, _, r, _| Ok(Outcome::Reply(r.response(response::SUCCESS))), Runs::Inline),
-    row(request::CONSUMER_SEND_MSG_BACK, "CONSUMER_SEND_MSG_BACK", |b, _, r, _| b.send_back(r), Runs::Blocking),
-    row(request::END_TRANSACTION, "END_TRANSACTION", |b, _, r, _| b.end_transaction(r), Runs::Blocking),
-    row(request::LOCK_BATCH_MQ, "LOCK_BATCH_MQ", |b, _, r, _| b.lock_batch(r), Runs::Blocking),
-    row(request::UNLOCK_BATCH_MQ, "UNLOCK_BATCH_MQ", |b, _, r, _| b.unlock_batch(r), Runs::Blocking),
-    row(request::GET_ALL_DELAY_OFFSET, "GET_ALL_DELAY_OFFSET", |b, _, r, _| ok(r, b.schedule.to_json()), Runs::Blocking),
-    row(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, "UPDATE_AND_CREATE_SUBSCRIPTIONGROUP", |b, _, r, _| b.put_subscription_group(r), Runs::Blocking),
-    row(request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG, "GET_ALL_SUBSCRIPTIONGROUP_CONFIG", |b, _, r, _| ok(r, b.subscriptions.to_json()), Runs::Blocking),
-    row(request::DELETE_EXPIRED_COMMITLOG, "DELETE_EXPIRED_COMMITLOG", |b, _, r, _| b.delete_expired_now(r), Runs::Blocking),
-    row(request::GET_ALL_CONSUMER_OFFSET, "GET_ALL_CONSUMER_OFFSET", |b, _, r, _| ok(r, b.offsets.to_json()), Runs::Blocking),
-    row(request::GET_BROKER_RUNTIME_INFO, "GET_BROKER_RUNTIME_INFO", |b, _, r, _| ok(r, b.runtime_info()), Runs::Inline),
-    Route { name_server: true, ..row(request::REGISTER_BROKER, "REGISTER_BROKER", |b, _, r, _| b.register_group_member(r), Runs::Inline) },
-    Route { name_server: true, ..row(request::UNREGISTER_BROKER, "UNREGISTER_BROKER", |b, _, r, _| b.unregister_group_member(r), Runs::Inline) },
-    Route { name_server: true, ..row(request::GET_ROUTEINFO_BY_TOPIC, "GET_ROUTEINFO_BY_TOPIC", |b, _, r, _| Ok(Outcome::Reply(b.route(r))), Runs::Inline) },
-    Route { name_server: true, ..row(request::GET_BROKER_CLUSTER_INFO, "GET_BROKER_CLUSTER_INFO", |b, _, r, _| Ok(Outcome::Reply(b.route(r))), Runs::Inline) },
+    row(request::SEND_MESSAGE, "SEND_MESSAGE", |b, ch, r, _| b.send(ch.remote, r), Runs::InlineIf(cheap_send), Access::Resources(access::send)),
+    row(request::SEND_MESSAGE_V2, "SEND_MESSAGE_V2", |b, ch, r, _| b.send(ch.remote, r), Runs::InlineIf(cheap_send), Access::Resources(access::send)),
+    row(request::SEND_BATCH_MESSAGE, "SEND_BATCH_MESSAGE", |b, ch, r, _| b.send(ch.remote, r), Runs::InlineIf(cheap_send), Access::Resources(access::send)),
+    row(request::PULL_MESSAGE, "PULL_MESSAGE", |b, _, r, hold| b.pull(r, hold), Runs::Blocking, Access::Resources(access::pull)),
+    row(request::LITE_PULL_MESSAGE, "LITE_PULL_MESSAGE", |b, _, r, hold| b.pull(r, hold), Runs::Blocking, Access::Resources(access::pull)),
+    row(request::HEART_BEAT, "HEART_BEAT", |b, ch, r, _| b.heartbeat(ch, r), Runs::Blocking, Access::Resources(access::heartbeat)),
+    row(request::UNREGISTER_CLIENT, "UNREGISTER_CLIENT", |b, ch, r, _| b.unregister(ch, r), Runs::Inline, Access::Signed),
+    row(request::GET_CONSUMER_LIST_BY_GROUP, "GET_CONSUMER_LIST_BY_GROUP", |b, _, r, _| b.consumer_list(r), Runs::Inline, Access::Resources(access::group_sub)),
+    row(request::QUERY_CONSUMER_OFFSET, "QUERY_CONSUMER_OFFSET", |b, _, r, _| b.query_offset(r), Runs::Inline, Access::Resources(access::group_offset)),
+    row(request::UPDATE_CONSUMER_OFFSET, "UPDATE_CONSUMER_OFFSET", |b, _, r, _| b.update_offset(r), Runs::Inline, Access::Resources(access::group_offset)),
+    row(request::GET_MAX_OFFSET, "GET_MAX_OFFSET", |b, _, r, _| b.queue_offset(r, |s, t, q| s.max_offset_in_queue(t, q).0 as i64), Runs::Inline, Access::Resources(access::topic_sub)),
+    row(request::GET_MIN_OFFSET, "GET_MIN_OFFSET", |b, _, r, _| b.queue_offset(r, |s, t, q| s.min_offset_in_queue(t, q).0 as i64), Runs::Inline, Access::Resources(access::topic_sub)),
+    row(request::SEARCH_OFFSET_BY_TIMESTAMP, "SEARCH_OFFSET_BY_TIMESTAMP", |b, _, r, _| b.search_offset(r), Runs::Blocking, Access::Resources(access::topic_sub)),
+    row(request::GET_EARLIEST_MSG_STORETIME, "GET_EARLIEST_MSG_STORETIME", |b, _, r, _| b.earliest_time(r), Runs::Blocking, Access::Resources(access::topic_sub)),
+    row(request::UPDATE_AND_CREATE_TOPIC, "UPDATE_AND_CREATE_TOPIC", |b, _, r, _| b.create_topic(r), Runs::Blocking, Access::Admin),
+    row(request::GET_ALL_TOPIC_CONFIG, "GET_ALL_TOPIC_CONFIG", |b, _, r, _| ok(r, b.topics.to_json()), Runs::Blocking, Access::Admin),
+    row(request::QUERY_MESSAGE, "QUERY_MESSAGE", |b, _, r, _| b.query_message(r), Runs::Blocking, Access::Resources(access::topic_sub)),
+    row(request::VIEW_MESSAGE_BY_ID, "VIEW_MESSAGE_BY_ID", |b, _, r, _| b.view_message(r), Runs::Blocking, Access::Signed),
+    row(request::CHECK_CLIENT_CONFIG, "CHECK_CLIENT_CONFIG", |_, _, r, _| Ok(Outcome::Reply(r.response(response::SUCCESS))), Runs::Inline, Access::Signed),
+    row(request::CONSUMER_SEND_MSG_BACK, "CONSUMER_SEND_MSG_BACK", |b, _, r, _| b.send_back(r), Runs::Blocking, Access::Resources(access::send_back)),
+    row(request::END_TRANSACTION, "END_TRANSACTION", |b, _, r, _| b.end_transaction(r), Runs::Blocking, Access::Signed),
+    row(request::LOCK_BATCH_MQ, "LOCK_BATCH_MQ", |b, _, r, _| b.lock_batch(r), Runs::Blocking, Access::Resources(access::lock)),
+    row(request::UNLOCK_BATCH_MQ, "UNLOCK_BATCH_MQ", |b, _, r, _| b.unlock_batch(r), Runs::Blocking, Access::Resources(access::lock)),
+    row(request::GET_ALL_DELAY_OFFSET, "GET_ALL_DELAY_OFFSET", |b, _, r, _| ok(r, b.schedule.to_json()), Runs::Blocking, Access::Admin),
+    row(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, "UPDATE_AND_CREATE_SUBSCRIPTIONGROUP", |b, _, r, _| b.put_subscription_group(r), Runs::Blocking, Access::Admin),
+    row(request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG, "GET_ALL_SUBSCRIPTIONGROUP_CONFIG", |b, _, r, _| ok(r, b.subscriptions.to_json()), Runs::Blocking, Access::Admin),
+    row(request::DELETE_EXPIRED_COMMITLOG, "DELETE_EXPIRED_COMMITLOG", |b, _, r, _| b.delete_expired_now(r), Runs::Blocking, Access::Admin),
+    row(request::GET_ALL_CONSUMER_OFFSET, "GET_ALL_CONSUMER_OFFSET", |b, _, r, _| ok(r, b.offsets.to_json()), Runs::Blocking, Access::Admin),
+    row(request::GET_BROKER_RUNTIME_INFO, "GET_BROKER_RUNTIME_INFO", |b, _, r, _| ok(r, b.runtime_info()), Runs::Inline, Access::Signed),
+    Route { name_server: true, ..row(request::REGISTER_BROKER, "REGISTER_BROKER", |b, _, r, _| b.register_group_member(r), Runs::Inline, Access::Admin) },
+    Route { name_server: true, ..row(request::UNREGISTER_BROKER, "UNREGISTER_BROKER", |b, _, r, _| b.unregister_group_member(r), Runs::Inline, Access::Admin) },
+    Route { name_server: true, ..row(request::GET_ROUTEINFO_BY_TOPIC, "GET_ROUTEINFO_BY_TOPIC", |b, _, r, _| Ok(Outcome::Reply(b.route(r))), Runs::Inline, Access::Signed) },
+    Route { name_server: true, ..row(request::GET_BROKER_CLUSTER_INFO, "GET_BROKER_CLUSTER_INFO", |b, _, r, _| Ok(Outcome::Reply(b.route(r))), Runs::Inline, Access::Signed) },
 ];
 
 /// A SUCCESS response with a JSON body.
@@ -264,7 +271,10 @@ pub fn process(
     allow_suspend: bool,
 ) -> Outcome {
     let handled = match route_of(port, req.code) {
-        Some(route) => (route.handler)(broker, channel, req, allow_suspend),
+        Some(route) => match permitted(broker, channel, route, req) {
+            Ok(()) => (route.handler)(broker, channel, req, allow_suspend),
+            Err(refused) => Err(refused),
+        },
         None if port == Port::NameServer && req.is_oneway() => Ok(Outcome::NoReply),
         None => reject(
             response::REQUEST_CODE_NOT_SUPPORTED,
@@ -298,6 +308,28 @@ pub fn process(
         Outcome::Hold(h) => Outcome::Hold(h),
         _ => Outcome::NoReply,
     }
+}
+
+/// The ACL check (when `aclEnable=true`): NO_PERMISSION with the reason, before the
+/// handler has touched anything.
+fn permitted(
+    broker: &Broker,
+    channel: &Channel,
+    route: &Route,
+    req: &RemotingCommand,
+) -> Result<(), Reject> {
+    let Some(acl) = &broker.acl else {
+        return Ok(());
+    };
+    acl.check(channel.remote.ip(), req, route.access.needs(req), route.name)
+        .map_err(|remark| {
+            let n = broker.stats.acl_refusals.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::debug!(remote = %channel.remote, code = route.name, remark, refusals = n, "request refused by ACL");
+            Reject {
+                code: response::NO_PERMISSION,
+                remark,
+            }
+        })
 }
 
 impl Broker {
