@@ -7,7 +7,7 @@
 # Then the delivery scenario: transaction producer, delayed message, ReconsumeLater,
 # orderly consumer, query by key.
 #
-# Then a replicating pair, and a cluster: RocketMQ's name server (rocketmq-namesrv-rust,
+# Then the client's ACL hook against a broker with aclEnable=true, a replicating pair, and a cluster: RocketMQ's name server (rocketmq-namesrv-rust,
 # which must be installed) and two broker groups of master + slave (examples/cluster),
 # with the name server and then one master killed mid-run.
 #
@@ -57,6 +57,53 @@ kill -TERM "$pid"
 wait "$pid" || { echo "broker-lite exited with an error"; exit 1; }
 pid=""
 grep -q 'stopped cleanly' "$work/out.log" || { echo "broker-lite did not stop cleanly"; exit 1; }
+
+echo "--- ACL: aclEnable=true, the client signing with its own AclClientRPCHook"
+mkdir -p "$work/acl"
+cat > "$work/acl/plain_acl.yml" <<ACL
+accounts:
+  - accessKey: compatPubSub
+    secretKey: compatSecret1
+    defaultTopicPerm: DENY
+    defaultGroupPerm: SUB
+    topicPerms:
+      - Compat_acl=PUB|SUB
+      - Compat_denied=DENY
+  - accessKey: compatAdmin
+    secretKey: compatSecret2
+    admin: true
+ACL
+cat > "$work/acl/broker.conf" <<CONF
+brokerName=broker-acl
+aclEnable=true
+mappedFileSizeCommitLog=1048576
+mappedFileSizeConsumeQueue=600000
+maxIndexNum=400000
+maxHashSlotNum=100000
+CONF
+RUST_LOG=warn,broker_lite::requests=debug "$broker" -c "$work/acl/broker.conf" --store "$work/acl/store" --port 0 --namesrv-port 0 \
+  > "$work/acl/out.log" 2> "$work/acl/broker.log" &
+pid=$!
+for _ in $(seq 1 100); do grep -q 'listening on' "$work/acl/out.log" 2>/dev/null && break; sleep 0.1; done
+ans=$(grep -o 'route service on [0-9.:]*' "$work/acl/out.log" | awk '{print $4}')
+aaddr=$(grep -o 'clients dial [0-9.:]*' "$work/acl/out.log" | awk '{print $3}')
+for t in Compat_acl Compat_denied; do
+  "$broker" topic create --broker "$aaddr" --topic "$t" --queues 4 --access-key compatAdmin --secret-key compatSecret2
+done
+if "$broker" topic create --broker "$aaddr" --topic Compat_sneaky --access-key compatPubSub --secret-key compatSecret1 2>/dev/null; then
+  echo "a non-admin account created a topic"; exit 1
+fi
+RUST_LOG=off timeout 180 "$client" "$ans" Compat_acl compat_acl acl "$n" compatPubSub compatSecret1 Compat_denied "$aaddr"
+kill -TERM "$pid"; wait "$pid" || { echo "the ACL broker exited with an error"; exit 1; }
+pid=""
+# The client's errors are its own words: the broker's log shows what it refused, and why.
+echo "refused by the ACL (request, count):"
+grep 'refused by ACL' "$work/acl/broker.log" | grep -o 'code="*[A-Z_0-9]*' | sort | uniq -c
+for code in UPDATE_AND_CREATE_TOPIC SEND_MESSAGE GET_ROUTEINFO_BY_TOPIC; do
+  grep 'refused by ACL' "$work/acl/broker.log" | grep -q "code=\"*$code" \
+    || { echo "the broker never refused $code"; exit 1; }
+done
+grep 'refused by ACL' "$work/acl/broker.log" | grep -q 'Compat_denied' || { echo "no refusal names Compat_denied"; exit 1; }
 
 echo "--- replication: a SYNC_MASTER and its slave; the client produces to and consumes from the group"
 status_of() { "$broker" status --broker "$1" | awk -v k="$2" '$1 == k { print $2 }'; }

@@ -467,3 +467,55 @@ fn a_malformed_or_missing_file_stops_the_start_naming_the_fault() {
         "the store was not opened"
     );
 }
+
+async fn commit_log_end(c: &Client) -> String {
+    ops::runtime_info(c).await.expect("runtime info")["commitLogMaxOffset"].clone()
+}
+
+/// The HA stream and a slave's metadata copy carry no signature: a master with ACL serves a
+/// slave only from an address in `globalWhiteRemoteAddresses`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_is_served_only_from_a_white_listed_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (md, sd) = (dir.path().join("m"), dir.path().join("s"));
+    std::fs::create_dir_all(&md).expect("mkdir");
+    std::fs::create_dir_all(&sd).expect("mkdir");
+    std::fs::write(md.join("plain_acl.yml"), ACL).expect("write acl");
+    let master = RunningBroker::start(&md, "aclEnable=true\nbrokerRole=ASYNC_MASTER\n");
+    let ha = master.ha.expect("HA address");
+    let slave = RunningBroker::start(
+        &sd,
+        &format!("brokerRole=SLAVE\nbrokerId=1\nhaMasterAddress={ha}\n"),
+    );
+    let admin = client(master.addr, Some(admin_account())).await;
+    let producer = client(master.addr, Some(producer_account())).await;
+    for i in 0..20 {
+        let r = call(&producer, send_request("orders", &format!("m{i}"))).await;
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
+    let slave_client = client(slave.addr, None).await;
+    // Several of the slave's reconnect attempts: none is served.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        commit_log_end(&slave_client).await,
+        "0",
+        "served without being listed"
+    );
+
+    let listed = ACL.replace(
+        "globalWhiteRemoteAddresses:\n",
+        "globalWhiteRemoteAddresses:\n  - 127.0.0.1\n",
+    );
+    std::fs::write(md.join("plain_acl.yml"), listed).expect("write acl");
+    let want = commit_log_end(&admin).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while commit_log_end(&slave_client).await != want {
+        assert!(
+            Instant::now() < deadline,
+            "the listed slave never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(slave);
+    drop(master);
+}

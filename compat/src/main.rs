@@ -8,7 +8,9 @@
 //! Usage: `compat-rust-client <namesrv host:port> <topic> <group> <messages per kind>`,
 //! `… <group> delivery` for the delivery scenario (src/delivery.rs), or
 //! `… <group> cluster <n> <signal file>` for the cluster scenario (src/cluster.rs), or
-//! `… <group> perf <n>` for the send rates (src/perf.rs).
+//! `… <group> perf <n>` for the send rates (src/perf.rs), or
+//! `… <group> acl <n> <accessKey> <secretKey> <denied topic> <broker addr>` for the ACL
+//! scenario (src/acl.rs).
 //! Exit code 0 on success; the summary line starts with `COMPAT`.
 
 #![recursion_limit = "512"]
@@ -28,6 +30,7 @@ use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::common::message::MessageTrait;
 use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
+mod acl;
 mod cluster;
 mod delivery;
 mod perf;
@@ -81,9 +84,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cluster = args.len() == 6 && args[3] == "cluster";
     let perf = args.len() == 5 && args[3] == "perf";
-    if args.len() != 4 && !cluster && !perf {
+    let acl = args.len() == 9 && args[3] == "acl";
+    if args.len() != 4 && !cluster && !perf && !acl {
         return Err(
-            "usage: compat-rust-client <namesrv> <topic> <group> <n | delivery | cluster <n> <signal file> | perf <n>>"
+            "usage: compat-rust-client <namesrv> <topic> <group> <n | delivery | cluster <n> <signal file> | perf <n> | acl <n> <ak> <sk> <denied topic> <broker>>"
                 .into(),
         );
     }
@@ -91,7 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let delivery = args[3] == "delivery";
     let n: usize = if delivery {
         0
-    } else if cluster || perf {
+    } else if cluster || perf || acl {
         args[4].parse()?
     } else {
         args[3].parse()?
@@ -120,6 +124,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         owner.block_on(delivery::run(runtime.clone(), namesrv, topic, group))
     } else if perf {
         owner.block_on(perf::run(runtime.clone(), namesrv, topic, group, n))
+    } else if acl {
+        owner.block_on(acl::run(
+            runtime.clone(),
+            acl::Args {
+                namesrv,
+                topic,
+                group,
+                n,
+                access_key: args[5].clone(),
+                secret_key: args[6].clone(),
+                denied_topic: args[7].clone(),
+                broker_addr: args[8].clone(),
+            },
+        ))
     } else {
         owner.block_on(run(runtime.clone(), namesrv, topic, group, n))
     };

@@ -200,6 +200,14 @@ impl Acl {
         })
     }
 
+    /// Accounts parsed from `plain_acl.yml` text (tests, fuzzing); never reloaded.
+    ///
+    /// # Errors
+    /// The text's first fault.
+    pub fn from_text(text: &str) -> Result<Acl, ParseError> {
+        accounts::parse(text).map(Acl::from_accounts)
+    }
+
     /// Accounts made from `accounts` (tests and embedding); never reloaded.
     pub fn from_accounts(accounts: Accounts) -> Acl {
         Acl {

@@ -393,4 +393,63 @@ mod tests {
         assert!(route_of(Port::NameServer, request::SEND_MESSAGE).is_none());
         assert!(route_of(Port::Broker, 999_999).is_none());
     }
+
+    /// Every request that changes or dumps broker-wide state needs an admin account.
+    #[test]
+    fn administration_needs_admin_and_data_requests_name_their_resources() {
+        let admin = [
+            request::UPDATE_AND_CREATE_TOPIC,
+            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
+            request::DELETE_EXPIRED_COMMITLOG,
+            request::GET_ALL_TOPIC_CONFIG,
+            request::GET_ALL_CONSUMER_OFFSET,
+            request::GET_ALL_DELAY_OFFSET,
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
+            request::REGISTER_BROKER,
+            request::UNREGISTER_BROKER,
+        ];
+        for r in TABLE {
+            assert_eq!(
+                matches!(r.access, Access::Admin),
+                admin.contains(&r.code),
+                "{}",
+                r.name
+            );
+        }
+        let send = RemotingCommand::request(request::SEND_MESSAGE_V2).with_ext("b", "T");
+        let needs = route_of(Port::Broker, send.code)
+            .expect("row")
+            .access
+            .needs(&send)
+            .expect("needs");
+        assert_eq!(
+            needs.resources,
+            vec![(
+                crate::acl::Resource::Topic("T".into()),
+                crate::acl::Perm::PUB
+            )]
+        );
+        let retry = RemotingCommand::request(request::SEND_MESSAGE).with_ext("topic", "%RETRY%g");
+        let needs = route_of(Port::Broker, retry.code)
+            .expect("row")
+            .access
+            .needs(&retry)
+            .expect("needs");
+        assert_eq!(
+            needs.resources,
+            vec![(
+                crate::acl::Resource::Group("g".into()),
+                crate::acl::Perm::SUB
+            )]
+        );
+        let pull = RemotingCommand::request(request::PULL_MESSAGE).with_ext("topic", "T");
+        assert!(
+            route_of(Port::Broker, pull.code)
+                .expect("row")
+                .access
+                .needs(&pull)
+                .is_err(),
+            "a pull without its group cannot be judged"
+        );
+    }
 }
