@@ -25,7 +25,7 @@ LAYERS = {
         "cleanup", "recovery", "store", "verify",
     ],
     "broker-lite/src": [
-        "remoting", "config", "acl", "metadata",
+        "remoting", "tls", "config", "acl", "metadata",
         "topics", "subscriptions", "offsets", "connections", "locks", "long_poll",
         "transaction", "schedule",
         "outbound",

@@ -5,10 +5,13 @@
 //! producer, messages/s and p50/p99/p99.9 send latency, then the rate of consuming
 //! everything back (one pull of 32 in flight per
 //! queue), each also as a ratio to the in-process store rate measured in the same run.
+//! Then the same rows again against a broker with `aclEnable=true`, every request signed,
+//! and each ACL-on rate as a percentage of its ACL-off rate.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use broker_lite::acl::Credentials;
 use broker_lite::ops::{self, Outgoing};
 use broker_lite::remoting::codes::response;
 use broker_lite::server::{serve, Listeners};
@@ -57,16 +60,25 @@ fn in_process_rate(n: usize) -> f64 {
     rate
 }
 
+/// A connection signing with `creds` when given.
+async fn connect(addr: std::net::SocketAddr, creds: Option<&Credentials>) -> Client {
+    let mut c = Client::connect(addr).await.expect("connect");
+    c.set_credentials(creds.cloned());
+    c
+}
+
 async fn producers(
     addr: std::net::SocketAddr,
+    creds: Option<&Credentials>,
     producers: usize,
     per_producer: usize,
 ) -> (f64, Vec<Duration>) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for p in 0..producers {
+        let creds = creds.cloned();
         tasks.push(tokio::spawn(async move {
-            let c = Client::connect(addr).await.expect("connect");
+            let c = connect(addr, creds.as_ref()).await;
             let body = Bytes::from(vec![b'x'; BODY]);
             let mut lat = Vec::with_capacity(per_producer);
             for i in 0..per_producer {
@@ -96,8 +108,12 @@ async fn producers(
 }
 
 /// One producer sending batches of `BATCH` messages (one queue per batch, in turn).
-async fn batch_producer(addr: std::net::SocketAddr, batches: usize) -> (f64, Vec<Duration>) {
-    let c = Client::connect(addr).await.expect("connect");
+async fn batch_producer(
+    addr: std::net::SocketAddr,
+    creds: Option<&Credentials>,
+    batches: usize,
+) -> (f64, Vec<Duration>) {
+    let c = connect(addr, creds).await;
     let body = Bytes::from(vec![b'x'; BODY]);
     let mut lat = Vec::with_capacity(batches);
     let started = Instant::now();
@@ -122,13 +138,18 @@ async fn batch_producer(addr: std::net::SocketAddr, batches: usize) -> (f64, Vec
     (rate, lat)
 }
 
-async fn consume_all(addr: std::net::SocketAddr, group: &str) -> (f64, u64) {
+async fn consume_all(
+    addr: std::net::SocketAddr,
+    creds: Option<&Credentials>,
+    group: &str,
+) -> (f64, u64) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for q in 0..QUEUES {
         let group = group.to_owned();
+        let creds = creds.cloned();
         tasks.push(tokio::spawn(async move {
-            let c = Client::connect(addr).await.expect("connect");
+            let c = connect(addr, creds.as_ref()).await;
             let mut offset = 0;
             let mut n = 0u64;
             loop {
@@ -150,6 +171,74 @@ async fn consume_all(addr: std::net::SocketAddr, group: &str) -> (f64, u64) {
     (total as f64 / started.elapsed().as_secs_f64(), total)
 }
 
+/// The account the ACL-on run signs with.
+const ACL_FILE: &str = "accounts:\n  - accessKey: benchmark\n    secretKey: bench-secret\n    defaultTopicPerm: DENY\n    defaultGroupPerm: SUB\n    topicPerms:\n      - Bench=PUB|SUB\n  - accessKey: benchadmin\n    secretKey: bench-secret\n    admin: true\n";
+
+/// One broker, every row; `acl`: turn ACL on and sign as this account. Returns each row's
+/// name and rate.
+async fn rows(
+    dir: &std::path::Path,
+    n: usize,
+    store_rate: f64,
+    acl: Option<&Credentials>,
+) -> Vec<(String, f64)> {
+    let mut cfg = config(dir);
+    if acl.is_some() {
+        let file = dir.join("plain_acl.yml");
+        std::fs::write(&file, ACL_FILE).expect("acl file");
+        cfg.acl_enable = true;
+        cfg.acl_file = Some(file);
+    }
+    let listeners = Listeners::bind(&cfg).await.expect("bind");
+    cfg.listen_port = listeners.broker_addr().expect("addr").port();
+    let broker = Broker::open(cfg).expect("open");
+    let addr = broker.config.broker_addr();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(Arc::clone(&broker), listeners, async {
+        let _ = stop_rx.await;
+    }));
+    let admin = Credentials {
+        access_key: "benchadmin".into(),
+        secret_key: "bench-secret".into(),
+    };
+    let c = connect(addr, acl.map(|_| &admin)).await;
+    ops::create_topic(&c, "Bench", QUEUES).await.expect("topic");
+    // Warm-up.
+    producers(addr, acl, 1, 1000).await;
+    let label = if acl.is_some() { " [ACL on]" } else { "" };
+    let mut out = Vec::new();
+    let mut report = |what: String, rate: f64, lat: &[Duration]| {
+        println!(
+            "{what}{label}: {rate:.0} msgs/s ({:.1}% of in-process), latency p50 {:?} p99 {:?} p99.9 {:?}",
+            100.0 * rate / store_rate,
+            percentile(lat, 0.50),
+            percentile(lat, 0.99),
+            percentile(lat, 0.999),
+        );
+        out.push((what, rate));
+    };
+    for p in [1usize, 8] {
+        let (rate, lat) = producers(addr, acl, p, n / p).await;
+        report(format!("sync send, {p} producer(s)"), rate, &lat);
+    }
+    let (rate, lat) = batch_producer(addr, acl, n / BATCH).await;
+    report(
+        format!("batch send ({BATCH} x 1 KiB, latency per batch), 1 producer"),
+        rate,
+        &lat,
+    );
+    assert!(broker.store.wait_dispatched(Duration::from_secs(30)));
+    let (rate, total) = consume_all(addr, acl, "bench_consumer").await;
+    println!(
+        "consume all ({total} msgs, {QUEUES} queues, 32 per pull){label}: {rate:.0} msgs/s ({:.1}% of in-process put rate)",
+        100.0 * rate / store_rate
+    );
+    out.push(("consume all".into(), rate));
+    let _ = stop_tx.send(());
+    server.await.expect("join").expect("clean shutdown");
+    out
+}
+
 fn main() {
     let n: usize = std::env::args()
         .skip(1)
@@ -161,49 +250,21 @@ fn main() {
         .expect("runtime");
     let store_rate = in_process_rate(n);
     println!("in-process store, 1 thread, ASYNC_FLUSH: {store_rate:.0} msgs/s ({n} x 1 KiB)");
-
-    let dir = tempfile::tempdir().expect("dir");
+    let account = Credentials {
+        access_key: "benchmark".into(),
+        secret_key: "bench-secret".into(),
+    };
     runtime.block_on(async {
-        let mut cfg = config(dir.path());
-        let listeners = Listeners::bind(&cfg).await.expect("bind");
-        cfg.listen_port = listeners.broker_addr().expect("addr").port();
-        let broker = Broker::open(cfg).expect("open");
-        let addr = broker.config.broker_addr();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(Arc::clone(&broker), listeners, async {
-            let _ = stop_rx.await;
-        }));
-        let c = Client::connect(addr).await.expect("connect");
-        ops::create_topic(&c, "Bench", QUEUES).await.expect("topic");
-        // Warm-up.
-        producers(addr, 1, 1000).await;
-
-        let report = |what: &str, rate: f64, lat: &[Duration]| {
+        let off_dir = tempfile::tempdir().expect("dir");
+        let off = rows(off_dir.path(), n, store_rate, None).await;
+        drop(off_dir);
+        let on_dir = tempfile::tempdir().expect("dir");
+        let on = rows(on_dir.path(), n, store_rate, Some(&account)).await;
+        for ((what, off), (_, on)) in off.iter().zip(&on) {
             println!(
-                "{what}: {rate:.0} msgs/s ({:.1}% of in-process), latency p50 {:?} p99 {:?} p99.9 {:?}",
-                100.0 * rate / store_rate,
-                percentile(lat, 0.50),
-                percentile(lat, 0.99),
-                percentile(lat, 0.999),
+                "ACL on vs off, {what}: {on:.0} vs {off:.0} msgs/s = {:.1}%",
+                100.0 * on / off
             );
-        };
-        for p in [1usize, 8] {
-            let (rate, lat) = producers(addr, p, n / p).await;
-            report(&format!("sync send, {p} producer(s)"), rate, &lat);
         }
-        let (rate, lat) = batch_producer(addr, n / BATCH).await;
-        report(
-            &format!("batch send ({BATCH} x 1 KiB, latency per batch), 1 producer"),
-            rate,
-            &lat,
-        );
-        assert!(broker.store.wait_dispatched(Duration::from_secs(30)));
-        let (rate, total) = consume_all(addr, "bench_consumer").await;
-        println!(
-            "consume all ({total} msgs, {QUEUES} queues, 32 per pull): {rate:.0} msgs/s ({:.1}% of in-process put rate)",
-            100.0 * rate / store_rate
-        );
-        let _ = stop_tx.send(());
-        server.await.expect("join").expect("clean shutdown");
     });
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use mqstore::{FlushMode, StoreConfig};
 
+use crate::tls::TlsMode;
+
 /// Broker settings (RocketMQ `BrokerConfig` / `NettyServerConfig` names).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -104,6 +106,14 @@ pub struct BrokerConfig {
     /// `aclFile` (ours; RocketMQ reads `conf/plain_acl.yml`): the accounts. Default:
     /// `plain_acl.yml` beside the broker.conf given with `-c`, else in `<storePathRootDir>/config`.
     pub acl_file: Option<PathBuf>,
+    /// `tls.server.mode`: `disabled` (default here; RocketMQ's default `permissive` needs a
+    /// certificate), `permissive` or `enforcing`, on the broker and route-service ports.
+    pub tls_server_mode: TlsMode,
+    /// `tls.server.certPath`: the PEM certificate chain.
+    pub tls_server_cert_path: Option<PathBuf>,
+    /// `tls.server.keyPath`: the PEM private key (unencrypted; `tls.server.keyPassword` is
+    /// refused).
+    pub tls_server_key_path: Option<PathBuf>,
     /// The store's settings (`storePathRootDir`, `flushDiskType`, `brokerRole`, …).
     pub store: StoreConfig,
 }
@@ -161,6 +171,9 @@ impl Default for BrokerConfig {
             slave_read_enable: false,
             acl_enable: false,
             acl_file: None,
+            tls_server_mode: TlsMode::Disabled,
+            tls_server_cert_path: None,
+            tls_server_key_path: None,
             store,
         }
     }
@@ -280,6 +293,26 @@ impl BrokerConfig {
             "slaveTimeout" => self.slave_timeout = millis(key, value)?,
             "slaveReadEnable" => self.slave_read_enable = parse(key, value)?,
             "aclEnable" => self.acl_enable = parse(key, value)?,
+            "tls.server.mode" => {
+                self.tls_server_mode = value.parse().map_err(|reason| ConfigError {
+                    key: key.into(),
+                    reason,
+                })?;
+            }
+            "tls.server.certPath" => {
+                self.tls_server_cert_path = (!value.is_empty()).then(|| PathBuf::from(value));
+            }
+            "tls.server.keyPath" => {
+                self.tls_server_key_path = (!value.is_empty()).then(|| PathBuf::from(value));
+            }
+            "tls.server.keyPassword" if !value.is_empty() => {
+                return Err(ConfigError {
+                    key: key.into(),
+                    reason: "encrypted private keys are not supported: give an unencrypted PEM key"
+                        .into(),
+                });
+            }
+            "tls.server.keyPassword" => {}
             "aclFile" => self.acl_file = (!value.is_empty()).then(|| PathBuf::from(value)),
             _ => match self.store.set(key, value) {
                 Ok(()) => {}

@@ -24,6 +24,7 @@ pub mod schedule;
 pub mod server;
 pub mod slave_sync;
 pub mod subscriptions;
+pub mod tls;
 pub mod topics;
 pub mod transaction;
 

@@ -11,6 +11,7 @@ use broker_lite::acl::Credentials;
 use broker_lite::ops::{self, Outgoing};
 use broker_lite::remoting::codes::request;
 use broker_lite::server::{serve, Listeners};
+use broker_lite::tls::ClientTls;
 use broker_lite::{Broker, BrokerConfig};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
@@ -58,6 +59,13 @@ struct Cli {
         requires = "access_key"
     )]
     secret_key: Option<String>,
+    /// The client subcommands connect with TLS, trusting the certificates in this PEM file
+    /// (for a broker with `tls.server.mode` permissive or enforcing).
+    #[arg(long, global = true, env = "ROCKETMQ_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// The name the broker's certificate must carry (default: the address dialled).
+    #[arg(long, global = true, requires = "tls_ca")]
+    tls_server_name: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -235,12 +243,28 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let _ = CREDENTIALS.set(cli.access_key.clone().zip(cli.secret_key.clone()).map(
-        |(access_key, secret_key)| Credentials {
-            access_key,
-            secret_key,
+    let tls = match &cli.tls_ca {
+        None => None,
+        Some(ca) => match broker_lite::tls::client_config(ca) {
+            Ok(config) => Some(ClientTls {
+                config,
+                server_name: cli.tls_server_name.clone(),
+            }),
+            Err(e) => {
+                eprintln!("broker-lite: --tls-ca: {e}");
+                return ExitCode::FAILURE;
+            }
         },
-    ));
+    };
+    let _ = CLIENT.set(ClientSettings {
+        credentials: cli.access_key.clone().zip(cli.secret_key.clone()).map(
+            |(access_key, secret_key)| Credentials {
+                access_key,
+                secret_key,
+            },
+        ),
+        tls,
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(256)
@@ -289,13 +313,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// The account the client subcommands sign with (`--access-key`/`--secret-key`).
-static CREDENTIALS: OnceLock<Option<Credentials>> = OnceLock::new();
+/// How the client subcommands connect: TLS or not, signing or not.
+struct ClientSettings {
+    credentials: Option<Credentials>,
+    tls: Option<ClientTls>,
+}
 
-/// Connects a client subcommand, signing its requests when credentials were given.
+static CLIENT: OnceLock<ClientSettings> = OnceLock::new();
+
+/// Connects a client subcommand as `--tls-ca` and `--access-key` say.
 async fn connect(addr: SocketAddr) -> Result<broker_lite::Client, ops::OpError> {
-    let mut client = ops::connect(addr).await?;
-    client.set_credentials(CREDENTIALS.get().cloned().flatten());
+    let settings = CLIENT.get();
+    let mut client = match settings.and_then(|s| s.tls.as_ref()) {
+        Some(tls) => broker_lite::Client::connect_tls(addr, tls).await?,
+        None => ops::connect(addr).await?,
+    };
+    client.set_credentials(settings.and_then(|s| s.credentials.clone()));
     Ok(client)
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
@@ -18,6 +18,7 @@ use crate::acl::Credentials;
 use crate::remoting::{
     encode_queued, Inbound, RemotingCodec, RemotingCommand, SerializeType, FLAG_ONEWAY,
 };
+use crate::tls::ClientTls;
 
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +69,31 @@ impl Client {
     pub async fn connect(addr: SocketAddr) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (read_half, mut write_half) = stream.into_split();
+        let (read_half, write_half) = stream.into_split();
+        Ok(Client::over(read_half, write_half))
+    }
+
+    /// Connects with TLS, verifying the server's certificate as `tls` says.
+    ///
+    /// # Errors
+    /// The connect error, or a failed handshake (an untrusted certificate, a server
+    /// without TLS).
+    pub async fn connect_tls(addr: SocketAddr, tls: &ClientTls) -> Result<Client, ClientError> {
+        let name = tls.server_name_for(addr)?;
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config));
+        let stream = connector.connect(name, stream).await?;
+        let (read_half, write_half) = tokio::io::split(stream);
+        Ok(Client::over(read_half, write_half))
+    }
+
+    /// A client over a connected byte stream's two halves.
+    fn over<R, W>(read_half: R, mut write_half: W) -> Client
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (out, mut out_rx) = mpsc::channel::<RemotingCommand>(4096);
         let pending: Pending = Arc::default();
         let (server_tx, server_rx) = mpsc::channel(64);
@@ -110,7 +135,7 @@ impl Client {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clear();
         });
-        Ok(Client {
+        Client {
             out,
             pending,
             closed,
@@ -120,7 +145,7 @@ impl Client {
             server_requests: Mutex::new(server_rx),
             reader,
             writer,
-        })
+        }
     }
 
     /// Makes later requests use the binary (`ROCKETMQ`) header.

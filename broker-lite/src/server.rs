@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::FramedRead;
@@ -25,6 +25,7 @@ use crate::connections::Channel;
 use crate::remoting::codes::response;
 use crate::remoting::{encode_queued, Inbound, RemotingCodec, RemotingCommand};
 use crate::requests::{self, is_send, Outcome, Port};
+use crate::tls::TlsMode;
 
 /// Requests one connection may have in progress (held pulls included) before the server
 /// stops reading from it.
@@ -41,6 +42,7 @@ struct Shared {
     connections: Arc<Semaphore>,
     tasks: TaskTracker,
     next_id: AtomicU64,
+    tls: Option<Tls>,
 }
 
 /// The bound listeners, before serving.
@@ -50,6 +52,50 @@ pub struct Listeners {
     routes: Option<TcpListener>,
     /// A master's HA port (served by plain threads, hence std's listener).
     ha: Option<std::net::TcpListener>,
+    /// TLS on the broker and route ports (`tls.server.mode` not `disabled`).
+    tls: Option<Tls>,
+}
+
+/// TLS as configured: the mode and the loaded certificate.
+#[derive(Clone)]
+struct Tls {
+    mode: TlsMode,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads the certificate `tls.server.mode` needs.
+fn load_tls(c: &BrokerConfig) -> std::io::Result<Option<Tls>> {
+    if c.tls_server_mode == TlsMode::Disabled {
+        return Ok(None);
+    }
+    let missing = |key: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("tls.server.mode={:?} needs {key}", c.tls_server_mode),
+        )
+    };
+    let cert = c
+        .tls_server_cert_path
+        .as_deref()
+        .ok_or_else(|| missing("tls.server.certPath"))?;
+    let key = c
+        .tls_server_key_path
+        .as_deref()
+        .ok_or_else(|| missing("tls.server.keyPath"))?;
+    let config = crate::tls::server_config(cert, key)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    Ok(Some(Tls {
+        mode: c.tls_server_mode,
+        acceptor: tokio_rustls::TlsAcceptor::from(config),
+    }))
 }
 
 impl Listeners {
@@ -58,6 +104,8 @@ impl Listeners {
     /// # Errors
     /// The bind error, naming the address.
     pub async fn bind(c: &BrokerConfig) -> std::io::Result<Listeners> {
+        // The certificate first: a bad one stops the start with nothing bound.
+        let tls = load_tls(c)?;
         let addr = SocketAddr::new(c.listen_addr, c.listen_port);
         let b = TcpListener::bind(addr)
             .await
@@ -86,6 +134,7 @@ impl Listeners {
             broker: b,
             routes,
             ha,
+            tls,
         })
     }
 
@@ -124,6 +173,7 @@ pub async fn serve(
         stop: CancellationToken::new(),
         tasks: TaskTracker::new(),
         next_id: AtomicU64::new(1),
+        tls: listeners.tls.clone(),
     });
     let mut accept = Vec::new();
     accept.push(tokio::spawn(accept_loop(
@@ -246,9 +296,52 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, service: Port) 
     }
 }
 
+/// How long a TLS client may take to say hello and finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn connection(shared: Arc<Shared>, stream: TcpStream, remote: SocketAddr, service: Port) {
+    let Some(tls) = shared.tls.clone() else {
+        let (read_half, write_half) = stream.into_split();
+        return serve_connection(shared, read_half, write_half, remote, service).await;
+    };
+    let wants_tls = if tls.mode == TlsMode::Enforcing {
+        true
+    } else {
+        // RocketMQ's rule: the first byte of a TLS handshake record means TLS.
+        let mut first = [0u8; 1];
+        let idle = shared.broker.config.channel_expired_timeout;
+        match tokio::time::timeout(idle, stream.peek(&mut first)).await {
+            Ok(Ok(1)) => first[0] == crate::tls::HANDSHAKE_RECORD,
+            _ => return, // closed, failed or silent: nothing to serve
+        }
+    };
+    if !wants_tls {
+        let (read_half, write_half) = stream.into_split();
+        return serve_connection(shared, read_half, write_half, remote, service).await;
+    }
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
+        Ok(Ok(tls_stream)) => {
+            let (read_half, write_half) = tokio::io::split(tls_stream);
+            serve_connection(shared, read_half, write_half, remote, service).await;
+        }
+        Ok(Err(e)) => {
+            tracing::info!(%remote, error = %e, "TLS handshake failed; connection closed");
+        }
+        Err(_) => tracing::info!(%remote, "TLS handshake not finished in time; connection closed"),
+    }
+}
+
+async fn serve_connection<R, W>(
+    shared: Arc<Shared>,
+    read_half: R,
+    mut write_half: W,
+    remote: SocketAddr,
+    service: Port,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let (read_half, mut write_half) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<RemotingCommand>(shared.broker.config.max_outbound_frames);
     let channel = Channel { id, remote, tx };
     let closing = CancellationToken::new();
