@@ -5,8 +5,9 @@
 //! producer, messages/s and p50/p99/p99.9 send latency, then the rate of consuming
 //! everything back (one pull of 32 in flight per
 //! queue), each also as a ratio to the in-process store rate measured in the same run.
-//! Then the same rows again against a broker with `aclEnable=true`, every request signed,
-//! and each ACL-on rate as a percentage of its ACL-off rate.
+//! Then the same rows against a broker with `aclEnable=true`, every request signed,
+//! alternating with ACL off for three rounds, and each row's median ACL-on rate as a
+//! percentage of its median ACL-off rate.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -171,6 +172,9 @@ async fn consume_all(
     (total as f64 / started.elapsed().as_secs_f64(), total)
 }
 
+/// Rounds of ACL off and on.
+const ACL_ROUNDS: usize = 3;
+
 /// The account the ACL-on run signs with.
 const ACL_FILE: &str = "accounts:\n  - accessKey: benchmark\n    secretKey: bench-secret\n    defaultTopicPerm: DENY\n    defaultGroupPerm: SUB\n    topicPerms:\n      - Bench=PUB|SUB\n  - accessKey: benchadmin\n    secretKey: bench-secret\n    admin: true\n";
 
@@ -255,14 +259,26 @@ fn main() {
         secret_key: "bench-secret".into(),
     };
     runtime.block_on(async {
-        let off_dir = tempfile::tempdir().expect("dir");
-        let off = rows(off_dir.path(), n, store_rate, None).await;
-        drop(off_dir);
-        let on_dir = tempfile::tempdir().expect("dir");
-        let on = rows(on_dir.path(), n, store_rate, Some(&account)).await;
-        for ((what, off), (_, on)) in off.iter().zip(&on) {
+        // Off and on alternate, three rounds each, and each row's median is compared:
+        // one round of each differs by up to ±25 % from run order alone on this VM.
+        let mut off: Vec<Vec<(String, f64)>> = Vec::new();
+        let mut on: Vec<Vec<(String, f64)>> = Vec::new();
+        for _ in 0..ACL_ROUNDS {
+            let dir = tempfile::tempdir().expect("dir");
+            off.push(rows(dir.path(), n, store_rate, None).await);
+            drop(dir);
+            let dir = tempfile::tempdir().expect("dir");
+            on.push(rows(dir.path(), n, store_rate, Some(&account)).await);
+        }
+        for (i, (what, _)) in off[0].iter().enumerate() {
+            let median = |runs: &[Vec<(String, f64)>]| {
+                let mut v: Vec<f64> = runs.iter().map(|r| r[i].1).collect();
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let (off, on) = (median(&off), median(&on));
             println!(
-                "ACL on vs off, {what}: {on:.0} vs {off:.0} msgs/s = {:.1}%",
+                "ACL on vs off, {what} (median of {ACL_ROUNDS}): {on:.0} vs {off:.0} msgs/s = {:.1}%",
                 100.0 * on / off
             );
         }
