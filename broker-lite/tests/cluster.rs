@@ -112,13 +112,6 @@ fn now_ms() -> u128 {
         .as_millis()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// The cluster as the name server lists it: group name → (brokerId → address).
 fn groups(info: &ClusterInfo) -> BTreeMap<String, BTreeMap<u64, String>> {
     info.groups_of(CLUSTER)
@@ -223,11 +216,19 @@ async fn two_broker_groups_behind_rocketmqs_name_server() {
         return;
     };
     let root = tempfile::tempdir().expect("tempdir");
-    let mut namesrv = NameServer::start(&binary, free_port(), &root.path().join("namesrv"));
+    let mut namesrv =
+        NameServer::start(&binary, common::stable_port(), &root.path().join("namesrv"));
     let ns = namesrv.addr;
 
     // Masters first, then slaves that know only the name server.
-    let a0 = start(&root.path().join("a0"), "broker-a", 0, ns, 0);
+    // Master a is restarted on its ports below: they must still be free then.
+    let a0 = start(
+        &root.path().join("a0"),
+        "broker-a",
+        0,
+        ns,
+        common::stable_port(),
+    );
     let b0 = start(&root.path().join("b0"), "broker-b", 0, ns, 0);
     let a1 = start(&root.path().join("a1"), "broker-a", 1, ns, 0);
     let b1 = start(&root.path().join("b1"), "broker-b", 1, ns, 0);

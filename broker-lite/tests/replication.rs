@@ -366,10 +366,9 @@ async fn diverged_slave_refuses_and_truncate_at_mends_it() {
     std::fs::create_dir_all(&md).expect("mkdir");
     std::fs::create_dir_all(&sd).expect("mkdir");
     let conf = master_conf("ASYNC_MASTER");
-    let master = RunningBroker::start(&md, &conf);
-    let ha_port = master.ha.expect("HA").port();
     // Pin the HA port so the restarted master is found at the same address.
-    let pinned = format!("{conf}haListenPort={ha_port}\n");
+    let pinned = format!("{conf}haListenPort={}\n", common::stable_port());
+    let master = RunningBroker::start(&md, &pinned);
     let c = Client::connect(master.addr).await.expect("connect");
     ops::create_topic(&c, "Rep", 4).await.expect("topic");
     send_range(&c, 0..300).await;
@@ -436,9 +435,11 @@ async fn diverged_slave_refuses_and_truncate_at_mends_it() {
 async fn consumer_reads_the_slave_while_the_master_is_down() {
     let (_dir, md, sd) = pair_dirs();
     let conf = master_conf("ASYNC_MASTER");
-    let mut master = RunningBroker::start(&md, &conf);
-    let (port, routes) = (master.addr.port(), master.routes.expect("routes"));
-    let pinned = format!("{conf}haListenPort={}\n", master.ha.expect("HA").port());
+    // The master comes back on the same ports.
+    let pinned = format!("{conf}haListenPort={}\n", common::stable_port());
+    let (port, routes_port) = (common::stable_port(), common::stable_port());
+    let mut master = RunningBroker::start_on(&md, &pinned, port, routes_port);
+    let routes = master.routes.expect("routes");
     let slave = RunningBroker::start(
         &sd,
         &slave_conf_via_routes(routes, "slaveReadEnable=true\n"),

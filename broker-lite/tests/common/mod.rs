@@ -152,6 +152,26 @@ pub fn cli(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A port P, with P + 1 (a master's default HA port), free now and below Linux's ephemeral
+/// range (32768–60999): the kernel never hands such a port to an outgoing connection, so a
+/// broker restarted on it finds it free again. (Ports from `bind(0)` lie in that range; a
+/// restart on one of them, or on the port after it, failed with EADDRINUSE about once in a
+/// few dozen runs.) Successive calls in one process return different pairs.
+pub fn stable_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = u32::from(std::process::id() as u16);
+    loop {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(i < 6000, "no free port pair below the ephemeral range");
+        let p = 20_000 + ((seed * 7919 + i * 2) % 12_000) as u16;
+        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free(p) && free(p + 1) {
+            return p;
+        }
+    }
+}
+
 /// Copies a stopped broker's directory tree.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
