@@ -25,14 +25,14 @@ LAYERS = {
         "cleanup", "recovery", "store", "verify",
     ],
     "broker-lite/src": [
-        "remoting", "tls", "config", "acl", "metadata",
+        "remoting", "tls", "config", "acl", "metrics", "metadata",
         "topics", "subscriptions", "offsets", "connections", "locks", "long_poll",
         "transaction", "schedule",
         "outbound",
         "ha::master", "ha::slave", "ha",
         "broker",
         "requests", "slave_sync",
-        "register", "server", "ops", "verify",
+        "register", "exporter", "server", "ops", "verify",
     ],
 }
 

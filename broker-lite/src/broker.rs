@@ -14,6 +14,7 @@ use crate::connections::ConnectedClients;
 use crate::ha::Replication;
 use crate::locks::QueueLocks;
 use crate::long_poll::PullWaiters;
+use crate::metrics::BrokerMetrics;
 use crate::offsets::ConsumerOffsets;
 use crate::schedule::ScheduledDelivery;
 use crate::subscriptions::SubscriptionGroups;
@@ -64,6 +65,8 @@ pub struct Broker {
     pub ha: Arc<Replication>,
     /// Accounts and permissions, when `aclEnable=true`.
     pub acl: Option<Arc<Acl>>,
+    /// Counters and histograms for the metrics exporter.
+    pub metrics: BrokerMetrics,
 }
 
 /// Why the broker could not start.
@@ -140,6 +143,7 @@ impl Broker {
             locks: QueueLocks::default(),
             ha,
             acl,
+            metrics: BrokerMetrics::default(),
         }))
     }
 

@@ -114,6 +114,12 @@ pub struct BrokerConfig {
     /// `tls.server.keyPath`: the PEM private key (unencrypted; `tls.server.keyPassword` is
     /// refused).
     pub tls_server_key_path: Option<PathBuf>,
+    /// `metricsExporterType`: `PROM` serves Prometheus metrics; `DISABLE` (default) none.
+    pub metrics_prom: bool,
+    /// `metricsPromExporterHost`: the metrics port's interface. Default 127.0.0.1.
+    pub metrics_prom_exporter_host: IpAddr,
+    /// `metricsPromExporterPort`. Default 5557 (0: any free port).
+    pub metrics_prom_exporter_port: u16,
     /// The store's settings (`storePathRootDir`, `flushDiskType`, `brokerRole`, …).
     pub store: StoreConfig,
 }
@@ -174,6 +180,9 @@ impl Default for BrokerConfig {
             tls_server_mode: TlsMode::Disabled,
             tls_server_cert_path: None,
             tls_server_key_path: None,
+            metrics_prom: false,
+            metrics_prom_exporter_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            metrics_prom_exporter_port: 5557,
             store,
         }
     }
@@ -293,6 +302,20 @@ impl BrokerConfig {
             "slaveTimeout" => self.slave_timeout = millis(key, value)?,
             "slaveReadEnable" => self.slave_read_enable = parse(key, value)?,
             "aclEnable" => self.acl_enable = parse(key, value)?,
+            "metricsExporterType" => {
+                self.metrics_prom = match value {
+                    "PROM" => true,
+                    "DISABLE" | "" => false,
+                    other => {
+                        return Err(ConfigError {
+                            key: key.into(),
+                            reason: format!("`{other}`: broker-lite exports PROM or DISABLE"),
+                        })
+                    }
+                };
+            }
+            "metricsPromExporterHost" => self.metrics_prom_exporter_host = parse(key, value)?,
+            "metricsPromExporterPort" => self.metrics_prom_exporter_port = parse(key, value)?,
             "tls.server.mode" => {
                 self.tls_server_mode = value.parse().map_err(|reason| ConfigError {
                     key: key.into(),

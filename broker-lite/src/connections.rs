@@ -119,6 +119,19 @@ impl ConnectedClients {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Producer connections, and consumer connections by group.
+    pub fn connection_counts(&self) -> (usize, Vec<(String, usize)>) {
+        let r = self.lock();
+        let producers = r.producers.values().map(BTreeMap::len).sum();
+        let mut consumers: Vec<(String, usize)> = r
+            .consumers
+            .iter()
+            .map(|(g, c)| (g.clone(), c.members.len()))
+            .collect();
+        consumers.sort();
+        (producers, consumers)
+    }
+
     /// Applies a heartbeat from `channel`; returns the consumer groups whose membership
     /// changed (they must be notified).
     pub fn heartbeat(&self, channel: &Channel, data: &HeartbeatData) -> Vec<String> {

@@ -404,6 +404,10 @@ async fn run_server(
         None if broker.config.namesrv_addr.is_empty() => "no route service".to_owned(),
         None => format!("name servers {}", broker.config.namesrv_addr.join(";")),
     };
+    let routes = match listeners.metrics_addr() {
+        Some(m) => format!("{routes}, metrics on http://{m}/metrics"),
+        None => routes,
+    };
     println!(
         "broker-lite listening on {bound} (clients dial {}), {routes}, {replication}, store at {}",
         broker.config.broker_addr(),

@@ -92,6 +92,22 @@ impl ConsumerOffsets {
         });
     }
 
+    /// Every committed offset: (group, topic, queue, offset).
+    pub fn all(&self) -> Vec<(String, String, u32, i64)> {
+        let mut out = Vec::new();
+        self.table.read(|t| {
+            for (k, m) in &t.offset_table {
+                if let Some((topic, group)) = k.rsplit_once('@') {
+                    out.extend(
+                        m.iter()
+                            .map(|(&q, &o)| (group.to_owned(), topic.to_owned(), q, o)),
+                    );
+                }
+            }
+        });
+        out
+    }
+
     /// Every (topic, queue, offset) committed by `group`.
     pub fn of_group(&self, group: &str) -> Vec<(String, u32, i64)> {
         let suffix = format!("@{group}");

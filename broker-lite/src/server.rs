@@ -54,6 +54,8 @@ pub struct Listeners {
     ha: Option<std::net::TcpListener>,
     /// TLS on the broker and route ports (`tls.server.mode` not `disabled`).
     tls: Option<Tls>,
+    /// The Prometheus endpoint (`metricsExporterType=PROM`).
+    metrics: Option<TcpListener>,
 }
 
 /// TLS as configured: the mode and the loaded certificate.
@@ -130,12 +132,28 @@ impl Listeners {
         } else {
             None
         };
+        let metrics = if c.metrics_prom {
+            let addr = SocketAddr::new(c.metrics_prom_exporter_host, c.metrics_prom_exporter_port);
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("bind {addr}: {e}")))?,
+            )
+        } else {
+            None
+        };
         Ok(Listeners {
             broker: b,
             routes,
             ha,
             tls,
+            metrics,
         })
+    }
+
+    /// The metrics port actually bound (`metricsExporterType=PROM`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The HA port actually bound (masters only).
@@ -196,6 +214,13 @@ pub async fn serve(
         }
     };
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&shared)));
+    let exporter = listeners.metrics.map(|l| {
+        tokio::spawn(crate::exporter::run(
+            Arc::clone(&broker),
+            l,
+            shared.stop.clone(),
+        ))
+    });
     let registration = (!broker.config.namesrv_addr.is_empty()).then(|| {
         tokio::spawn(crate::register::run(
             Arc::clone(&broker),
@@ -218,6 +243,9 @@ pub async fn serve(
         tracing::warn!("some requests were still running after {DRAIN_TIMEOUT:?}");
     }
     let _ = housekeeping.await;
+    if let Some(e) = exporter {
+        let _ = e.await;
+    }
     if let Some(r) = registration {
         let _ = r.await;
     }
@@ -462,14 +490,37 @@ fn queue_reply(channel: &Channel, closing: &CancellationToken, reply: RemotingCo
     }
 }
 
+/// Answers one request and records its latency (`rocketmq_rpc_latency`).
 async fn handle(
     shared: &Shared,
     channel: &Channel,
     cmd: RemotingCommand,
     service: Port,
 ) -> Option<RemotingCommand> {
-    let broker = &shared.broker;
     let received = Instant::now();
+    let (code, oneway) = (cmd.code, cmd.is_oneway());
+    let name = requests::route_of(service, code).map(|r| r.name);
+    let mut held = false;
+    let reply = answer(shared, channel, cmd, service, received, &mut held).await;
+    shared.broker.metrics.request(
+        name,
+        code,
+        reply.as_ref().filter(|_| !oneway).map(|r| r.code),
+        held,
+        received.elapsed(),
+    );
+    reply
+}
+
+async fn answer(
+    shared: &Shared,
+    channel: &Channel,
+    cmd: RemotingCommand,
+    service: Port,
+    received: Instant,
+    held: &mut bool,
+) -> Option<RemotingCommand> {
+    let broker = &shared.broker;
     tracing::trace!(code = cmd.code, opaque = cmd.opaque, flag = cmd.flag, ext = ?cmd.ext_fields, ?service, ser = ?cmd.serialize_type, "request");
     let send = is_send(cmd.code) && service == Port::Broker;
     // What an answer made here needs; the command itself moves to the processor.
@@ -528,7 +579,9 @@ async fn handle(
     match outcome {
         Outcome::Reply(r) => Some(r),
         Outcome::NoReply => None,
-        Outcome::Hold(held) => {
+        Outcome::Hold(pull) => {
+            *held = true;
+            let held = pull;
             let wake = broker.waiters.wait(
                 &held.topic,
                 held.queue_id,

@@ -305,6 +305,28 @@ impl Acl {
         Ok(())
     }
 
+    /// Whether `access_key` names an admin account whose secret is `secret_key` (HTTP Basic
+    /// credentials on the metrics port). Compared in constant time; an unknown key costs
+    /// the same.
+    pub fn admin_password_matches(&self, access_key: &str, secret_key: &str) -> bool {
+        use hmac::{KeyInit, Mac};
+        let accounts = self.accounts();
+        let account = accounts.by_key.get(access_key);
+        let expected = account.map_or(access_key, |a| a.secret_key.as_str());
+        // Equal-length digests compared with HMAC's constant-time check.
+        let digest = |s: &str| {
+            let mut mac =
+                <hmac::Hmac<sha1::Sha1> as KeyInit>::new_from_slice(b"broker-lite basic auth")
+                    .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+            mac.update(s.as_bytes());
+            mac
+        };
+        let matches = digest(secret_key)
+            .verify_slice(&digest(expected).finalize().into_bytes())
+            .is_ok();
+        matches && account.is_some_and(|a| a.admin)
+    }
+
     /// Whether a broker of the same group at `peer` (a slave: its HA stream, its copy of
     /// the master's metadata, its registration) may connect: those requests carry no
     /// signature, so the peer must be in `globalWhiteRemoteAddresses`.

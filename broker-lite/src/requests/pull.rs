@@ -160,6 +160,12 @@ impl Broker {
             .with_ext("topicSysFlag", config.topic_sys_flag)
             .with_ext("groupSysFlag", 0);
         if code == response::SUCCESS {
+            self.metrics.delivered(
+                &topic,
+                &group,
+                result.messages.len() as u64,
+                result.buffer_total_size,
+            );
             let mut body = BytesMut::with_capacity(result.buffer_total_size as usize);
             for rec in &result.messages {
                 body.put_slice(rec.bytes());

@@ -204,7 +204,8 @@ impl Broker {
                 .collect();
             let uniq = uniq.join(",");
             let waits = msgs.iter().all(Message::waits_for_store);
-            (self.replicated(self.store.put_batch(&msgs), waits), uniq)
+            let put = self.timed_append(|| self.store.put_batch(&msgs));
+            (self.replicated(put, waits), uniq)
         } else {
             let msg = with_missing_properties(
                 Message {
@@ -219,12 +220,30 @@ impl Broker {
                 Err((code, remark)) => return reject(code, remark),
             };
             let uniq = msg.property(keys::UNIQ_KEY).unwrap_or_default().to_owned();
-            (
-                self.replicated(self.store.put(&msg), msg.waits_for_store()),
-                uniq,
-            )
+            let put = self.timed_append(|| self.store.put(&msg));
+            (self.replicated(put, msg.waits_for_store()), uniq)
         };
+        // Stored, whatever the status says about flushing or the slave.
+        if let Ok(PutResult {
+            appended: Some(a), ..
+        }) = &result
+        {
+            self.metrics.stored(
+                &h.topic,
+                crate::metrics::message_type(&h.properties),
+                u64::from(a.msg_count),
+                a.wrote_bytes,
+            );
+        }
         self.send_response(req, queue_id, result, &uniq)
+    }
+
+    /// Runs a store append, timing it for `mqstore_append_latency_microseconds`.
+    fn timed_append<T>(&self, append: impl FnOnce() -> T) -> T {
+        let started = std::time::Instant::now();
+        let out = append();
+        self.metrics.appended(started.elapsed());
+        out
     }
 
     fn send_response(
@@ -323,6 +342,7 @@ impl Broker {
                     reconsume = msg.reconsume_times,
                     "retry message sent to the dead-letter queue"
                 );
+                self.metrics.sent_to_dlq(&topic, &group);
                 msg.topic = topic;
                 msg.queue_id = queue;
                 msg = msg.without_property(keys::DELAY);

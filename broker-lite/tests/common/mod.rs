@@ -17,6 +17,8 @@ pub struct RunningBroker {
     pub routes: Option<SocketAddr>,
     /// A master's HA address.
     pub ha: Option<SocketAddr>,
+    /// The Prometheus endpoint, when on.
+    pub metrics: Option<SocketAddr>,
     stdout: BufReader<std::process::ChildStdout>,
 }
 
@@ -85,11 +87,14 @@ impl RunningBroker {
             .expect("broker address");
         let routes = word_after("route service on ").and_then(|a| a.parse().ok());
         let ha = word_after("HA on ").and_then(|a| a.parse().ok());
+        let metrics = word_after("metrics on http://")
+            .and_then(|a| a.split('/').next().and_then(|a| a.parse().ok()));
         RunningBroker {
             child,
             addr,
             routes,
             ha,
+            metrics,
             stdout,
         }
     }
