@@ -84,11 +84,56 @@ impl SubscriptionData {
     }
 }
 
-#[derive(Debug)]
+/// A client connection of a group, as its heartbeats describe it.
+#[derive(Debug, Clone)]
 struct Member {
     client_id: String,
     channel: Channel,
     last_seen: Instant,
+    /// The client's language (`JAVA`, `RUST`, …) and version, from its heartbeat's header.
+    language: &'static str,
+    version: i32,
+}
+
+impl Member {
+    fn connection(&self) -> ClientConnection {
+        ClientConnection {
+            client_id: self.client_id.clone(),
+            client_addr: self.channel.remote.to_string(),
+            language: self.language.to_owned(),
+            version: self.version,
+        }
+    }
+}
+
+/// One connection as RocketMQ's admin answers list it (`Connection`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientConnection {
+    /// The client id.
+    pub client_id: String,
+    /// Its address (`ip:port`).
+    pub client_addr: String,
+    /// Its language.
+    pub language: String,
+    /// Its version.
+    pub version: i32,
+}
+
+/// A consumer group as GET_CONSUMER_CONNECTION_LIST answers it (`ConsumerConnection`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerConnection {
+    /// The members' connections.
+    pub connection_set: Vec<ClientConnection>,
+    /// Topic → subscription.
+    pub subscription_table: BTreeMap<String, SubscriptionData>,
+    /// `CONSUME_ACTIVELY` / `CONSUME_PASSIVELY`.
+    pub consume_type: String,
+    /// `CLUSTERING` / `BROADCASTING`.
+    pub message_model: String,
+    /// Where a new consumer starts.
+    pub consume_from_where: String,
 }
 
 #[derive(Debug, Default)]
@@ -98,13 +143,15 @@ struct ConsumerGroup {
     /// Topic → subscription (the latest heartbeat wins).
     subscriptions: HashMap<String, SubscriptionData>,
     message_model: String,
+    consume_type: String,
+    consume_from_where: String,
 }
 
 #[derive(Debug, Default)]
 struct Registry {
     consumers: HashMap<String, ConsumerGroup>,
-    /// Producer group → connection id → (client id, last seen, connection).
-    producers: HashMap<String, BTreeMap<u64, (String, Instant, Channel)>>,
+    /// Producer group → connection id → member.
+    producers: HashMap<String, BTreeMap<u64, Member>>,
 }
 
 /// Producer and consumer registrations.
@@ -132,33 +179,40 @@ impl ConnectedClients {
         (producers, consumers)
     }
 
-    /// Applies a heartbeat from `channel`; returns the consumer groups whose membership
-    /// changed (they must be notified).
-    pub fn heartbeat(&self, channel: &Channel, data: &HeartbeatData) -> Vec<String> {
-        let now = Instant::now();
+    /// Applies a heartbeat from `channel` (a client in `language` at `version`); returns
+    /// the consumer groups whose membership changed (they must be notified).
+    pub fn heartbeat(
+        &self,
+        channel: &Channel,
+        data: &HeartbeatData,
+        language: &'static str,
+        version: i32,
+    ) -> Vec<String> {
+        let member = Member {
+            client_id: data.client_id.clone(),
+            channel: channel.clone(),
+            last_seen: Instant::now(),
+            language,
+            version,
+        };
         let mut changed = Vec::new();
         let mut reg = self.lock();
         for p in &data.producer_data_set {
             reg.producers
                 .entry(p.group_name.clone())
                 .or_default()
-                .insert(channel.id, (data.client_id.clone(), now, channel.clone()));
+                .insert(channel.id, member.clone());
         }
         for c in &data.consumer_data_set {
             let group = reg.consumers.entry(c.group_name.clone()).or_default();
             group.message_model.clone_from(&c.message_model);
+            group.consume_type.clone_from(&c.consume_type);
+            group.consume_from_where.clone_from(&c.consume_from_where);
             for s in &c.subscription_data_set {
                 group.subscriptions.insert(s.topic.clone(), s.clone());
             }
             let is_new = !group.members.contains_key(&channel.id);
-            group.members.insert(
-                channel.id,
-                Member {
-                    client_id: data.client_id.clone(),
-                    channel: channel.clone(),
-                    last_seen: now,
-                },
-            );
+            group.members.insert(channel.id, member.clone());
             if is_new {
                 changed.push(c.group_name.clone());
             }
@@ -215,7 +269,7 @@ impl ConnectedClients {
         let now = Instant::now();
         let mut reg = self.lock();
         for m in reg.producers.values_mut() {
-            m.retain(|_, (_, seen, _)| now.duration_since(*seen) < timeout);
+            m.retain(|_, p| now.duration_since(p.last_seen) < timeout);
         }
         let mut changed = Vec::new();
         reg.consumers.retain(|name, group| {
@@ -259,8 +313,45 @@ impl ConnectedClients {
         self.lock()
             .producers
             .get(group)
-            .and_then(|m| m.values().max_by_key(|(_, seen, _)| *seen))
-            .map(|(_, _, ch)| ch.clone())
+            .and_then(|m| m.values().max_by_key(|p| p.last_seen))
+            .map(|p| p.channel.clone())
+    }
+
+    /// The connections of producer group `group`, or `None` if it has none.
+    pub fn producer_connections(&self, group: &str) -> Option<Vec<ClientConnection>> {
+        self.lock()
+            .producers
+            .get(group)
+            .filter(|m| !m.is_empty())
+            .map(|m| m.values().map(Member::connection).collect())
+    }
+
+    /// Consumer group `group` as GET_CONSUMER_CONNECTION_LIST answers it, or `None` if no
+    /// member is connected.
+    pub fn consumer_connection(&self, group: &str) -> Option<ConsumerConnection> {
+        let reg = self.lock();
+        let g = reg.consumers.get(group)?;
+        Some(ConsumerConnection {
+            connection_set: g.members.values().map(Member::connection).collect(),
+            subscription_table: g
+                .subscriptions
+                .iter()
+                .map(|(t, s)| (t.clone(), s.clone()))
+                .collect(),
+            consume_type: g.consume_type.clone(),
+            message_model: g.message_model.clone(),
+            consume_from_where: g.consume_from_where.clone(),
+        })
+    }
+
+    /// The connected consumer groups subscribed to `topic`.
+    pub fn groups_subscribed_to(&self, topic: &str) -> Vec<String> {
+        self.lock()
+            .consumers
+            .iter()
+            .filter(|(_, g)| g.subscriptions.contains_key(topic))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// A fresh opaque for a server-initiated request.

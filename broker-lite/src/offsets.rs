@@ -108,6 +108,28 @@ impl ConsumerOffsets {
         out
     }
 
+    /// The groups that committed an offset of `topic`.
+    pub fn groups_of_topic(&self, topic: &str) -> Vec<String> {
+        let prefix = format!("{topic}@");
+        self.table.read(|t| {
+            t.offset_table
+                .keys()
+                .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
+                .collect()
+        })
+    }
+
+    /// Forgets every offset of `group` (DELETE_SUBSCRIPTIONGROUP with `removeOffset`);
+    /// returns how many topics it had.
+    pub fn remove_group(&self, group: &str) -> usize {
+        let suffix = format!("@{group}");
+        self.table.change(|t| {
+            let before = t.offset_table.len();
+            t.offset_table.retain(|k, _| !k.ends_with(&suffix));
+            before - t.offset_table.len()
+        })
+    }
+
     /// Every (topic, queue, offset) committed by `group`.
     pub fn of_group(&self, group: &str) -> Vec<(String, u32, i64)> {
         let suffix = format!("@{group}");

@@ -160,6 +160,12 @@ impl SubscriptionGroups {
         });
     }
 
+    /// Deletes a group (DELETE_SUBSCRIPTIONGROUP); whether it existed.
+    pub fn remove(&self, group: &str) -> bool {
+        self.table
+            .change(|t| t.subscription_group_table.remove(group).is_some())
+    }
+
     /// The table as JSON (GET_ALL_SUBSCRIPTIONGROUP_CONFIG body and the file).
     pub fn to_json(&self) -> String {
         self.table.text()

@@ -1,5 +1,7 @@
-//! Administration: topics (create, list), subscription groups (create, list), client
-//! config check, deleting expired CommitLog files now.
+//! Administration: topics (create, list), subscription groups (create, list, delete),
+//! who produces and consumes (connection lists, a topic's groups), client config check,
+//! deleting expired CommitLog files now. Bodies as RocketMQ 4.9's `AdminBrokerProcessor`
+//! answers them.
 
 use crate::broker::Broker;
 use crate::remoting::codes::response;
@@ -84,5 +86,88 @@ impl Broker {
             }
             Err(e) => reject(response::SYSTEM_ERROR, format!("cleanup: {e}")),
         }
+    }
+
+    /// GET_PRODUCER_CONNECTION_LIST: the group's connections (`ProducerConnection`).
+    pub(super) fn producer_connection_list(&self, req: &RemotingCommand) -> Handled {
+        let group: String = field(req, "producerGroup")?;
+        match self.clients.producer_connections(&group) {
+            Some(set) => {
+                let body = serde_json::json!({ "connectionSet": set });
+                reply(req.response(response::SUCCESS).with_body(body.to_string()))
+            }
+            None => reject(
+                response::SYSTEM_ERROR,
+                format!("the producer group[{group}] not exist"),
+            ),
+        }
+    }
+
+    /// GET_CONSUMER_CONNECTION_LIST: the group's members and subscriptions
+    /// (`ConsumerConnection`), or CONSUMER_NOT_ONLINE.
+    pub(super) fn consumer_connection_list(&self, req: &RemotingCommand) -> Handled {
+        let group: String = field(req, "consumerGroup")?;
+        match self.clients.consumer_connection(&group) {
+            Some(c) => match serde_json::to_string(&c) {
+                Ok(body) => reply(req.response(response::SUCCESS).with_body(body)),
+                Err(e) => reject(response::SYSTEM_ERROR, e.to_string()),
+            },
+            None => reject(
+                response::CONSUMER_NOT_ONLINE,
+                format!("the consumer group[{group}] not online"),
+            ),
+        }
+    }
+
+    /// QUERY_TOPIC_CONSUME_BY_WHO: the groups subscribed to the topic now and those that
+    /// committed offsets of it (`GroupList`).
+    pub(super) fn topic_consumed_by(&self, req: &RemotingCommand) -> Handled {
+        let topic: String = field(req, "topic")?;
+        let mut groups = self.clients.groups_subscribed_to(&topic);
+        groups.extend(self.offsets.groups_of_topic(&topic));
+        groups.sort();
+        groups.dedup();
+        let body = serde_json::json!({ "groupList": groups });
+        reply(req.response(response::SUCCESS).with_body(body.to_string()))
+    }
+
+    /// DELETE_SUBSCRIPTIONGROUP: the group's configuration, and with `removeOffset=true`
+    /// its committed offsets.
+    pub(super) fn delete_subscription_group(&self, req: &RemotingCommand) -> Handled {
+        let group: String = field(req, "groupName")?;
+        let remove_offsets: bool = opt_field(req, "removeOffset")?.unwrap_or(false);
+        let existed = self.subscriptions.remove(&group);
+        let topics = if remove_offsets {
+            self.offsets.remove_group(&group)
+        } else {
+            0
+        };
+        tracing::info!(
+            group,
+            existed,
+            offsets_of_topics = topics,
+            "subscription group deleted"
+        );
+        reply(req.response(response::SUCCESS))
+    }
+
+    /// GET_ALL_TOPIC_LIST_FROM_NAMESERVER and GET_TOPICS_BY_CLUSTER on the route port:
+    /// this broker's topics (`TopicList`); for another cluster, none.
+    pub(super) fn topic_list(&self, req: &RemotingCommand) -> Handled {
+        let cluster = req.ext("cluster");
+        let topics: Vec<String> = if cluster.is_none_or(|c| c == self.config.broker_cluster_name) {
+            let mut names: Vec<String> = self
+                .topics
+                .all()
+                .into_iter()
+                .map(|t| t.topic_name)
+                .collect();
+            names.sort();
+            names
+        } else {
+            Vec::new()
+        };
+        let body = serde_json::json!({ "topicList": topics, "brokerAddr": null });
+        reply(req.response(response::SUCCESS).with_body(body.to_string()))
     }
 }

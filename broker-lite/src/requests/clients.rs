@@ -17,7 +17,10 @@ impl Broker {
             self.topics.ensure_retry_topic(&c.group_name);
             self.subscriptions.find_or_create(&c.group_name);
         }
-        for group in self.clients.heartbeat(channel, &data) {
+        for group in self
+            .clients
+            .heartbeat(channel, &data, req.language_name(), req.version)
+        {
             tracing::info!(group, client = %data.client_id, "consumer joined");
             self.clients.notify_ids_changed(&group);
         }

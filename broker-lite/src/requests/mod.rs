@@ -228,6 +228,12 @@ pub const TABLE: &[Route] = &[
     row(request::DELETE_EXPIRED_COMMITLOG, "DELETE_EXPIRED_COMMITLOG", |b, _, r, _| b.delete_expired_now(r), Runs::Blocking, Access::Admin),
     row(request::GET_ALL_CONSUMER_OFFSET, "GET_ALL_CONSUMER_OFFSET", |b, _, r, _| ok(r, b.offsets.to_json()), Runs::Blocking, Access::Admin),
     row(request::GET_BROKER_RUNTIME_INFO, "GET_BROKER_RUNTIME_INFO", |b, _, r, _| ok(r, b.runtime_info()), Runs::Inline, Access::Signed),
+    row(request::GET_PRODUCER_CONNECTION_LIST, "GET_PRODUCER_CONNECTION_LIST", |b, _, r, _| b.producer_connection_list(r), Runs::Inline, Access::Admin),
+    row(request::GET_CONSUMER_CONNECTION_LIST, "GET_CONSUMER_CONNECTION_LIST", |b, _, r, _| b.consumer_connection_list(r), Runs::Inline, Access::Admin),
+    row(request::QUERY_TOPIC_CONSUME_BY_WHO, "QUERY_TOPIC_CONSUME_BY_WHO", |b, _, r, _| b.topic_consumed_by(r), Runs::Inline, Access::Admin),
+    row(request::DELETE_SUBSCRIPTIONGROUP, "DELETE_SUBSCRIPTIONGROUP", |b, _, r, _| b.delete_subscription_group(r), Runs::Blocking, Access::Admin),
+    Route { name_server: true, ..row(request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER, "GET_ALL_TOPIC_LIST_FROM_NAMESERVER", |b, _, r, _| b.topic_list(r), Runs::Inline, Access::Signed) },
+    Route { name_server: true, ..row(request::GET_TOPICS_BY_CLUSTER, "GET_TOPICS_BY_CLUSTER", |b, _, r, _| b.topic_list(r), Runs::Inline, Access::Signed) },
     Route { name_server: true, ..row(request::REGISTER_BROKER, "REGISTER_BROKER", |b, _, r, _| b.register_group_member(r), Runs::Inline, Access::Admin) },
     Route { name_server: true, ..row(request::UNREGISTER_BROKER, "UNREGISTER_BROKER", |b, _, r, _| b.unregister_group_member(r), Runs::Inline, Access::Admin) },
     Route { name_server: true, ..row(request::GET_ROUTEINFO_BY_TOPIC, "GET_ROUTEINFO_BY_TOPIC", |b, _, r, _| Ok(Outcome::Reply(b.route(r))), Runs::Inline, Access::Signed) },
@@ -382,6 +388,8 @@ mod tests {
                     r.code,
                     request::GET_ROUTEINFO_BY_TOPIC
                         | request::GET_BROKER_CLUSTER_INFO
+                        | request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER
+                        | request::GET_TOPICS_BY_CLUSTER
                         | request::REGISTER_BROKER
                         | request::UNREGISTER_BROKER
                 ),
@@ -407,6 +415,10 @@ mod tests {
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
             request::REGISTER_BROKER,
             request::UNREGISTER_BROKER,
+            request::GET_PRODUCER_CONNECTION_LIST,
+            request::GET_CONSUMER_CONNECTION_LIST,
+            request::QUERY_TOPIC_CONSUME_BY_WHO,
+            request::DELETE_SUBSCRIPTIONGROUP,
         ];
         for r in TABLE {
             assert_eq!(
