@@ -50,6 +50,9 @@ run binary ROCKETMQ_SERIALIZE_TYPE=ROCKETMQ
 run v2 org.apache.rocketmq.client.sendSmartMsg=true
 echo "--- delivery (transactions, delay, ReconsumeLater send-back, orderly consumer, query by key)"
 RUST_LOG=off timeout 180 "$client" "$ns" Compat_delivery compat_delivery delivery
+echo "--- admin: the client's DefaultMQAdminExt, each answer checked against the running clients"
+baddr=$(grep -o 'clients dial [0-9.:]*' "$work/out.log" | awk '{print $3}')
+RUST_LOG=off timeout 180 "$client" "$ns" Compat_admin compat_admin admin "$baddr" CompatCluster
 echo "--- request codes the client sent (code, flag, service, header type)"
 grep ' request ' "$work/broker.log" | grep -o 'code=[0-9]* \|flag=[0-9]* \|service=[A-Za-z]*\|ser=[A-Za-z]*' \
   | paste -d' ' - - - - | sort | uniq -c

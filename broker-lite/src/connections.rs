@@ -73,9 +73,53 @@ pub struct SubscriptionData {
     pub sub_version: i64,
     /// `TAG` (the default when absent) or `SQL92`.
     pub expression_type: Option<String>,
+    /// The tags of a TAG expression, as the client split them.
+    pub tags_set: Vec<String>,
+    /// Java `String.hashCode` of each tag.
+    pub code_set: Vec<i32>,
+    /// Filter classes (unsupported; kept as sent).
+    pub class_filter_mode: bool,
+}
+
+/// Java's `String.hashCode`, which RocketMQ uses as a tag's code.
+pub fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }
 
 impl SubscriptionData {
+    /// The subscription as RocketMQ's `SubscriptionData` JSON, every field present (tags
+    /// and codes derived from the expression when the client did not send them).
+    pub fn to_rocketmq_json(&self) -> serde_json::Value {
+        let tags: Vec<String> = if self.tags_set.is_empty() && self.is_tag() {
+            self.sub_string
+                .split("||")
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect()
+        } else {
+            self.tags_set.clone()
+        };
+        let codes: Vec<i32> = if self.code_set.is_empty() {
+            tags.iter()
+                .filter(|t| t.as_str() != "*")
+                .map(|t| java_hash(t))
+                .collect()
+        } else {
+            self.code_set.clone()
+        };
+        serde_json::json!({
+            "classFilterMode": self.class_filter_mode,
+            "topic": self.topic,
+            "subString": self.sub_string,
+            "tagsSet": tags,
+            "codeSet": codes,
+            "subVersion": self.sub_version,
+            "expressionType": self.expression_type.as_deref().filter(|t| !t.is_empty()).unwrap_or("TAG"),
+        })
+    }
+
     /// Whether the expression is a TAG expression.
     pub fn is_tag(&self) -> bool {
         self.expression_type
@@ -126,8 +170,8 @@ pub struct ClientConnection {
 pub struct ConsumerConnection {
     /// The members' connections.
     pub connection_set: Vec<ClientConnection>,
-    /// Topic → subscription.
-    pub subscription_table: BTreeMap<String, SubscriptionData>,
+    /// Topic → subscription (RocketMQ's `SubscriptionData` JSON).
+    pub subscription_table: BTreeMap<String, serde_json::Value>,
     /// `CONSUME_ACTIVELY` / `CONSUME_PASSIVELY`.
     pub consume_type: String,
     /// `CLUSTERING` / `BROADCASTING`.
@@ -336,7 +380,7 @@ impl ConnectedClients {
             subscription_table: g
                 .subscriptions
                 .iter()
-                .map(|(t, s)| (t.clone(), s.clone()))
+                .map(|(t, s)| (t.clone(), s.to_rocketmq_json()))
                 .collect(),
             consume_type: g.consume_type.clone(),
             message_model: g.message_model.clone(),
@@ -382,5 +426,27 @@ impl ConnectedClients {
                 tracing::debug!(group, remote = %ch.remote, "consumer-change notice not queued");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_string_hash_codes_and_the_subscription_json() {
+        // "TagA".hashCode() in Java.
+        assert_eq!(java_hash("TagA"), 2_598_919);
+        assert_eq!(java_hash(""), 0);
+        let s = SubscriptionData {
+            topic: "T".into(),
+            sub_string: "TagA || TagB".into(),
+            ..Default::default()
+        };
+        let j = s.to_rocketmq_json();
+        assert_eq!(j["tagsSet"], serde_json::json!(["TagA", "TagB"]));
+        assert_eq!(j["codeSet"][0], 2_598_919);
+        assert_eq!(j["expressionType"], "TAG");
+        assert_eq!(j["classFilterMode"], false);
     }
 }

@@ -10,7 +10,8 @@
 //! `… <group> cluster <n> <signal file>` for the cluster scenario (src/cluster.rs), or
 //! `… <group> perf <n>` for the send rates (src/perf.rs), or
 //! `… <group> acl <n> <accessKey> <secretKey> <denied topic> <broker addr>` for the ACL
-//! scenario (src/acl.rs).
+//! scenario (src/acl.rs), or `… <group> admin <broker addr> <cluster>` for the admin API
+//! (src/admin.rs).
 //! Exit code 0 on success; the summary line starts with `COMPAT`.
 
 #![recursion_limit = "512"]
@@ -31,6 +32,7 @@ use rocketmq_model::common::message::MessageTrait;
 use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
 mod acl;
+mod admin;
 mod cluster;
 mod delivery;
 mod perf;
@@ -85,15 +87,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = args.len() == 6 && args[3] == "cluster";
     let perf = args.len() == 5 && args[3] == "perf";
     let acl = args.len() == 9 && args[3] == "acl";
-    if args.len() != 4 && !cluster && !perf && !acl {
+    let admin = args.len() == 6 && args[3] == "admin";
+    if args.len() != 4 && !cluster && !perf && !acl && !admin {
         return Err(
-            "usage: compat-rust-client <namesrv> <topic> <group> <n | delivery | cluster <n> <signal file> | perf <n> | acl <n> <ak> <sk> <denied topic> <broker>>"
+            "usage: compat-rust-client <namesrv> <topic> <group> <n | delivery | cluster <n> <signal file> | perf <n> | acl <n> <ak> <sk> <denied topic> <broker> | admin <broker> <cluster>>"
                 .into(),
         );
     }
     let (namesrv, topic, group) = (args[0].clone(), args[1].clone(), args[2].clone());
     let delivery = args[3] == "delivery";
-    let n: usize = if delivery {
+    let n: usize = if delivery || admin {
         0
     } else if cluster || perf || acl {
         args[4].parse()?
@@ -124,6 +127,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         owner.block_on(delivery::run(runtime.clone(), namesrv, topic, group))
     } else if perf {
         owner.block_on(perf::run(runtime.clone(), namesrv, topic, group, n))
+    } else if admin {
+        owner.block_on(admin::run(
+            runtime.clone(),
+            namesrv,
+            topic,
+            group,
+            args[4].clone(),
+            args[5].clone(),
+        ))
     } else if acl {
         owner.block_on(acl::run(
             runtime.clone(),

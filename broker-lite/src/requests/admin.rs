@@ -132,10 +132,18 @@ impl Broker {
     }
 
     /// DELETE_SUBSCRIPTIONGROUP: the group's configuration, and with `removeOffset=true`
-    /// its committed offsets.
+    /// (RocketMQ 4.9's header; 5.x clients send `cleanOffset`) its committed offsets. A
+    /// slave refuses, as RocketMQ's does: it copies its master's metadata.
     pub(super) fn delete_subscription_group(&self, req: &RemotingCommand) -> Handled {
+        if !self.config.is_master() {
+            return reject(
+                response::SYSTEM_ERROR,
+                "Can't modify topic or subscription group from slave broker, please execute it from master broker.",
+            );
+        }
         let group: String = field(req, "groupName")?;
-        let remove_offsets: bool = opt_field(req, "removeOffset")?.unwrap_or(false);
+        let remove_offsets = opt_field::<bool>(req, "removeOffset")?.unwrap_or(false)
+            || opt_field::<bool>(req, "cleanOffset")?.unwrap_or(false);
         let existed = self.subscriptions.remove(&group);
         let topics = if remove_offsets {
             self.offsets.remove_group(&group)

@@ -1,0 +1,148 @@
+//! `admin`: the client's own admin API (`DefaultMQAdminExt`) against broker-lite. A
+//! producer and a push consumer run, then each admin request's answer is checked against
+//! what they are: connection lists (203, 204), who consumes the topic (300), topic lists
+//! (206, 224), the cluster (106), and a subscription group deleted with its offsets (207).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rocketmq_client_rust::{
+    ClientRuntime, ConsumerAdmin, DefaultMQAdminExt, DefaultMQProducer, DefaultMQPushConsumer,
+    MQPushConsumer, RouteAdmin, TopicAdmin,
+};
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+
+use crate::{message, Recorder, Seen};
+
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+fn check(what: &str, ok: bool, detail: impl std::fmt::Debug) -> Res {
+    if ok {
+        println!("COMPAT admin: {what}: ok");
+        Ok(())
+    } else {
+        Err(format!("{what}: unexpected answer {detail:?}").into())
+    }
+}
+
+pub async fn run(
+    runtime: Arc<ClientRuntime>,
+    namesrv: String,
+    topic: String,
+    group: String,
+    broker_addr: String,
+    cluster: String,
+) -> Res {
+    let producer_group = format!("{group}_producer");
+    let mut producer = DefaultMQProducer::builder(runtime.clone())
+        .producer_group(producer_group.clone())
+        .name_server_addr(namesrv.clone())
+        .build();
+    producer.start().await?;
+    for i in 0..5 {
+        let body = format!("admin-{i}");
+        producer
+            .send_with_timeout(message(&topic, "TagA", &body, &body), 10_000)
+            .await?;
+    }
+    let seen: Seen = Arc::default();
+    let mut consumer = DefaultMQPushConsumer::builder(runtime.clone())
+        .consumer_group(group.clone())
+        .name_server_addr(namesrv.clone())
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .build();
+    consumer.subscribe(topic.as_str(), "TagA || TagB").await?;
+    consumer.register_message_listener_concurrently(Recorder(Arc::clone(&seen)));
+    consumer.start().await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().map(|s| s.len()).unwrap_or(0) < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut admin = DefaultMQAdminExt::new(runtime.clone());
+    admin.set_namesrv_addr(namesrv.clone());
+    admin.start().await?;
+
+    let cc = admin
+        .examine_consumer_connection_info(group.clone().into(), Some(broker_addr.clone().into()))
+        .await?;
+    let sub = cc.get_subscription_table().get(topic.as_str()).cloned();
+    check(
+        "GET_CONSUMER_CONNECTION_LIST (203)",
+        cc.get_connection_set().len() == 1
+            && sub
+                .as_ref()
+                .is_some_and(|s| s.sub_string.as_str() == "TagA || TagB" && s.tags_set.len() == 2),
+        (&cc.get_connection_set(), &sub),
+    )?;
+    let pc = admin
+        .examine_producer_connection_info(producer_group.clone().into(), topic.clone().into())
+        .await?;
+    check(
+        "GET_PRODUCER_CONNECTION_LIST (204)",
+        pc.connection_set().len() == 1,
+        pc.connection_set(),
+    )?;
+    let who = admin
+        .query_topic_consume_by_who(topic.clone().into())
+        .await?;
+    check(
+        "QUERY_TOPIC_CONSUME_BY_WHO (300)",
+        who.group_list.iter().any(|g| g.as_str() == group),
+        &who.group_list,
+    )?;
+    let all = admin.fetch_all_topic_list().await?;
+    check(
+        "GET_ALL_TOPIC_LIST_FROM_NAMESERVER (206)",
+        all.topic_list.iter().any(|t| t.as_str() == topic),
+        &all.topic_list,
+    )?;
+    let mine = admin
+        .fetch_topics_by_cluster(cluster.clone().into())
+        .await?;
+    check(
+        "GET_TOPICS_BY_CLUSTER (224)",
+        mine.topic_list.iter().any(|t| t.as_str() == topic),
+        &mine.topic_list,
+    )?;
+    let info = admin.examine_broker_cluster_info().await?;
+    check(
+        "GET_BROKER_CLUSTER_INFO (106)",
+        info.cluster_addr_table
+            .as_ref()
+            .and_then(|t| t.get(cluster.as_str()))
+            .is_some_and(|groups| !groups.is_empty()),
+        &info.cluster_addr_table,
+    )?;
+
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    // The consumer's last offset commit and its unregistration are oneway: wait until the
+    // broker no longer lists the group online, so that nothing of it arrives after the
+    // deletion.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while admin
+        .examine_consumer_connection_info(group.clone().into(), Some(broker_addr.clone().into()))
+        .await
+        .is_ok()
+    {
+        if Instant::now() > deadline {
+            return Err("the consumer stayed online after its shutdown".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    admin
+        .delete_subscription_group(broker_addr.clone().into(), group.clone().into(), Some(true))
+        .await?;
+    let who = admin
+        .query_topic_consume_by_who(topic.clone().into())
+        .await?;
+    check(
+        "DELETE_SUBSCRIPTIONGROUP (207) with its offsets",
+        !who.group_list.iter().any(|g| g.as_str() == group),
+        &who.group_list,
+    )?;
+    println!("COMPAT OK");
+    Ok(())
+}
