@@ -585,6 +585,151 @@ impl StoreConfig {
     }
 }
 
+impl StoreConfig {
+    /// Every key [`set`](Self::set) accepts, with this configuration's value rendered so
+    /// that `set` reads it back unchanged (durations in RocketMQ's units: milliseconds,
+    /// `fileReservedTime` in hours). What GET_BROKER_CONFIG answers.
+    pub fn properties(&self) -> Vec<(&'static str, String)> {
+        let ms = |d: Duration| d.as_millis().to_string();
+        let mut out = vec![
+            (
+                "storePathRootDir",
+                self.store_path_root_dir.display().to_string(),
+            ),
+            (
+                "mappedFileSizeCommitLog",
+                self.mapped_file_size_commit_log.to_string(),
+            ),
+            ("maxMessageSize", self.max_message_size.to_string()),
+            ("messageDelayLevel", self.message_delay_level.clone()),
+            ("brokerRole", self.broker_role.as_str().to_owned()),
+            (
+                "flushDiskType",
+                match self.flush_disk_type {
+                    FlushMode::Async => "ASYNC_FLUSH",
+                    FlushMode::Sync => "SYNC_FLUSH",
+                }
+                .to_owned(),
+            ),
+            ("syncFlushTimeout", ms(self.sync_flush_timeout)),
+            ("flushIntervalCommitLog", ms(self.flush_interval_commit_log)),
+            (
+                "flushCommitLogLeastPages",
+                self.flush_commit_log_least_pages.to_string(),
+            ),
+            (
+                "flushCommitLogThoroughInterval",
+                ms(self.flush_commit_log_thorough_interval),
+            ),
+            (
+                "flushCommitLogTimed",
+                self.flush_commit_log_timed.to_string(),
+            ),
+            (
+                "warmMapedFileEnable",
+                self.warm_mapped_file_enable.to_string(),
+            ),
+            ("mlockMappedFile", self.mlock_mapped_file.to_string()),
+            (
+                "enabledAppendPropCRC",
+                self.enabled_append_prop_crc.to_string(),
+            ),
+            ("checkCRCOnRecover", self.check_crc_on_recover.to_string()),
+            (
+                "checkTailInBackground",
+                self.check_tail_in_background.to_string(),
+            ),
+            (
+                "osPageCacheBusyTimeOutMills",
+                ms(self.os_page_cache_busy_timeout),
+            ),
+            (
+                "mappedFileSizeConsumeQueue",
+                self.mapped_file_size_consume_queue.to_string(),
+            ),
+            (
+                "flushIntervalConsumeQueue",
+                ms(self.flush_interval_consume_queue),
+            ),
+            ("messageIndexEnable", self.message_index_enable.to_string()),
+            ("maxHashSlotNum", self.max_hash_slot_num.to_string()),
+            ("maxIndexNum", self.max_index_num.to_string()),
+            (
+                "accessMessageInMemoryMaxRatio",
+                self.access_message_in_memory_max_ratio.to_string(),
+            ),
+            (
+                "maxTransferBytesOnMessageInMemory",
+                self.max_transfer_bytes_on_message_in_memory.to_string(),
+            ),
+            (
+                "maxTransferCountOnMessageInMemory",
+                self.max_transfer_count_on_message_in_memory.to_string(),
+            ),
+            (
+                "maxTransferBytesOnMessageInDisk",
+                self.max_transfer_bytes_on_message_in_disk.to_string(),
+            ),
+            (
+                "maxTransferCountOnMessageInDisk",
+                self.max_transfer_count_on_message_in_disk.to_string(),
+            ),
+            (
+                "recoveryMode",
+                match self.recovery_mode {
+                    RecoveryMode::TolerateTailCorruption => "TolerateTailCorruption",
+                    RecoveryMode::AbsoluteConsistency => "AbsoluteConsistency",
+                    RecoveryMode::TolerateAnyCorruption => "TolerateAnyCorruption",
+                }
+                .to_owned(),
+            ),
+            (
+                "fileReservedTime",
+                (self.file_reserved_time.as_secs() / 3600).to_string(),
+            ),
+            ("deleteWhen", self.delete_when.clone()),
+            (
+                "diskMaxUsedSpaceRatio",
+                self.disk_max_used_space_ratio.to_string(),
+            ),
+            (
+                "diskSpaceCleanForciblyRatio",
+                self.disk_space_clean_forcibly_ratio.to_string(),
+            ),
+            (
+                "diskSpaceWarningLevelRatio",
+                self.disk_space_warning_level_ratio.to_string(),
+            ),
+            (
+                "cleanFileForciblyEnable",
+                self.clean_file_forcibly_enable.to_string(),
+            ),
+            (
+                "deleteCommitLogFilesInterval",
+                ms(self.delete_commit_log_files_interval),
+            ),
+            (
+                "deleteConsumeQueueFilesInterval",
+                ms(self.delete_consume_queue_files_interval),
+            ),
+            ("deleteFileBatchMax", self.delete_file_batch_max.to_string()),
+            (
+                "destroyMapedFileIntervalForcibly",
+                ms(self.destroy_mapped_file_interval_forcibly),
+            ),
+            (
+                "redeleteHangedFileInterval",
+                ms(self.redelete_hanged_file_interval),
+            ),
+            ("cleanResourceInterval", ms(self.clean_resource_interval)),
+        ];
+        if let Some(dir) = &self.store_path_commit_log {
+            out.push(("storePathCommitLog", dir.display().to_string()));
+        }
+        out
+    }
+}
+
 fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
@@ -601,6 +746,25 @@ fn millis(key: &str, value: &str) -> Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every rendered key parses back to the same configuration (a key added to `set` but
+    /// not to `properties`, or rendered in another unit, fails here).
+    #[test]
+    fn properties_read_back_unchanged() {
+        let mut c = StoreConfig::new("/data/store");
+        c.apply_properties(
+            "flushDiskType=SYNC_FLUSH\nbrokerRole=SLAVE\nrecoveryMode=AbsoluteConsistency\n\
+             fileReservedTime=48\nsyncFlushTimeout=250\nstorePathCommitLog=/data/log\n\
+             mappedFileSizeConsumeQueue=6000\nmessageDelayLevel=1s 2s\n",
+        )
+        .expect("applies");
+        let mut back = StoreConfig::new("/elsewhere");
+        for (k, v) in c.properties() {
+            back.set(k, &v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
+        }
+        back.store_host = c.store_host;
+        assert_eq!(format!("{back:?}"), format!("{c:?}"));
+    }
 
     #[test]
     fn defaults_are_rocketmq_defaults_and_valid() {

@@ -67,6 +67,8 @@ pub struct Broker {
     pub acl: Option<Arc<Acl>>,
     /// Counters and histograms for the metrics exporter.
     pub metrics: BrokerMetrics,
+    /// When the broker opened (ms since the epoch).
+    pub started_at_ms: i64,
 }
 
 /// Why the broker could not start.
@@ -144,6 +146,7 @@ impl Broker {
             ha,
             acl,
             metrics: BrokerMetrics::default(),
+            started_at_ms: crate::metadata::now_millis(),
         }))
     }
 

@@ -355,6 +355,132 @@ impl BrokerConfig {
         Ok(true)
     }
 
+    /// Every key [`set`](Self::set) accepts (the store's included), with its value
+    /// rendered so that `set` reads it back: GET_BROKER_CONFIG's body, sorted by key.
+    pub fn properties(&self) -> Vec<(&'static str, String)> {
+        let ms = |d: Duration| d.as_millis().to_string();
+        let opt = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        let mut out = vec![
+            ("brokerClusterName", self.broker_cluster_name.clone()),
+            ("brokerName", self.broker_name.clone()),
+            ("brokerId", self.broker_id.to_string()),
+            ("brokerIP1", self.broker_ip1.to_string()),
+            ("listenPort", self.listen_port.to_string()),
+            ("listenAddr", self.listen_addr.to_string()),
+            (
+                "namesrvListenPort",
+                self.namesrv_listen_port
+                    .map_or_else(|| "-1".to_owned(), |p| p.to_string()),
+            ),
+            ("namesrvAddr", self.namesrv_addr.join(";")),
+            (
+                "autoCreateTopicEnable",
+                self.auto_create_topic_enable.to_string(),
+            ),
+            (
+                "defaultTopicQueueNums",
+                self.default_topic_queue_nums.to_string(),
+            ),
+            ("longPollingEnable", self.long_polling_enable.to_string()),
+            ("shortPollingTimeMills", ms(self.short_polling_time)),
+            (
+                "flushConsumerOffsetInterval",
+                ms(self.flush_consumer_offset_interval),
+            ),
+            ("channelExpiredTimeout", ms(self.channel_expired_timeout)),
+            ("maxConnections", self.max_connections.to_string()),
+            ("maxOutboundFrames", self.max_outbound_frames.to_string()),
+            (
+                "sendThreadPoolQueueCapacity",
+                self.send_thread_pool_queue_capacity.to_string(),
+            ),
+            ("waitTimeMillsInSendQueue", ms(self.wait_time_in_send_queue)),
+            ("traceOn", self.trace_on.to_string()),
+            ("regionId", self.region_id.clone()),
+            (
+                "registerNameServerPeriod",
+                ms(self.register_name_server_period),
+            ),
+            (
+                "registerBrokerTimeoutMills",
+                ms(self.register_broker_timeout),
+            ),
+            (
+                "autoCreateSubscriptionGroup",
+                self.auto_create_subscription_group.to_string(),
+            ),
+            ("transactionTimeOut", ms(self.transaction_timeout)),
+            (
+                "transactionCheckMax",
+                self.transaction_check_max.to_string(),
+            ),
+            (
+                "transactionCheckInterval",
+                ms(self.transaction_check_interval),
+            ),
+            (
+                "rejectTransactionMessage",
+                self.reject_transaction_message.to_string(),
+            ),
+            (
+                "rebalanceLockMaxLiveTime",
+                ms(self.rebalance_lock_max_live_time),
+            ),
+            ("haListenPort", self.ha_port().to_string()),
+            (
+                "haMasterAddress",
+                self.ha_master_address.clone().unwrap_or_default(),
+            ),
+            (
+                "haSendHeartbeatInterval",
+                ms(self.ha_send_heartbeat_interval),
+            ),
+            ("haHousekeepingInterval", ms(self.ha_housekeeping_interval)),
+            (
+                "haTransferBatchSize",
+                self.ha_transfer_batch_size.to_string(),
+            ),
+            (
+                "haSlaveFallbehindMax",
+                self.ha_slave_fallbehind_max.to_string(),
+            ),
+            ("slaveTimeout", ms(self.slave_timeout)),
+            ("slaveReadEnable", self.slave_read_enable.to_string()),
+            ("aclEnable", self.acl_enable.to_string()),
+            ("aclFile", self.acl_path().display().to_string()),
+            (
+                "tls.server.mode",
+                match self.tls_server_mode {
+                    TlsMode::Disabled => "disabled",
+                    TlsMode::Permissive => "permissive",
+                    TlsMode::Enforcing => "enforcing",
+                }
+                .to_owned(),
+            ),
+            ("tls.server.certPath", opt(&self.tls_server_cert_path)),
+            ("tls.server.keyPath", opt(&self.tls_server_key_path)),
+            (
+                "metricsExporterType",
+                if self.metrics_prom { "PROM" } else { "DISABLE" }.to_owned(),
+            ),
+            (
+                "metricsPromExporterHost",
+                self.metrics_prom_exporter_host.to_string(),
+            ),
+            (
+                "metricsPromExporterPort",
+                self.metrics_prom_exporter_port.to_string(),
+            ),
+        ];
+        out.extend(self.store.properties());
+        out.sort_by_key(|(k, _)| *k);
+        out
+    }
+
     /// Makes the store's STOREHOST the advertised `brokerIP1:listenPort`.
     pub fn sync_store_host(&mut self) {
         self.store.store_host = SocketAddr::new(self.broker_ip1, self.listen_port);
@@ -410,6 +536,28 @@ mod tests {
         assert_eq!(err.key, "listenPort");
         let err = c.apply("flushDiskType=SOMETIMES").expect_err("bad");
         assert_eq!(err.key, "flushDiskType");
+    }
+
+    /// GET_BROKER_CONFIG's body applied to a default configuration gives one that renders
+    /// the same (effective values: a derived `haListenPort` or `aclFile` comes back set).
+    #[test]
+    fn properties_read_back_unchanged() {
+        let mut c = BrokerConfig::default();
+        c.apply(
+            "brokerName=b7\nbrokerId=1\nlistenPort=20911\nnamesrvAddr=1.2.3.4:9876;5.6.7.8:9876\n\
+             aclEnable=true\ntls.server.mode=permissive\ntls.server.certPath=/c.pem\n\
+             metricsExporterType=PROM\nflushDiskType=SYNC_FLUSH\nhaMasterAddress=1.2.3.4:10912\n",
+        )
+        .expect("applies");
+        let text: String = c
+            .properties()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        let mut back = BrokerConfig::default();
+        assert_eq!(back.apply(&text).expect("reads back"), Vec::<String>::new());
+        assert_eq!(back.properties(), c.properties());
+        assert_eq!(format!("{:?}", back.store), format!("{:?}", c.store));
     }
 
     #[test]

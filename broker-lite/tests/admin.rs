@@ -147,4 +147,16 @@ async fn connection_lists_consumers_of_a_topic_and_group_deletion() {
         .is_some_and(|t| t.contains(&Value::from("AdminT"))));
     let list = body(&call(&routes, by_cluster("OtherCluster")).await);
     assert_eq!(list["topicList"], serde_json::json!([]));
+
+    // The configuration as key=value lines that read back as a broker.conf.
+    let r = call(&c, RemotingCommand::request(request::GET_BROKER_CONFIG)).await;
+    assert_eq!(r.code, response::SUCCESS);
+    let text = String::from_utf8(r.body.to_vec()).expect("utf-8");
+    assert!(text.contains("brokerName=broker-a\n"), "{text}");
+    assert!(text.contains(&format!("listenPort={}\n", broker.addr.port())));
+    assert!(text.contains("flushDiskType=ASYNC_FLUSH\n"));
+    let mut parsed = broker_lite::BrokerConfig::default();
+    assert_eq!(parsed.apply(&text).expect("parses"), Vec::<String>::new());
+    let version: Value = serde_json::from_str(r.ext("version").expect("version")).expect("json");
+    assert!(version["timestamp"].as_i64().is_some_and(|t| t > 0));
 }

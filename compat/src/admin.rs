@@ -1,14 +1,15 @@
 //! `admin`: the client's own admin API (`DefaultMQAdminExt`) against broker-lite. A
 //! producer and a push consumer run, then each admin request's answer is checked against
 //! what they are: connection lists (203, 204), who consumes the topic (300), topic lists
-//! (206, 224), the cluster (106), and a subscription group deleted with its offsets (207).
+//! (206, 224), the configuration (26), the cluster (106), and a subscription group deleted
+//! with its offsets (207).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rocketmq_client_rust::{
-    ClientRuntime, ConsumerAdmin, DefaultMQAdminExt, DefaultMQProducer, DefaultMQPushConsumer,
-    MQPushConsumer, RouteAdmin, TopicAdmin,
+    BrokerAdmin, ClientRuntime, ConsumerAdmin, DefaultMQAdminExt, DefaultMQProducer,
+    DefaultMQPushConsumer, MQPushConsumer, RouteAdmin, TopicAdmin,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 
@@ -104,6 +105,17 @@ pub async fn run(
         "GET_TOPICS_BY_CLUSTER (224)",
         mine.topic_list.iter().any(|t| t.as_str() == topic),
         &mine.topic_list,
+    )?;
+    let config = admin.get_broker_config(broker_addr.clone().into()).await?;
+    check(
+        "GET_BROKER_CONFIG (26)",
+        config.get("brokerClusterName").map(|v| v.as_str()) == Some(cluster.as_str())
+            && config.get("listenPort").map(|v| v.as_str()) == broker_addr.rsplit(':').next(),
+        (
+            config.get("brokerClusterName"),
+            config.get("listenPort"),
+            config.len(),
+        ),
     )?;
     let info = admin.examine_broker_cluster_info().await?;
     check(

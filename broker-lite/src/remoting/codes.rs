@@ -40,6 +40,7 @@ pub mod request {
     pub const SEND_MESSAGE_V2: i32 = 310;
     pub const SEND_BATCH_MESSAGE: i32 = 320;
     pub const LITE_PULL_MESSAGE: i32 = 361;
+    pub const GET_BROKER_CONFIG: i32 = 26;
     pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
     pub const GET_PRODUCER_CONNECTION_LIST: i32 = 204;
     pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;

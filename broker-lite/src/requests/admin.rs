@@ -178,4 +178,27 @@ impl Broker {
         let body = serde_json::json!({ "topicList": topics, "brokerAddr": null });
         reply(req.response(response::SUCCESS).with_body(body.to_string()))
     }
+
+    /// GET_BROKER_CONFIG: every configuration key as `key=value` lines (RocketMQ's
+    /// `getAllConfigsFormatString`), and the configuration's `version` (a `DataVersion`:
+    /// the configuration does not change while the broker runs).
+    pub(super) fn broker_config(&self, req: &RemotingCommand) -> Handled {
+        let mut body = String::new();
+        for (k, v) in self.config.properties() {
+            body.push_str(k);
+            body.push('=');
+            body.push_str(&v);
+            body.push('\n');
+        }
+        let version = serde_json::json!({
+            "stateVersion": 0,
+            "timestamp": self.started_at_ms,
+            "counter": 0,
+        });
+        reply(
+            req.response(response::SUCCESS)
+                .with_ext("version", version)
+                .with_body(body),
+        )
+    }
 }
