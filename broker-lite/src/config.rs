@@ -481,6 +481,18 @@ impl BrokerConfig {
         out
     }
 
+    /// [`properties`](Self::properties) as broker.conf text, one `key=value` per line.
+    pub fn to_conf_text(&self) -> String {
+        let mut text = String::new();
+        for (k, v) in self.properties() {
+            text.push_str(k);
+            text.push('=');
+            text.push_str(&v);
+            text.push('\n');
+        }
+        text
+    }
+
     /// Makes the store's STOREHOST the advertised `brokerIP1:listenPort`.
     pub fn sync_store_host(&mut self) {
         self.store.store_host = SocketAddr::new(self.broker_ip1, self.listen_port);
@@ -549,11 +561,7 @@ mod tests {
              metricsExporterType=PROM\nflushDiskType=SYNC_FLUSH\nhaMasterAddress=1.2.3.4:10912\n",
         )
         .expect("applies");
-        let text: String = c
-            .properties()
-            .iter()
-            .map(|(k, v)| format!("{k}={v}\n"))
-            .collect();
+        let text = c.to_conf_text();
         let mut back = BrokerConfig::default();
         assert_eq!(back.apply(&text).expect("reads back"), Vec::<String>::new());
         assert_eq!(back.properties(), c.properties());

@@ -183,13 +183,7 @@ impl Broker {
     /// `getAllConfigsFormatString`), and the configuration's `version` (a `DataVersion`:
     /// the configuration does not change while the broker runs).
     pub(super) fn broker_config(&self, req: &RemotingCommand) -> Handled {
-        let mut body = String::new();
-        for (k, v) in self.config.properties() {
-            body.push_str(k);
-            body.push('=');
-            body.push_str(&v);
-            body.push('\n');
-        }
+        let body = self.config.to_conf_text();
         let version = serde_json::json!({
             "stateVersion": 0,
             "timestamp": self.started_at_ms,
