@@ -131,6 +131,7 @@ impl Broker {
             config.is_master(),
         )?;
         let ha = Arc::new(Replication::new(&config));
+        let metrics = BrokerMetrics::new(config.metrics_prom);
         Ok(Arc::new(Broker {
             config,
             store,
@@ -145,7 +146,7 @@ impl Broker {
             locks: QueueLocks::default(),
             ha,
             acl,
-            metrics: BrokerMetrics::default(),
+            metrics,
             started_at_ms: crate::metadata::now_millis(),
         }))
     }

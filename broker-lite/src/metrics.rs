@@ -67,9 +67,12 @@ const APPEND_LATENCY_BUCKETS_US: [f64; 10] = [
     5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0, 50_000.0,
 ];
 
-/// The broker's counters and histograms. Cloning shares them.
+/// The broker's counters and histograms. Cloning shares them. Disabled (the default,
+/// `metricsExporterType=DISABLE`), every record call returns at once: nothing is
+/// allocated or hashed on the request path for metrics nobody reads.
 #[derive(Debug, Clone)]
 pub struct BrokerMetrics {
+    enabled: bool,
     messages_in: Family<InLabels, Counter>,
     throughput_in: Family<InLabels, Counter>,
     message_size: Family<InLabels, Histogram>,
@@ -82,7 +85,20 @@ pub struct BrokerMetrics {
 
 impl Default for BrokerMetrics {
     fn default() -> Self {
+        BrokerMetrics::new(false)
+    }
+}
+
+impl BrokerMetrics {
+    /// Whether calls record anything.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Metrics that record (`enabled`) or ignore every call.
+    pub fn new(enabled: bool) -> Self {
         BrokerMetrics {
+            enabled,
             messages_in: Family::default(),
             throughput_in: Family::default(),
             message_size: Family::new_with_constructor(|| Histogram::new(MESSAGE_SIZE_BUCKETS)),
@@ -123,7 +139,7 @@ fn is_retry_or_dlq(topic: &str) -> bool {
 impl BrokerMetrics {
     /// Counts `count` messages of `bytes` stored in `topic`.
     pub fn stored(&self, topic: &str, message_type: &str, count: u64, bytes: u64) {
-        if is_retry_or_dlq(topic) || count == 0 {
+        if !self.enabled || is_retry_or_dlq(topic) || count == 0 {
             return;
         }
         let labels = InLabels {
@@ -140,7 +156,7 @@ impl BrokerMetrics {
 
     /// Counts `count` messages of `bytes` delivered to `group` from `topic`.
     pub fn delivered(&self, topic: &str, group: &str, count: u64, bytes: u64) {
-        if is_retry_or_dlq(topic) || count == 0 {
+        if !self.enabled || is_retry_or_dlq(topic) || count == 0 {
             return;
         }
         let labels = OutLabels {
@@ -154,6 +170,9 @@ impl BrokerMetrics {
 
     /// Counts a message of `group` moved to its dead-letter queue.
     pub fn sent_to_dlq(&self, topic: &str, group: &str) {
+        if !self.enabled {
+            return;
+        }
         self.send_to_dlq
             .get_or_create(&OutLabels {
                 topic: topic.to_owned(),
@@ -172,6 +191,9 @@ impl BrokerMetrics {
         long_polling: bool,
         took: Duration,
     ) {
+        if !self.enabled {
+            return;
+        }
         let labels = RpcLabels {
             protocol_type: "remoting",
             request_code: code_name.map_or_else(|| code.to_string(), str::to_ascii_lowercase),
@@ -190,6 +212,9 @@ impl BrokerMetrics {
 
     /// Records one store append (a put or a batch put) and how long it took.
     pub fn appended(&self, took: Duration) {
+        if !self.enabled {
+            return;
+        }
         self.append_latency
             .observe(took.as_secs_f64() * 1_000_000.0);
     }

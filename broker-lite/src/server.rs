@@ -499,16 +499,18 @@ async fn handle(
 ) -> Option<RemotingCommand> {
     let received = Instant::now();
     let (code, oneway) = (cmd.code, cmd.is_oneway());
-    let name = requests::route_of(service, code).map(|r| r.name);
     let mut held = false;
     let reply = answer(shared, channel, cmd, service, received, &mut held).await;
-    shared.broker.metrics.request(
-        name,
-        code,
-        reply.as_ref().filter(|_| !oneway).map(|r| r.code),
-        held,
-        received.elapsed(),
-    );
+    let metrics = &shared.broker.metrics;
+    if metrics.enabled() {
+        metrics.request(
+            requests::route_of(service, code).map(|r| r.name),
+            code,
+            reply.as_ref().filter(|_| !oneway).map(|r| r.code),
+            held,
+            received.elapsed(),
+        );
+    }
     reply
 }
 
