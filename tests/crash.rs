@@ -45,7 +45,7 @@ fn crash_child() {
                     let seq = t * 1_000_000_000 + i;
                     let msg = Message::new("crash", t as u32, body(seq))
                         .with_property("KEYS", &format!("s{seq}"));
-                    let r = store.put(&msg).expect("put");
+                    let r = common::put_retrying_busy(&store, &msg).expect("put");
                     assert_eq!(r.status, PutStatus::PutOk);
                     let a = r.appended.expect("stored");
                     let mut out = stdout.lock().expect("stdout");
@@ -252,7 +252,7 @@ fn sigkill_during_recovery_then_open_again() {
             for seq in 0..6000u64 {
                 let msg = Message::new("crash", (seq % 4) as u32, body(seq))
                     .with_property("KEYS", &format!("s{seq}"));
-                let r = store.put(&msg).expect("put");
+                let r = common::put_retrying_busy(&store, &msg).expect("put");
                 acked.push((r.appended.expect("stored").physical_offset.0, seq));
             }
             store.shutdown().expect("shutdown");

@@ -104,7 +104,7 @@ fn run(r: &Run) -> u64 {
                 while !stop.load(Ordering::Relaxed) {
                     let msg = Message::new(TOPIC, (seq % 3) as u32, body(seq))
                         .with_property("KEYS", &format!("k{seq}"));
-                    match store.put(&msg) {
+                    match common::put_retrying_busy(&store, &msg) {
                         Ok(p) if p.status == mqstore::PutStatus::PutOk => {
                             let offset = p.appended.expect("stored").physical_offset.0;
                             let at = Instant::now();

@@ -75,9 +75,11 @@ fn sync_acks_survive_losing_everything_past_the_durable_offset() {
                 std::thread::spawn(move || {
                     for i in 0..150u64 {
                         let seq = t * 1000 + i;
-                        let r = store
-                            .put(&Message::new("pl", t as u32, body(seq)))
-                            .expect("put");
+                        let r = common::put_retrying_busy(
+                            &store,
+                            &Message::new("pl", t as u32, body(seq)),
+                        )
+                        .expect("put");
                         assert_eq!(r.status, PutStatus::PutOk);
                         let off = r.appended.expect("stored").physical_offset.0;
                         acks.lock().expect("acks").push((off, seq));
@@ -210,7 +212,7 @@ fn a_power_cut_keeps_a_prefix_and_every_durable_record() {
                         let seq = t * 1000 + i;
                         let msg = Message::new("pl", t as u32, body(seq))
                             .with_property("KEYS", &format!("k{seq}"));
-                        let r = store.put(&msg).expect("put");
+                        let r = common::put_retrying_busy(&store, &msg).expect("put");
                         assert_eq!(r.status, PutStatus::PutOk);
                         let off = r.appended.expect("stored").physical_offset.0;
                         acks.lock().expect("acks").push((off, seq));

@@ -381,7 +381,9 @@ fn readers_tailing_the_log_only_ever_see_complete_records() {
             std::thread::spawn(move || {
                 for i in 0..3000u32 {
                     let body = vec![(i % 251) as u8; (i as usize * 37) % 2000];
-                    store.put(&Message::new("tail", t, body)).expect("put");
+                    let msg = Message::new("tail", t, body);
+                    let status = common::put_retrying_busy(&store, &msg).expect("put").status;
+                    assert_eq!(status, PutStatus::PutOk);
                 }
             })
         })

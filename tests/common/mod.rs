@@ -207,3 +207,18 @@ pub fn assert_queues_consistent(
     }
     in_log
 }
+
+/// Puts `msg`, sending it again while the store answers `OS_PAGECACHE_BUSY` (another writer
+/// held the put lock past the busy timeout, which a loaded machine can do; the status stores
+/// nothing and RocketMQ's clients retry it). Any other status is returned as it is.
+pub fn put_retrying_busy(
+    store: &MessageStore,
+    msg: &mqstore::Message,
+) -> mqstore::Result<mqstore::PutResult> {
+    loop {
+        let result = store.put(msg)?;
+        if result.status != mqstore::PutStatus::OsPageCacheBusy {
+            return Ok(result);
+        }
+    }
+}
