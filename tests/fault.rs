@@ -79,7 +79,19 @@ fn allocation_failure_is_disk_full_and_recovers() {
 fn failed_flush_poisons_sync_writes_and_acked_data_survives() {
     let dir = tempfile::tempdir().expect("tempdir");
     let faults = FaultInjector::new();
-    let store = Arc::new(open(dir.path(), FlushMode::Sync, &faults));
+    // Only CommitLog flushes may meet the armed failure: the ConsumeQueue and checkpoint
+    // flusher (every second by default) would otherwise take it on a slow machine, log it
+    // and retry, leaving the CommitLog unpoisoned.
+    let store = MessageStore::builder(dir.path())
+        .configure(|c| {
+            c.mapped_file_size_commit_log = FILE_SIZE;
+            c.flush_disk_type = FlushMode::Sync;
+            c.flush_interval_consume_queue = std::time::Duration::from_secs(3600);
+        })
+        .fault_injector(faults.clone())
+        .open()
+        .expect("open");
+    let store = Arc::new(store);
     let mut acked = Vec::new();
     for i in 0..20u8 {
         let r = store.put(&Message::new("p", 0, vec![i; 100])).expect("put");
