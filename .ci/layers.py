@@ -26,7 +26,7 @@ LAYERS = {
     ],
     "broker-lite/src": [
         "remoting", "tls", "config", "acl", "metrics", "metadata",
-        "topics", "subscriptions", "offsets", "connections", "locks", "long_poll",
+        "topics", "subscriptions", "offsets", "progress", "connections", "locks", "long_poll",
         "transaction", "schedule",
         "outbound",
         "ha::master", "ha::slave", "ha",

@@ -16,6 +16,7 @@ use crate::locks::QueueLocks;
 use crate::long_poll::PullWaiters;
 use crate::metrics::BrokerMetrics;
 use crate::offsets::ConsumerOffsets;
+use crate::progress::ProgressHistory;
 use crate::schedule::ScheduledDelivery;
 use crate::subscriptions::SubscriptionGroups;
 use crate::topics::Topics;
@@ -69,6 +70,8 @@ pub struct Broker {
     pub metrics: BrokerMetrics,
     /// When the broker opened (ms since the epoch).
     pub started_at_ms: i64,
+    /// Samples of queue and consumer progress (rates, lag over time).
+    pub progress: ProgressHistory,
 }
 
 /// Why the broker could not start.
@@ -148,6 +151,7 @@ impl Broker {
             acl,
             metrics,
             started_at_ms: crate::metadata::now_millis(),
+            progress: ProgressHistory::default(),
         }))
     }
 

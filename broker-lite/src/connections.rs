@@ -388,6 +388,15 @@ impl ConnectedClients {
         })
     }
 
+    /// The topics the online members of `group` subscribe to (none when it is offline).
+    pub fn subscribed_topics(&self, group: &str) -> Vec<String> {
+        self.lock()
+            .consumers
+            .get(group)
+            .map(|g| g.subscriptions.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The connected consumer groups subscribed to `topic`.
     pub fn groups_subscribed_to(&self, topic: &str) -> Vec<String> {
         self.lock()

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::metrics::{is_system_group, is_system_topic};
+use crate::progress;
 
 /// Connections served at once; more are closed at once.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -273,19 +274,11 @@ impl Collector for StateGauges {
         // age of the oldest message not consumed.
         let mut lag: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
         for (group, topic, queue_id, committed) in b.offsets.all() {
-            let max = store.max_offset_in_queue(&topic, queue_id).0 as i64;
-            let behind = (max - committed.max(0)).max(0);
-            let entry = lag.entry((topic.clone(), group)).or_default();
-            entry.0 += behind;
-            if behind > 0 {
-                let ts = store.message_store_timestamp(
-                    &topic,
-                    queue_id,
-                    mqstore::QueueOffset(committed.max(0) as u64),
-                );
-                if ts > 0 {
-                    entry.1 = entry.1.max(now - ts);
-                }
+            let p = progress::queue_progress(store, &topic, queue_id, Some(committed));
+            let entry = lag.entry((topic, group)).or_default();
+            entry.0 += p.lag() as i64;
+            if p.oldest_unconsumed_ms > 0 {
+                entry.1 = entry.1.max(now - p.oldest_unconsumed_ms);
             }
         }
         let lag_labels = |topic: &str, group: &str| -> Labels {

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod ops;
 pub mod outbound;
+pub mod progress;
 pub mod register;
 pub mod remoting;
 pub mod requests;

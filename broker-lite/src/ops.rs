@@ -72,6 +72,18 @@ pub struct Outgoing {
     pub delay_level: Option<u32>,
 }
 
+impl Outgoing {
+    /// A message with only a topic, a queue and a body.
+    pub fn new(topic: &str, queue_id: i32, body: impl Into<Bytes>) -> Self {
+        Outgoing {
+            topic: topic.to_owned(),
+            queue_id,
+            body: body.into(),
+            ..Outgoing::default()
+        }
+    }
+}
+
 /// What a send returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendReceipt {

@@ -670,6 +670,8 @@ async fn housekeeping(shared: Arc<Shared>) {
     let master = broker.config.is_master();
     let mut acl_poll = tokio::time::interval(ACL_RELOAD_POLL);
     acl_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sample = tokio::time::interval(crate::progress::SAMPLE_INTERVAL);
+    sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shared.stop.cancelled() => return,
@@ -690,6 +692,15 @@ async fn housekeeping(shared: Arc<Shared>) {
             _ = persist.tick() => {
                 let b = Arc::clone(broker);
                 let _ = tokio::task::spawn_blocking(move || b.persist_offsets()).await;
+            }
+            // Reads a record's store time per lagging queue: off the I/O threads.
+            _ = sample.tick() => {
+                let b = Arc::clone(broker);
+                let _ = tokio::task::spawn_blocking(move || {
+                    let topics = b.topics.all();
+                    b.progress.sample(&b.store, &topics, &b.offsets, crate::metadata::now_millis());
+                })
+                .await;
             }
             _ = expire.tick() => {
                 for group in broker.clients.expire_idle(broker.config.channel_expired_timeout) {

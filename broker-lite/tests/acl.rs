@@ -73,15 +73,7 @@ async fn client(addr: SocketAddr, who: Option<Credentials>) -> Client {
 }
 
 fn message(topic: &str, body: &str) -> Outgoing {
-    Outgoing {
-        topic: topic.into(),
-        queue_id: 0,
-        body: Bytes::from(body.to_owned()),
-        tags: None,
-        keys: None,
-        uniq_key: None,
-        delay_level: None,
-    }
+    Outgoing::new(topic, 0, body.to_owned())
 }
 
 fn send_request(topic: &str, body: &str) -> RemotingCommand {

@@ -160,3 +160,142 @@ async fn connection_lists_consumers_of_a_topic_and_group_deletion() {
     let version: Value = serde_json::from_str(r.ext("version").expect("version")).expect("json");
     assert!(version["timestamp"].as_i64().is_some_and(|t| t > 0));
 }
+
+/// The entries of a map that RocketMQ's fastjson keys by `MessageQueue` objects
+/// (`"offsetTable":{{...}:{...},...}`), read independently of the broker's writer: each key
+/// and value is read as one JSON value. Returns (topic, queueId, brokerName, value) sorted.
+fn queue_keyed(body: &[u8], field: &str) -> Vec<(String, u64, String, Value)> {
+    let text = std::str::from_utf8(body).expect("UTF-8 body");
+    let start = text
+        .find(&format!("\"{field}\":{{"))
+        .unwrap_or_else(|| panic!("no {field} in {text}"))
+        + field.len()
+        + 4;
+    let mut rest = &text[start..];
+    let mut out = Vec::new();
+    let next_value = |s: &str| -> (Value, usize) {
+        let mut it = serde_json::Deserializer::from_str(s).into_iter::<Value>();
+        let v = it.next().expect("a value").expect("valid JSON");
+        (v, it.byte_offset())
+    };
+    while !rest.starts_with('}') {
+        let (key, used) = next_value(rest);
+        rest = rest[used..].strip_prefix(':').expect("':' after the key");
+        let (value, used) = next_value(rest);
+        rest = &rest[used..];
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+        out.push((
+            key["topic"].as_str().expect("topic").to_owned(),
+            key["queueId"].as_u64().expect("queueId"),
+            key["brokerName"].as_str().expect("brokerName").to_owned(),
+            value,
+        ));
+    }
+    out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_and_consume_stats_report_each_queue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = RunningBroker::start(dir.path(), "brokerName=stats-b");
+    let c = Client::connect(broker.addr).await.expect("connect");
+    ops::create_topic(&c, "StatsT", 2).await.expect("topic");
+    let before = broker_lite::metadata::now_millis();
+    for (queue, n) in [(0, 3), (1, 1)] {
+        for i in 0..n {
+            let m = ops::Outgoing::new("StatsT", queue, format!("m{i}"));
+            ops::send(&c, "p", &m).await.expect("send");
+        }
+    }
+    let after = broker_lite::metadata::now_millis();
+
+    let r = call(
+        &c,
+        RemotingCommand::request(request::GET_TOPIC_STATS_INFO).with_ext("topic", "StatsT"),
+    )
+    .await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let table = queue_keyed(&r.body, "offsetTable");
+    assert_eq!(table.len(), 2, "one entry per write queue");
+    for (i, (max, ..)) in [(3, 0), (1, 0)].iter().enumerate() {
+        let (topic, queue, broker_name, v) = &table[i];
+        assert_eq!((topic.as_str(), *queue), ("StatsT", i as u64));
+        assert_eq!(broker_name, "stats-b");
+        assert_eq!(v["minOffset"], 0);
+        assert_eq!(v["maxOffset"], *max);
+        let ts = v["lastUpdateTimestamp"].as_i64().expect("timestamp");
+        assert!(
+            (before..=after).contains(&ts),
+            "{ts} not in {before}..={after}"
+        );
+    }
+    let r = call(
+        &c,
+        RemotingCommand::request(request::GET_TOPIC_STATS_INFO).with_ext("topic", "NoSuchT"),
+    )
+    .await;
+    assert_eq!(r.code, response::TOPIC_NOT_EXIST);
+    assert_eq!(r.remark.as_deref(), Some("topic[NoSuchT] not exist"));
+
+    // Group sg consumed two of queue 0's three messages and nothing of queue 1.
+    ops::commit(&c, "sg", "StatsT", 0, 2).await.expect("commit");
+    let stats = |topic: Option<&str>| {
+        let mut req =
+            RemotingCommand::request(request::GET_CONSUME_STATS).with_ext("consumerGroup", "sg");
+        if let Some(t) = topic {
+            req = req.with_ext("topic", t);
+        }
+        req
+    };
+    for req in [stats(Some("StatsT")), stats(None)] {
+        let r = call(&c, req).await;
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        let table = queue_keyed(&r.body, "offsetTable");
+        assert_eq!(table.len(), 2, "{}", String::from_utf8_lossy(&r.body));
+        let q0 = &table[0].3;
+        assert_eq!(
+            (q0["brokerOffset"].as_u64(), q0["consumerOffset"].as_u64()),
+            (Some(3), Some(2))
+        );
+        let last = q0["lastTimestamp"].as_i64().expect("lastTimestamp");
+        assert!(
+            (before..=after).contains(&last),
+            "the consumed message's store time"
+        );
+        let q1 = &table[1].3;
+        assert_eq!(
+            (q1["brokerOffset"].as_u64(), q1["consumerOffset"].as_u64()),
+            (Some(1), Some(0))
+        );
+        assert_eq!(q1["lastTimestamp"], 0, "nothing consumed there");
+        let tps: Value = {
+            let text = String::from_utf8_lossy(&r.body).into_owned();
+            let at = text.find("\"consumeTps\":").expect("consumeTps") + 13;
+            let mut it = serde_json::Deserializer::from_str(&text[at..]).into_iter::<Value>();
+            it.next().expect("value").expect("number")
+        };
+        assert!(tps.as_f64().is_some_and(|t| t >= 0.0), "{tps}");
+    }
+
+    // Once the group's members subscribe only to another topic, StatsT is left out.
+    let hb = serde_json::json!({
+        "clientID": "127.0.0.1@stats-test",
+        "producerDataSet": [],
+        "consumerDataSet": [{
+            "groupName": "sg",
+            "consumeType": "CONSUME_PASSIVELY",
+            "messageModel": "CLUSTERING",
+            "consumeFromWhere": "CONSUME_FROM_FIRST_OFFSET",
+            "subscriptionDataSet": [{ "topic": "Elsewhere", "subString": "*", "subVersion": 1 }],
+        }],
+    });
+    let r = call(
+        &c,
+        RemotingCommand::request(request::HEART_BEAT).with_body(hb.to_string()),
+    )
+    .await;
+    assert_eq!(r.code, response::SUCCESS);
+    let r = call(&c, stats(None)).await;
+    assert!(queue_keyed(&r.body, "offsetTable").is_empty());
+}

@@ -14,7 +14,6 @@ use broker_lite::ops::{self, Outgoing};
 use broker_lite::remoting::codes::response;
 use broker_lite::tls::{client_config, ClientTls};
 use broker_lite::Client;
-use bytes::Bytes;
 use common::RunningBroker;
 
 /// A self-signed certificate for 127.0.0.1 and localhost: (cert.pem, key.pem).
@@ -46,15 +45,7 @@ fn trusting(cert: &Path) -> ClientTls {
 }
 
 async fn round_trip(c: &Client, body: &str) {
-    let m = Outgoing {
-        topic: "Tls".into(),
-        queue_id: 0,
-        body: Bytes::from(body.to_owned()),
-        tags: None,
-        keys: None,
-        uniq_key: None,
-        delay_level: None,
-    };
+    let m = Outgoing::new("Tls", 0, body.to_owned());
     let sent = ops::send(c, "p", &m).await.expect("send");
     assert_eq!(sent.code, response::SUCCESS);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -1,8 +1,9 @@
 //! `admin`: the client's own admin API (`DefaultMQAdminExt`) against broker-lite. A
 //! producer and a push consumer run, then each admin request's answer is checked against
 //! what they are: connection lists (203, 204), who consumes the topic (300), topic lists
-//! (206, 224), the configuration (26), the cluster (106), and a subscription group deleted
-//! with its offsets (207).
+//! (206, 224), the configuration (26), the cluster (106), each queue's offsets (202) and the
+//! group's progress through them (208), and a subscription group deleted with its offsets
+//! (207).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -125,6 +126,58 @@ pub async fn run(
             .and_then(|t| t.get(cluster.as_str()))
             .is_some_and(|groups| !groups.is_empty()),
         &info.cluster_addr_table,
+    )?;
+
+    let stats = admin
+        .examine_topic_stats(topic.clone().into(), Some(broker_addr.clone().into()))
+        .await?;
+    let ranges: Vec<(i32, i64, i64)> = stats
+        .get_offset_table()
+        .iter()
+        .filter(|(q, _)| q.topic_str() == topic)
+        .map(|(q, o)| (q.queue_id(), o.get_min_offset(), o.get_max_offset()))
+        .collect();
+    let stored: i64 = ranges.iter().map(|(_, min, max)| max - min).sum();
+    check(
+        "GET_TOPIC_STATS_INFO (202)",
+        !ranges.is_empty()
+            && stored >= 5
+            && stats
+                .get_offset_table()
+                .values()
+                .all(|o| o.get_max_offset() == 0 || o.get_last_update_timestamp() > 0),
+        &ranges,
+    )?;
+    let stored_max: i64 = ranges.iter().map(|(_, _, max)| max).sum();
+    // The consumer commits what it consumed every few seconds: wait for no lag.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let progress = loop {
+        let cs = admin
+            .examine_consume_stats(
+                group.clone().into(),
+                Some(topic.clone().into()),
+                None,
+                Some(broker_addr.clone().into()),
+                None,
+            )
+            .await?;
+        let per_queue: Vec<(i32, i64, i64)> = cs
+            .get_offset_table()
+            .iter()
+            .map(|(q, o)| (q.queue_id(), o.get_broker_offset(), o.get_consumer_offset()))
+            .collect();
+        let caught_up = per_queue.iter().all(|(_, b, c)| b == c);
+        if caught_up || Instant::now() > deadline {
+            break per_queue;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    check(
+        "GET_CONSUME_STATS (208)",
+        progress.len() == ranges.len()
+            && progress.iter().map(|(_, b, _)| b).sum::<i64>() == stored_max
+            && progress.iter().all(|(_, b, c)| b == c),
+        &progress,
     )?;
 
     consumer.shutdown().await;

@@ -14,6 +14,7 @@ mod retry;
 mod route;
 mod schedule;
 mod send;
+mod stats;
 mod transactions;
 
 use std::sync::atomic::Ordering;
@@ -232,6 +233,8 @@ pub const TABLE: &[Route] = &[
     row(request::GET_PRODUCER_CONNECTION_LIST, "GET_PRODUCER_CONNECTION_LIST", |b, _, r, _| b.producer_connection_list(r), Runs::Inline, Access::Admin),
     row(request::GET_CONSUMER_CONNECTION_LIST, "GET_CONSUMER_CONNECTION_LIST", |b, _, r, _| b.consumer_connection_list(r), Runs::Inline, Access::Admin),
     row(request::QUERY_TOPIC_CONSUME_BY_WHO, "QUERY_TOPIC_CONSUME_BY_WHO", |b, _, r, _| b.topic_consumed_by(r), Runs::Inline, Access::Admin),
+    row(request::GET_TOPIC_STATS_INFO, "GET_TOPIC_STATS_INFO", |b, _, r, _| b.topic_stats(r), Runs::Blocking, Access::Resources(access::topic_sub)),
+    row(request::GET_CONSUME_STATS, "GET_CONSUME_STATS", |b, _, r, _| b.consume_stats(r), Runs::Blocking, Access::Resources(access::group_sub)),
     row(request::DELETE_SUBSCRIPTIONGROUP, "DELETE_SUBSCRIPTIONGROUP", |b, _, r, _| b.delete_subscription_group(r), Runs::Blocking, Access::Admin),
     Route { name_server: true, ..row(request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER, "GET_ALL_TOPIC_LIST_FROM_NAMESERVER", |b, _, r, _| b.topic_list(r), Runs::Inline, Access::Signed) },
     Route { name_server: true, ..row(request::GET_TOPICS_BY_CLUSTER, "GET_TOPICS_BY_CLUSTER", |b, _, r, _| b.topic_list(r), Runs::Inline, Access::Signed) },
