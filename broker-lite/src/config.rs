@@ -100,6 +100,10 @@ pub struct BrokerConfig {
     /// `slaveReadEnable`: a slave serves pulls, and a master whose consumer falls far
     /// behind sends it to the slave. Default false.
     pub slave_read_enable: bool,
+    /// `useServerSideResetOffset` (RocketMQ 5): INVOKE_BROKER_TO_RESET_OFFSET commits the
+    /// new offsets itself (also for a group that is offline), instead of only asking the
+    /// group's online consumers to reset (RocketMQ 4.9's way, the default).
+    pub use_server_side_reset_offset: bool,
     /// `aclEnable`: every request must come from a white-listed address or be signed by an
     /// account of the ACL file that holds the permission it needs. Default false.
     pub acl_enable: bool,
@@ -176,6 +180,7 @@ impl Default for BrokerConfig {
             slave_timeout: Duration::from_secs(3),
             slave_read_enable: false,
             acl_enable: false,
+            use_server_side_reset_offset: false,
             acl_file: None,
             tls_server_mode: TlsMode::Disabled,
             tls_server_cert_path: None,
@@ -302,6 +307,7 @@ impl BrokerConfig {
             "slaveTimeout" => self.slave_timeout = millis(key, value)?,
             "slaveReadEnable" => self.slave_read_enable = parse(key, value)?,
             "aclEnable" => self.acl_enable = parse(key, value)?,
+            "useServerSideResetOffset" => self.use_server_side_reset_offset = parse(key, value)?,
             "metricsExporterType" => {
                 self.metrics_prom = match value {
                     "PROM" => true,
@@ -451,6 +457,10 @@ impl BrokerConfig {
             ("slaveTimeout", ms(self.slave_timeout)),
             ("slaveReadEnable", self.slave_read_enable.to_string()),
             ("aclEnable", self.acl_enable.to_string()),
+            (
+                "useServerSideResetOffset",
+                self.use_server_side_reset_offset.to_string(),
+            ),
             ("aclFile", self.acl_path().display().to_string()),
             (
                 "tls.server.mode",

@@ -198,11 +198,25 @@ struct Registry {
     producers: HashMap<String, BTreeMap<u64, Member>>,
 }
 
-/// Producer and consumer registrations.
+/// Producer and consumer registrations, and the broker's own requests to clients awaiting
+/// their answers.
 #[derive(Debug, Default)]
 pub struct ConnectedClients {
     registry: Mutex<Registry>,
     next_opaque: AtomicI32,
+    /// Opaque of a request sent to a client → (its connection, where the answer goes).
+    awaiting: Mutex<HashMap<i32, (u64, std::sync::mpsc::SyncSender<RemotingCommand>)>>,
+}
+
+/// Why a request to a client got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The connection's outbound queue is full or the connection is gone.
+    #[error("the request could not be queued on the client's connection")]
+    NotSent,
+    /// Nothing came back in time (or the connection closed meanwhile).
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
 }
 
 impl ConnectedClients {
@@ -420,26 +434,107 @@ impl ConnectedClients {
     /// Sends NOTIFY_CONSUMER_IDS_CHANGED (oneway) to every member of `group`. A member
     /// whose queue is full misses it; clients rebalance every 20 s anyway.
     pub fn notify_ids_changed(&self, group: &str) {
-        let channels: Vec<Channel> = self
-            .lock()
+        self.oneway_to_consumers(group, || {
+            RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED)
+                .with_ext("consumerGroup", group)
+        });
+    }
+
+    /// Sends the request `make` builds, oneway, to every member of consumer group `group`;
+    /// returns how many it was queued for (a member whose queue is full misses it).
+    pub fn oneway_to_consumers(&self, group: &str, make: impl Fn() -> RemotingCommand) -> usize {
+        let mut queued = 0;
+        for ch in self.consumer_channels(group) {
+            let mut cmd = make();
+            cmd.flag = FLAG_ONEWAY;
+            cmd.opaque = self.next_opaque();
+            if ch.tx.try_send(cmd).is_ok() {
+                queued += 1;
+            } else {
+                tracing::debug!(group, remote = %ch.remote, "request to a consumer not queued");
+            }
+        }
+        queued
+    }
+
+    /// The connections of `group`'s members.
+    fn consumer_channels(&self, group: &str) -> Vec<Channel> {
+        self.lock()
             .consumers
             .get(group)
             .map(|g| g.members.values().map(|m| m.channel.clone()).collect())
-            .unwrap_or_default();
-        for ch in channels {
-            let mut cmd = RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED)
-                .with_ext("consumerGroup", group);
-            cmd.flag = FLAG_ONEWAY;
-            cmd.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
-            if ch.tx.try_send(cmd).is_err() {
-                tracing::debug!(group, remote = %ch.remote, "consumer-change notice not queued");
-            }
-        }
+            .unwrap_or_default()
+    }
+
+    /// The client versions of `group`'s members.
+    pub fn consumer_versions(&self, group: &str) -> Vec<i32> {
+        self.lock()
+            .consumers
+            .get(group)
+            .map(|g| g.members.values().map(|m| m.version).collect())
+            .unwrap_or_default()
+    }
+
+    /// The connection of member `client_id` of consumer group `group`, with its version.
+    pub fn consumer_member(&self, group: &str, client_id: &str) -> Option<(Channel, i32)> {
+        self.lock().consumers.get(group).and_then(|g| {
+            g.members
+                .values()
+                .find(|m| m.client_id == client_id)
+                .map(|m| (m.channel.clone(), m.version))
+        })
+    }
+
+    /// Sends `cmd` to a client over its connection and waits (blocking the calling thread:
+    /// call from the blocking pool) for the answer, at most `timeout`.
+    ///
+    /// # Errors
+    /// [`CallError`] when it could not be sent or nothing came back in time.
+    pub fn call(
+        &self,
+        channel: &Channel,
+        mut cmd: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand, CallError> {
+        let opaque = self.next_opaque();
+        cmd.opaque = opaque;
+        cmd.flag &= !FLAG_ONEWAY;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.lock_awaiting().insert(opaque, (channel.id, tx));
+        let result = if channel.tx.try_send(cmd).is_ok() {
+            rx.recv_timeout(timeout)
+                .map_err(|_| CallError::Timeout(timeout))
+        } else {
+            Err(CallError::NotSent)
+        };
+        self.lock_awaiting().remove(&opaque);
+        result
+    }
+
+    /// An answer that arrived on connection `channel_id`: handed to the [`call`](Self::call)
+    /// waiting for it. False when nobody waits (late, or not from the connection asked).
+    pub fn answer(&self, channel_id: u64, response: RemotingCommand) -> bool {
+        let mut awaiting = self.lock_awaiting();
+        let asked_there =
+            matches!(awaiting.get(&response.opaque), Some((from, _)) if *from == channel_id);
+        asked_there
+            && awaiting
+                .remove(&response.opaque)
+                .is_some_and(|(_, tx)| tx.try_send(response).is_ok())
+    }
+
+    fn lock_awaiting(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<i32, (u64, std::sync::mpsc::SyncSender<RemotingCommand>)>>
+    {
+        self.awaiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -457,5 +552,58 @@ mod tests {
         assert_eq!(j["codeSet"][0], 2_598_919);
         assert_eq!(j["expressionType"], "TAG");
         assert_eq!(j["classFilterMode"], false);
+    }
+
+    #[test]
+    fn a_call_takes_only_its_own_answer_from_the_connection_asked() {
+        let clients = Arc::new(ConnectedClients::default());
+        let (tx, mut rx) = mpsc::channel(4);
+        let channel = Channel {
+            id: 7,
+            remote: "127.0.0.1:1".parse().expect("addr"),
+            tx,
+        };
+        let answerer = {
+            let clients = Arc::clone(&clients);
+            std::thread::spawn(move || {
+                let asked = rx.blocking_recv().expect("the request was queued");
+                assert!(!clients.answer(8, asked.response(0)), "another connection");
+                let mut stray = asked.response(0);
+                stray.opaque += 1000;
+                assert!(!clients.answer(7, stray), "an opaque nobody waits for");
+                assert!(clients.answer(7, asked.response(0).with_remark("mine")));
+                rx
+            })
+        };
+        let got = clients
+            .call(
+                &channel,
+                RemotingCommand::request(307),
+                Duration::from_secs(30),
+            )
+            .expect("answered");
+        assert_eq!(got.remark.as_deref(), Some("mine"));
+        let mut rx = answerer.join().expect("answerer");
+        // Nobody answers: a timeout, and the late answer is dropped.
+        let err = clients
+            .call(
+                &channel,
+                RemotingCommand::request(307),
+                Duration::from_millis(50),
+            )
+            .expect_err("no answer");
+        assert_eq!(err, CallError::Timeout(Duration::from_millis(50)));
+        let late = rx.try_recv().expect("queued");
+        assert!(!clients.answer(7, late.response(0)));
+        // A closed connection cannot be asked.
+        drop(rx);
+        let err = clients
+            .call(
+                &channel,
+                RemotingCommand::request(307),
+                Duration::from_secs(30),
+            )
+            .expect_err("closed");
+        assert_eq!(err, CallError::NotSent);
     }
 }

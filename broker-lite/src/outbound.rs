@@ -202,6 +202,19 @@ impl Client {
         }
     }
 
+    /// Answers a request the server sent (one of [`server_requests`](Self::server_requests));
+    /// `response` is built with [`RemotingCommand::response`] of that request.
+    ///
+    /// # Errors
+    /// [`ClientError::Closed`].
+    pub async fn respond(&self, mut response: RemotingCommand) -> Result<(), ClientError> {
+        response.serialize_type = self.serialize_type;
+        self.out
+            .send(response)
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
     /// Sends a oneway request.
     ///
     /// # Errors

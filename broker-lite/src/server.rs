@@ -434,7 +434,9 @@ async fn serve_connection<R, W>(
             }
         };
         if cmd.is_response() {
-            // Answers to our oneway notifications never come; anything else is ignored.
+            // An answer to a request the broker sent this client (a running-info call);
+            // answers nobody waits for are dropped.
+            shared.broker.clients.answer(channel.id, cmd);
             continue;
         }
         let permit = tokio::select! {

@@ -209,6 +209,8 @@ async fn topic_and_consume_stats_report_each_queue() {
         }
     }
     let after = broker_lite::metadata::now_millis();
+    until_dispatched(&c, "StatsT", 0, 3).await;
+    until_dispatched(&c, "StatsT", 1, 1).await;
 
     let r = call(
         &c,
@@ -298,4 +300,279 @@ async fn topic_and_consume_stats_report_each_queue() {
     assert_eq!(r.code, response::SUCCESS);
     let r = call(&c, stats(None)).await;
     assert!(queue_keyed(&r.body, "offsetTable").is_empty());
+}
+
+/// Joins `group` as a consumer of `topic` from `c`, as `client_id`.
+async fn join(c: &Client, group: &str, topic: &str, client_id: &str) {
+    let hb = serde_json::json!({
+        "clientID": client_id,
+        "producerDataSet": [],
+        "consumerDataSet": [{
+            "groupName": group,
+            "consumeType": "CONSUME_PASSIVELY",
+            "messageModel": "CLUSTERING",
+            "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET",
+            "subscriptionDataSet": [{ "topic": topic, "subString": "*", "subVersion": 1 }],
+        }],
+    });
+    let r = call(
+        c,
+        RemotingCommand::request(request::HEART_BEAT).with_body(hb.to_string()),
+    )
+    .await;
+    assert_eq!(r.code, response::SUCCESS);
+}
+
+/// The next request the broker sent `c` with `code` (others, like consumer-change
+/// notices, are skipped).
+async fn next_server_request(c: &Client, code: i32) -> RemotingCommand {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let next = c.server_requests.lock().expect("receiver").try_recv();
+        match next {
+            Ok(req) if req.code == code => return req,
+            Ok(_) => {}
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no request {code} from the broker in time"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("connection gone: {e}"),
+        }
+    }
+}
+
+async fn committed(c: &Client, group: &str, topic: &str, queue_id: u32) -> Option<i64> {
+    ops::queue_number(
+        c,
+        request::QUERY_CONSUMER_OFFSET,
+        topic,
+        queue_id,
+        Some(group),
+    )
+    .await
+    .expect("query offset")
+}
+
+fn reset(topic: &str, group: &str, timestamp: i64) -> RemotingCommand {
+    RemotingCommand::request(request::INVOKE_BROKER_TO_RESET_OFFSET)
+        .with_ext("topic", topic)
+        .with_ext("group", group)
+        .with_ext("timestamp", timestamp)
+        .with_ext("isForce", true)
+}
+
+/// Waits until queue `queue_id` of `topic` holds `n` messages: the ConsumeQueue entry
+/// follows the append (the dispatcher), so a send's receipt can come first.
+async fn until_dispatched(c: &Client, topic: &str, queue_id: u32, n: i64) {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let max = ops::queue_number(c, request::GET_MAX_OFFSET, topic, queue_id, None)
+            .await
+            .expect("max offset");
+        if max >= Some(n) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic}:{queue_id} never reached {n}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Sends five messages to queue 0 of a new two-queue topic, each stored a few ms after
+/// the previous (so store times are distinct), and returns the store time of the fourth
+/// (queue offset 3).
+async fn five_messages(c: &Client, topic: &str) -> i64 {
+    ops::create_topic(c, topic, 2).await.expect("topic");
+    for i in 0..5 {
+        ops::send(c, "p", &ops::Outgoing::new(topic, 0, format!("m{i}")))
+            .await
+            .expect("send");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    until_dispatched(c, topic, 0, 5).await;
+    let pulled = ops::pull(
+        c,
+        ops::pull_request("peek", topic, 0, 3, 1, "*", None, None),
+    )
+    .await
+    .expect("pull");
+    pulled.messages.first().expect("offset 3").store_timestamp
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_offset_asks_online_consumers_and_refuses_an_offline_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = RunningBroker::start(dir.path(), "");
+    let c = Client::connect(broker.addr).await.expect("connect");
+    let fourth_stored_at = five_messages(&c, "ResetT").await;
+    ops::commit(&c, "rg", "ResetT", 0, 5).await.expect("commit");
+    ops::commit(&c, "rg", "ResetT", 1, 0).await.expect("commit");
+
+    // Nobody of rg is connected: RocketMQ 4.9 refuses, and nothing changes.
+    let r = call(&c, reset("ResetT", "rg", fourth_stored_at)).await;
+    assert_eq!(r.code, response::CONSUMER_NOT_ONLINE, "{:?}", r.remark);
+    assert_eq!(
+        r.remark.as_deref(),
+        Some(format!("Consumer not online, so can not reset offset, Group: rg Topic: ResetT Timestamp: {fourth_stored_at}").as_str())
+    );
+    assert_eq!(committed(&c, "rg", "ResetT", 0).await, Some(5));
+    let r = call(&c, reset("ResetT", "never-seen", fourth_stored_at)).await;
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert_eq!(
+        r.remark.as_deref(),
+        Some("THe consumer group <never-seen> not exist")
+    );
+
+    // A member online: it is told the new offsets (queue 0 back to the message stored at
+    // `fourth_stored_at`), and so is the tool.
+    let member = Client::connect(broker.addr).await.expect("connect");
+    join(&member, "rg", "ResetT", "127.0.0.1@member").await;
+    let r = call(&c, reset("ResetT", "rg", fourth_stored_at)).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let answered: Vec<(u64, u64)> = queue_keyed(&r.body, "offsetTable")
+        .into_iter()
+        .map(|(_, q, _, v)| (q, v.as_u64().expect("offset")))
+        .collect();
+    assert_eq!(answered, vec![(0, 3), (1, 0)]);
+    let told = next_server_request(&member, request::RESET_CONSUMER_CLIENT_OFFSET).await;
+    assert_eq!(told.ext("group"), Some("rg"));
+    assert_eq!(told.ext("topic"), Some("ResetT"));
+    assert_eq!(
+        told.ext("timestamp"),
+        Some(fourth_stored_at.to_string().as_str())
+    );
+    assert_eq!(told.body, r.body, "the member gets the same table");
+    assert_eq!(
+        committed(&c, "rg", "ResetT", 0).await,
+        Some(5),
+        "RocketMQ 4.9's broker leaves the commit to the consumer"
+    );
+    // -1: the end of each queue.
+    let r = call(&c, reset("ResetT", "rg", -1)).await;
+    let ends: Vec<u64> = queue_keyed(&r.body, "offsetTable")
+        .into_iter()
+        .map(|(_, _, _, v)| v.as_u64().expect("offset"))
+        .collect();
+    assert_eq!(ends, vec![5, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_reset_commits_also_for_an_offline_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = RunningBroker::start(dir.path(), "useServerSideResetOffset=true");
+    let c = Client::connect(broker.addr).await.expect("connect");
+    let fourth_stored_at = five_messages(&c, "ResetS").await;
+    ops::commit(&c, "sg", "ResetS", 0, 5).await.expect("commit");
+
+    let r = call(&c, reset("ResetS", "sg", fourth_stored_at)).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    assert_eq!(committed(&c, "sg", "ResetS", 0).await, Some(3));
+    assert_eq!(committed(&c, "sg", "ResetS", 1).await, Some(0));
+    // RocketMQ 5's header: one queue, an exact offset, checked against the queue's range.
+    let exact = |offset: i64| {
+        reset("ResetS", "sg", -1)
+            .with_ext("queueId", 0)
+            .with_ext("offset", offset)
+    };
+    let r = call(&c, exact(1)).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    assert_eq!(committed(&c, "sg", "ResetS", 0).await, Some(1));
+    let r = call(&c, exact(99)).await;
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert_eq!(
+        r.remark.as_deref(),
+        Some("Target offset 99 not in consume queue range [0-5]")
+    );
+    assert_eq!(committed(&c, "sg", "ResetS", 0).await, Some(1), "unchanged");
+    let r = call(&c, reset("NoSuchT", "sg", -1)).await;
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_info_is_forwarded_to_the_client_and_its_answer_returned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = RunningBroker::start(dir.path(), "");
+    let admin = Client::connect(broker.addr).await.expect("connect");
+    ops::create_topic(&admin, "RunT", 1).await.expect("topic");
+    let member = Client::connect(broker.addr).await.expect("connect");
+    join(&member, "run-g", "RunT", "127.0.0.1@runner").await;
+
+    let answering = tokio::spawn(async move {
+        let asked = next_server_request(&member, request::GET_CONSUMER_RUNNING_INFO).await;
+        assert_eq!(asked.ext("clientId"), Some("127.0.0.1@runner"));
+        assert_eq!(asked.ext("jstackEnable"), Some("false"));
+        let info =
+            r#"{"properties":{"PROP_CONSUME_TYPE":"CONSUME_PASSIVELY"},"subscriptionSet":[]}"#;
+        member
+            .respond(asked.response(response::SUCCESS).with_body(info))
+            .await
+            .expect("respond");
+        member
+    });
+    let ask = |client_id: &str| {
+        RemotingCommand::request(request::GET_CONSUMER_RUNNING_INFO)
+            .with_ext("consumerGroup", "run-g")
+            .with_ext("clientId", client_id)
+            .with_ext("jstackEnable", false)
+    };
+    let r = call(&admin, ask("127.0.0.1@runner")).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    assert_eq!(
+        body(&r)["properties"]["PROP_CONSUME_TYPE"],
+        "CONSUME_PASSIVELY"
+    );
+    let _member = answering.await.expect("member task");
+
+    let r = call(&admin, ask("127.0.0.1@nobody")).await;
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert_eq!(
+        r.remark.as_deref(),
+        Some("The Consumer <run-g> <127.0.0.1@nobody> not online")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_consume_queue_reads_units_within_the_queue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = RunningBroker::start(dir.path(), "");
+    let c = Client::connect(broker.addr).await.expect("connect");
+    five_messages(&c, "CqT").await;
+    join(&c, "cq-g", "CqT", "127.0.0.1@cq").await;
+    let query = |queue_id: u32, index: u64, count: u32| {
+        RemotingCommand::request(request::QUERY_CONSUME_QUEUE)
+            .with_ext("topic", "CqT")
+            .with_ext("queueId", queue_id)
+            .with_ext("index", index)
+            .with_ext("count", count)
+            .with_ext("consumerGroup", "cq-g")
+    };
+    let r = call(&c, query(0, 1, 2)).await;
+    let b = body(&r);
+    assert_eq!(
+        (b["minQueueIndex"].as_u64(), b["maxQueueIndex"].as_u64()),
+        (Some(0), Some(5))
+    );
+    assert_eq!(b["subscriptionData"]["subString"], "*");
+    let units = b["queueData"].as_array().expect("queueData");
+    assert_eq!(units.len(), 2);
+    let (first, second) = (&units[0], &units[1]);
+    let size = first["physicSize"].as_i64().expect("size");
+    assert!(size > 0);
+    assert_eq!(
+        second["physicOffset"].as_i64(),
+        first["physicOffset"].as_i64().map(|o| o + size),
+        "consecutive records of one queue, nothing else sent in between"
+    );
+    // Past the end: SUCCESS without units, saying so.
+    let r = call(&c, query(0, 10, 2)).await;
+    assert_eq!(r.code, response::SUCCESS);
+    assert_eq!(r.remark.as_deref(), Some("Index 10 of 0@CqT is not exist!"));
+    let r = call(&c, query(9, 0, 2)).await;
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert_eq!(r.remark.as_deref(), Some("9@CqT is not exist!"));
 }

@@ -2,15 +2,16 @@
 //! producer and a push consumer run, then each admin request's answer is checked against
 //! what they are: connection lists (203, 204), who consumes the topic (300), topic lists
 //! (206, 224), the configuration (26), the cluster (106), each queue's offsets (202) and the
-//! group's progress through them (208), and a subscription group deleted with its offsets
-//! (207).
+//! group's progress through them (208), a consumer's running info asked through the broker
+//! (307), a queue's units (321), the group rewound while it runs (222), and a subscription
+//! group deleted with its offsets (207).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rocketmq_client_rust::{
     BrokerAdmin, ClientRuntime, ConsumerAdmin, DefaultMQAdminExt, DefaultMQProducer,
-    DefaultMQPushConsumer, MQPushConsumer, RouteAdmin, TopicAdmin,
+    DefaultMQPushConsumer, MQPushConsumer, OffsetAdmin, RouteAdmin, TopicAdmin,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 
@@ -178,6 +179,67 @@ pub async fn run(
             && progress.iter().map(|(_, b, _)| b).sum::<i64>() == stored_max
             && progress.iter().all(|(_, b, c)| b == c),
         &progress,
+    )?;
+
+    let client_id = cc
+        .get_connection_set()
+        .iter()
+        .next()
+        .map(|c| c.get_client_id())
+        .ok_or("no consumer connection")?;
+    let running = admin
+        .get_consumer_running_info(group.clone().into(), client_id.clone(), false, None)
+        .await?;
+    check(
+        "GET_CONSUMER_RUNNING_INFO (307), answered by the consumer through the broker",
+        running
+            .subscription_set
+            .iter()
+            .any(|s| s.topic.as_str() == topic),
+        (&running.subscription_set, running.properties.len()),
+    )?;
+    let units = admin
+        .query_consume_queue(
+            broker_addr.clone().into(),
+            topic.clone().into(),
+            0,
+            0,
+            32,
+            group.clone().into(),
+        )
+        .await?;
+    let queue0 = ranges
+        .iter()
+        .find(|(q, ..)| *q == 0)
+        .copied()
+        .unwrap_or_default();
+    let listed = units.queue_data.as_ref().map_or(0, Vec::len) as i64;
+    check(
+        "QUERY_CONSUME_QUEUE (321)",
+        units.min_queue_index == queue0.1
+            && units.max_queue_index == queue0.2
+            && listed == (queue0.2 - queue0.1).min(32)
+            && units.subscription_data.is_some(),
+        (units.min_queue_index, units.max_queue_index, listed),
+    )?;
+    // Back to the start while the consumer runs: the broker tells it, and it consumes
+    // every message a second time.
+    let table = admin
+        .reset_offset_by_timestamp(None, topic.clone().into(), group.clone().into(), 0, true)
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let redelivered = |seen: &Seen| {
+        seen.lock()
+            .map(|s| (0..5).all(|i| s.get(&format!("admin-{i}")).is_some_and(|(n, _)| *n >= 2)))
+            .unwrap_or(false)
+    };
+    while !redelivered(&seen) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    check(
+        "INVOKE_BROKER_TO_RESET_OFFSET (222), the consumer rewound by the broker",
+        table.values().all(|&o| o == 0) && !table.is_empty() && redelivered(&seen),
+        &table,
     )?;
 
     consumer.shutdown().await;

@@ -47,7 +47,11 @@ pub mod request {
     pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;
     pub const DELETE_SUBSCRIPTIONGROUP: i32 = 207;
     pub const GET_CONSUME_STATS: i32 = 208;
+    pub const RESET_CONSUMER_CLIENT_OFFSET: i32 = 220;
+    pub const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
+    pub const GET_CONSUMER_RUNNING_INFO: i32 = 307;
+    pub const QUERY_CONSUME_QUEUE: i32 = 321;
     pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
 }
 
@@ -73,6 +77,7 @@ pub mod response {
     pub const SUBSCRIPTION_NOT_LATEST: i32 = 25;
     pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
     pub const CONSUMER_NOT_ONLINE: i32 = 206;
+    pub const CONSUME_MSG_TIMEOUT: i32 = 207;
 }
 
 /// Pull request `sysFlag` bits.

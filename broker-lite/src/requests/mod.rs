@@ -5,6 +5,7 @@
 mod access;
 mod admin;
 mod clients;
+mod consumer_admin;
 mod locks;
 mod offsets;
 mod pull;
@@ -17,11 +18,13 @@ mod send;
 mod stats;
 mod transactions;
 
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mqstore::TagFilter;
+use serde_json::Value;
 
 use crate::broker::Broker;
 use crate::connections::Channel;
@@ -235,6 +238,9 @@ pub const TABLE: &[Route] = &[
     row(request::QUERY_TOPIC_CONSUME_BY_WHO, "QUERY_TOPIC_CONSUME_BY_WHO", |b, _, r, _| b.topic_consumed_by(r), Runs::Inline, Access::Admin),
     row(request::GET_TOPIC_STATS_INFO, "GET_TOPIC_STATS_INFO", |b, _, r, _| b.topic_stats(r), Runs::Blocking, Access::Resources(access::topic_sub)),
     row(request::GET_CONSUME_STATS, "GET_CONSUME_STATS", |b, _, r, _| b.consume_stats(r), Runs::Blocking, Access::Resources(access::group_sub)),
+    row(request::INVOKE_BROKER_TO_RESET_OFFSET, "INVOKE_BROKER_TO_RESET_OFFSET", |b, _, r, _| b.reset_offset(r), Runs::Blocking, Access::Admin),
+    row(request::GET_CONSUMER_RUNNING_INFO, "GET_CONSUMER_RUNNING_INFO", |b, _, r, _| b.consumer_running_info(r), Runs::Blocking, Access::Admin),
+    row(request::QUERY_CONSUME_QUEUE, "QUERY_CONSUME_QUEUE", |b, _, r, _| b.query_consume_queue(r), Runs::Blocking, Access::Resources(access::topic_sub)),
     row(request::DELETE_SUBSCRIPTIONGROUP, "DELETE_SUBSCRIPTIONGROUP", |b, _, r, _| b.delete_subscription_group(r), Runs::Blocking, Access::Admin),
     Route { name_server: true, ..row(request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER, "GET_ALL_TOPIC_LIST_FROM_NAMESERVER", |b, _, r, _| b.topic_list(r), Runs::Inline, Access::Signed) },
     Route { name_server: true, ..row(request::GET_TOPICS_BY_CLUSTER, "GET_TOPICS_BY_CLUSTER", |b, _, r, _| b.topic_list(r), Runs::Inline, Access::Signed) },
@@ -250,6 +256,29 @@ fn ok(req: &RemotingCommand, body: String) -> Handled {
     Ok(Outcome::Reply(
         req.response(response::SUCCESS).with_body(body),
     ))
+}
+
+/// A map keyed by `MessageQueue` as RocketMQ's fastjson writes it: each key is the queue
+/// object itself (`{{"brokerName":"b","queueId":0,"topic":"t"}:{...}}`). Not strict JSON,
+/// but what RocketMQ's Java tools read back, and what rocketmq-client-rust's admin decoder
+/// normalises; a string key would be read by neither as a `MessageQueue`.
+pub(crate) fn queue_keyed_map(broker_name: &str, entries: &[(&str, u32, Value)]) -> String {
+    let mut out = String::from("{");
+    for (i, (topic, queue_id, value)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // Fields in fastjson's (alphabetical) order.
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            "{{\"brokerName\":{},\"queueId\":{queue_id},\"topic\":{}}}:{value}",
+            Value::from(broker_name),
+            Value::from(*topic),
+        );
+    }
+    out.push('}');
+    out
 }
 
 /// The table row serving `code` on `port`.
@@ -379,6 +408,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn queue_keys_are_written_as_fastjson_writes_them() {
+        let map = queue_keyed_map(
+            "broker-a",
+            &[
+                ("T\"q", 0, serde_json::json!({"maxOffset": 3})),
+                ("T\"q", 1, serde_json::json!({"maxOffset": 4})),
+            ],
+        );
+        assert_eq!(
+            map,
+            r#"{{"brokerName":"broker-a","queueId":0,"topic":"T\"q"}:{"maxOffset":3},{"brokerName":"broker-a","queueId":1,"topic":"T\"q"}:{"maxOffset":4}}"#
+        );
+        assert_eq!(queue_keyed_map("b", &[]), "{}");
+    }
+
+    #[test]
     fn every_code_has_one_row_and_only_route_requests_are_on_the_name_server_port() {
         let mut codes: Vec<i32> = TABLE.iter().map(|r| r.code).collect();
         codes.sort_unstable();
@@ -424,6 +469,8 @@ mod tests {
             request::GET_CONSUMER_CONNECTION_LIST,
             request::QUERY_TOPIC_CONSUME_BY_WHO,
             request::DELETE_SUBSCRIPTIONGROUP,
+            request::INVOKE_BROKER_TO_RESET_OFFSET,
+            request::GET_CONSUMER_RUNNING_INFO,
         ];
         for r in TABLE {
             assert_eq!(

@@ -1,8 +1,6 @@
 //! Where topics and consumer groups stand: GET_TOPIC_STATS_INFO and GET_CONSUME_STATS,
 //! answered with the bodies RocketMQ 4.9's `AdminBrokerProcessor` writes.
 
-use std::fmt::Write as _;
-
 use serde_json::{json, Value};
 
 use crate::broker::Broker;
@@ -10,30 +8,7 @@ use crate::progress;
 use crate::remoting::codes::response;
 use crate::remoting::RemotingCommand;
 
-use super::{field, reject, reply, Handled};
-
-/// A map keyed by `MessageQueue` as RocketMQ's fastjson writes it: each key is the queue
-/// object itself (`{{"brokerName":"b","queueId":0,"topic":"t"}:{...}}`). Not strict JSON,
-/// but what RocketMQ's Java tools read back, and what rocketmq-client-rust's admin decoder
-/// normalises; a string key would be read by neither as a `MessageQueue`.
-fn queue_keyed_map(broker_name: &str, entries: &[(&str, u32, Value)]) -> String {
-    let mut out = String::from("{");
-    for (i, (topic, queue_id, value)) in entries.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        // Fields in fastjson's (alphabetical) order.
-        // Writing to a String cannot fail.
-        let _ = write!(
-            out,
-            "{{\"brokerName\":{},\"queueId\":{queue_id},\"topic\":{}}}:{value}",
-            Value::from(broker_name),
-            Value::from(*topic),
-        );
-    }
-    out.push('}');
-    out
-}
+use super::{field, queue_keyed_map, reject, reply, Handled};
 
 impl Broker {
     /// GET_TOPIC_STATS_INFO: each write queue's min and max offset and the store time of
@@ -113,26 +88,5 @@ impl Broker {
             queue_keyed_map(&self.config.broker_name, &entries),
         );
         reply(req.response(response::SUCCESS).with_body(body))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queue_keys_are_written_as_fastjson_writes_them() {
-        let map = queue_keyed_map(
-            "broker-a",
-            &[
-                ("T\"q", 0, json!({"maxOffset": 3})),
-                ("T\"q", 1, json!({"maxOffset": 4})),
-            ],
-        );
-        assert_eq!(
-            map,
-            r#"{{"brokerName":"broker-a","queueId":0,"topic":"T\"q"}:{"maxOffset":3},{"brokerName":"broker-a","queueId":1,"topic":"T\"q"}:{"maxOffset":4}}"#
-        );
-        assert_eq!(queue_keyed_map("b", &[]), "{}");
     }
 }
