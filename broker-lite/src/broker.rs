@@ -9,7 +9,7 @@ use std::time::Instant;
 use mqstore::MessageStore;
 
 use crate::acl::Acl;
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, LiveSettings};
 use crate::connections::ConnectedClients;
 use crate::ha::Replication;
 use crate::locks::QueueLocks;
@@ -72,6 +72,9 @@ pub struct Broker {
     pub started_at_ms: i64,
     /// Samples of queue and consumer progress (rates, lag over time).
     pub progress: ProgressHistory,
+    /// The settings UPDATE_BROKER_CONFIG may change while running (read these, not
+    /// `config`'s copies).
+    pub live: LiveSettings,
 }
 
 /// Why the broker could not start.
@@ -115,10 +118,7 @@ impl Broker {
             config.default_topic_queue_nums,
         )?;
         let offsets = ConsumerOffsets::load(dir.join("consumerOffset.json"))?;
-        let subscriptions = SubscriptionGroups::load(
-            dir.join("subscriptionGroup.json"),
-            config.auto_create_subscription_group,
-        )?;
+        let subscriptions = SubscriptionGroups::load(dir.join("subscriptionGroup.json"))?;
         topics.persist();
         let store = Arc::new(store);
         let op_from = offsets
@@ -135,6 +135,7 @@ impl Broker {
         )?;
         let ha = Arc::new(Replication::new(&config));
         let metrics = BrokerMetrics::new(config.metrics_prom);
+        let live = LiveSettings::new(&config);
         Ok(Arc::new(Broker {
             config,
             store,
@@ -152,6 +153,7 @@ impl Broker {
             metrics,
             started_at_ms: crate::metadata::now_millis(),
             progress: ProgressHistory::default(),
+            live,
         }))
     }
 

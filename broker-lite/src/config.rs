@@ -1,13 +1,17 @@
 //! `broker.conf`: RocketMQ's broker keys for the broker, everything else handed to the
 //! store's [`StoreConfig`] under the same names.
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use mqstore::{FlushMode, StoreConfig};
 
+use crate::remoting::codes::perm;
 use crate::tls::TlsMode;
 
 /// Broker settings (RocketMQ `BrokerConfig` / `NettyServerConfig` names).
@@ -100,6 +104,13 @@ pub struct BrokerConfig {
     /// `slaveReadEnable`: a slave serves pulls, and a master whose consumer falls far
     /// behind sends it to the slave. Default false.
     pub slave_read_enable: bool,
+    /// `brokerPermission`: what clients may do on this broker (RocketMQ's perm bits: 2 write,
+    /// 4 read; default 6). Without both, every topic is advertised with this perm and pulls
+    /// are refused; changeable while running (UPDATE_BROKER_CONFIG) to drain a broker.
+    pub broker_permission: u32,
+    /// The `-c` file the configuration came from, where UPDATE_BROKER_CONFIG writes the
+    /// keys it changes (not a RocketMQ key).
+    pub config_file: Option<PathBuf>,
     /// `useServerSideResetOffset` (RocketMQ 5): INVOKE_BROKER_TO_RESET_OFFSET commits the
     /// new offsets itself (also for a group that is offline), instead of only asking the
     /// group's online consumers to reset (RocketMQ 4.9's way, the default).
@@ -181,6 +192,8 @@ impl Default for BrokerConfig {
             slave_read_enable: false,
             acl_enable: false,
             use_server_side_reset_offset: false,
+            broker_permission: 6,
+            config_file: None,
             acl_file: None,
             tls_server_mode: TlsMode::Disabled,
             tls_server_cert_path: None,
@@ -204,6 +217,184 @@ fn millis(key: &str, value: &str) -> Result<Duration, ConfigError> {
     parse::<u64>(key, value).map(Duration::from_millis)
 }
 
+/// The `key=value` (or `key: value`) pairs of properties text, in order; blank lines and
+/// `#`/`!` comments skipped, as Java's `Properties` reads them (without line continuations).
+///
+/// # Errors
+/// A [`ConfigError`] for a line that is not a pair.
+pub fn conf_pairs(text: &str) -> Result<Vec<(&str, &str)>, ConfigError> {
+    let mut pairs = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let Some(split) = line.find(['=', ':']) else {
+            return Err(ConfigError {
+                key: line.into(),
+                reason: "expected `key=value`".into(),
+            });
+        };
+        pairs.push((line[..split].trim(), line[split + 1..].trim()));
+    }
+    Ok(pairs)
+}
+
+/// `text` (a broker.conf) with each of `pairs` set: the line of a key already there is
+/// replaced in place, a new key is appended; comments and other lines stay as they were.
+pub fn rewrite_conf(text: &str, pairs: &[(String, String)]) -> String {
+    let mut written = vec![false; pairs.len()];
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        let key = conf_pairs(line)
+            .ok()
+            .and_then(|p| p.first().map(|(k, _)| (*k).to_owned()));
+        match key.and_then(|k| pairs.iter().position(|(pk, _)| *pk == k)) {
+            Some(i) => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "{}={}", pairs[i].0, pairs[i].1);
+                written[i] = true;
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if !written[i] {
+            let _ = writeln!(out, "{k}={v}");
+        }
+    }
+    out
+}
+
+/// The keys UPDATE_BROKER_CONFIG may change while the broker runs. Each is read from
+/// [`LiveSettings`] at every use, so a change holds from the next request on; every other
+/// key is fixed from the start (its value is woven into files, threads or listeners).
+pub const LIVE_KEYS: &[&str] = &[
+    "brokerPermission",
+    "slaveReadEnable",
+    "rejectTransactionMessage",
+    "autoCreateSubscriptionGroup",
+];
+
+/// The current values of the [`LIVE_KEYS`].
+#[derive(Debug)]
+pub struct LiveSettings {
+    broker_permission: AtomicU32,
+    slave_read_enable: AtomicBool,
+    reject_transaction_message: AtomicBool,
+    auto_create_subscription_group: AtomicBool,
+    /// Serialises updates (each reads, changes and writes back all values); counts them.
+    updating: Mutex<u64>,
+}
+
+impl LiveSettings {
+    /// The values `config` starts with.
+    pub fn new(config: &BrokerConfig) -> Self {
+        let live = LiveSettings {
+            broker_permission: AtomicU32::new(0),
+            slave_read_enable: AtomicBool::new(false),
+            reject_transaction_message: AtomicBool::new(false),
+            auto_create_subscription_group: AtomicBool::new(false),
+            updating: Mutex::new(0),
+        };
+        live.take(config);
+        live
+    }
+
+    fn take(&self, c: &BrokerConfig) {
+        self.broker_permission
+            .store(c.broker_permission, Ordering::Relaxed);
+        self.slave_read_enable
+            .store(c.slave_read_enable, Ordering::Relaxed);
+        self.reject_transaction_message
+            .store(c.reject_transaction_message, Ordering::Relaxed);
+        self.auto_create_subscription_group
+            .store(c.auto_create_subscription_group, Ordering::Relaxed);
+    }
+
+    /// `config` with the live values in place of its own.
+    pub fn overlay(&self, config: &BrokerConfig) -> BrokerConfig {
+        let mut c = config.clone();
+        c.broker_permission = self.broker_permission();
+        c.slave_read_enable = self.slave_read_enable();
+        c.reject_transaction_message = self.reject_transaction_message();
+        c.auto_create_subscription_group = self.auto_create_subscription_group();
+        c
+    }
+
+    /// Checks every pair (a live key, a value that parses) and only then applies them all
+    /// to the values in force (over `config`); `apply` runs between the check and the
+    /// change (e.g. writing the pairs to the config file) and can still call it off.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first pair refused, or what `apply` reported; nothing
+    /// changed then.
+    pub fn update(
+        &self,
+        config: &BrokerConfig,
+        pairs: &[(String, String)],
+        apply: impl FnOnce() -> Result<(), String>,
+    ) -> Result<(), ConfigError> {
+        let mut updates = self.updating.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = self.overlay(config);
+        for (key, value) in pairs {
+            if !LIVE_KEYS.contains(&key.as_str()) {
+                return Err(ConfigError {
+                    key: key.clone(),
+                    reason: format!(
+                        "cannot be changed while the broker runs (keys that can: {})",
+                        LIVE_KEYS.join(", ")
+                    ),
+                });
+            }
+            next.set(key, value)?;
+        }
+        apply().map_err(|reason| ConfigError {
+            key: pairs.first().map(|(k, _)| k.clone()).unwrap_or_default(),
+            reason,
+        })?;
+        self.take(&next);
+        *updates += 1;
+        Ok(())
+    }
+
+    /// How many updates were applied since the start.
+    pub fn updates(&self) -> u64 {
+        *self.updating.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `brokerPermission`.
+    pub fn broker_permission(&self) -> u32 {
+        self.broker_permission.load(Ordering::Relaxed)
+    }
+
+    /// Whether clients may send to this broker (`brokerPermission` has write).
+    pub fn writable(&self) -> bool {
+        self.broker_permission() & perm::WRITE != 0
+    }
+
+    /// Whether clients may pull from this broker (`brokerPermission` has read).
+    pub fn readable(&self) -> bool {
+        self.broker_permission() & perm::READ != 0
+    }
+
+    /// `slaveReadEnable`.
+    pub fn slave_read_enable(&self) -> bool {
+        self.slave_read_enable.load(Ordering::Relaxed)
+    }
+
+    /// `rejectTransactionMessage`.
+    pub fn reject_transaction_message(&self) -> bool {
+        self.reject_transaction_message.load(Ordering::Relaxed)
+    }
+
+    /// `autoCreateSubscriptionGroup`.
+    pub fn auto_create_subscription_group(&self) -> bool {
+        self.auto_create_subscription_group.load(Ordering::Relaxed)
+    }
+}
+
 impl BrokerConfig {
     /// Applies `broker.conf` text. Returns the keys it did not know (reported, not fatal,
     /// as RocketMQ ignores them too).
@@ -213,19 +404,7 @@ impl BrokerConfig {
     pub fn apply(&mut self, text: &str) -> Result<Vec<String>, ConfigError> {
         let mut unknown = Vec::new();
         let mut route_port_given = false;
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                continue;
-            }
-            let Some(split) = line.find(['=', ':']) else {
-                return Err(ConfigError {
-                    key: line.into(),
-                    reason: "expected `key=value`".into(),
-                });
-            };
-            let key = line[..split].trim();
-            let value = line[split + 1..].trim();
+        for (key, value) in conf_pairs(text)? {
             route_port_given |= key == "namesrvListenPort";
             if !self.set(key, value)? {
                 unknown.push(key.to_owned());
@@ -308,6 +487,16 @@ impl BrokerConfig {
             "slaveReadEnable" => self.slave_read_enable = parse(key, value)?,
             "aclEnable" => self.acl_enable = parse(key, value)?,
             "useServerSideResetOffset" => self.use_server_side_reset_offset = parse(key, value)?,
+            "brokerPermission" => {
+                let bits: u32 = parse(key, value)?;
+                if bits & !(perm::READ | perm::WRITE | perm::INHERIT) != 0 {
+                    return Err(ConfigError {
+                        key: key.into(),
+                        reason: format!("`{value}` is not a RocketMQ perm (bits 1, 2, 4)"),
+                    });
+                }
+                self.broker_permission = bits;
+            }
             "metricsExporterType" => {
                 self.metrics_prom = match value {
                     "PROM" => true,
@@ -457,6 +646,7 @@ impl BrokerConfig {
             ("slaveTimeout", ms(self.slave_timeout)),
             ("slaveReadEnable", self.slave_read_enable.to_string()),
             ("aclEnable", self.acl_enable.to_string()),
+            ("brokerPermission", self.broker_permission.to_string()),
             (
                 "useServerSideResetOffset",
                 self.use_server_side_reset_offset.to_string(),
@@ -543,6 +733,62 @@ impl BrokerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewriting_a_conf_replaces_keys_in_place_and_appends_new_ones() {
+        let text =
+            "# drained for maintenance\nbrokerName=b\nbrokerPermission : 6\n\nlistenPort=1\n";
+        let out = rewrite_conf(
+            text,
+            &[
+                ("brokerPermission".into(), "4".into()),
+                ("slaveReadEnable".into(), "true".into()),
+            ],
+        );
+        assert_eq!(
+            out,
+            "# drained for maintenance\nbrokerName=b\nbrokerPermission=4\n\nlistenPort=1\nslaveReadEnable=true\n"
+        );
+        let mut c = BrokerConfig::default();
+        c.apply(&out).expect("reads back");
+        assert_eq!((c.broker_permission, c.slave_read_enable), (4, true));
+    }
+
+    #[test]
+    fn live_updates_are_all_or_nothing() {
+        let base = BrokerConfig::default();
+        let live = LiveSettings::new(&base);
+        let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+            p.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let err = live
+            .update(
+                &base,
+                &pairs(&[("slaveReadEnable", "true"), ("listenPort", "1")]),
+                || Ok(()),
+            )
+            .expect_err("a fixed key");
+        assert_eq!(err.key, "listenPort");
+        assert!(!live.slave_read_enable());
+        // The persisting step can call it off too.
+        live.update(&base, &pairs(&[("slaveReadEnable", "true")]), || {
+            Err("disk".into())
+        })
+        .expect_err("not persisted");
+        assert!(!live.slave_read_enable());
+        assert_eq!(live.updates(), 0);
+        live.update(
+            &base,
+            &pairs(&[("slaveReadEnable", "true"), ("brokerPermission", "4")]),
+            || Ok(()),
+        )
+        .expect("live keys");
+        assert!(live.slave_read_enable() && live.readable() && !live.writable());
+        assert_eq!(live.overlay(&base).broker_permission, 4);
+        assert_eq!(live.updates(), 1);
+    }
 
     #[test]
     fn broker_and_store_keys_and_errors() {

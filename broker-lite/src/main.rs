@@ -344,6 +344,7 @@ fn load_config(file: Option<&std::path::Path>) -> Result<BrokerConfig, String> {
         for key in unknown {
             tracing::warn!(key, file = %path.display(), "unknown configuration key ignored");
         }
+        config.config_file = Some(path.to_owned());
         if config.acl_file.is_none() {
             // RocketMQ keeps plain_acl.yml in conf/, beside broker.conf.
             config.acl_file = path.parent().map(|dir| dir.join("plain_acl.yml"));

@@ -31,10 +31,12 @@ pub fn body_crc32(body: &[u8]) -> i32 {
 /// static-topic mappings) and an empty filter-server list. RocketMQ 4.9 name servers read
 /// the same text and skip the fields they do not know.
 pub fn register_body(broker: &Broker) -> String {
+    let broker_permission = broker.live.broker_permission();
     let topics: serde_json::Map<String, serde_json::Value> = broker
         .topics
         .all()
         .into_iter()
+        .map(|t| t.advertised(broker_permission))
         .filter_map(|t| Some((t.topic_name.clone(), serde_json::to_value(t).ok()?)))
         .collect();
     let version = broker.topics.data_version();

@@ -95,7 +95,6 @@ impl Document for GroupTable {
 #[derive(Debug)]
 pub struct SubscriptionGroups {
     table: JsonTable<GroupTable>,
-    auto_create: bool,
 }
 
 impl SubscriptionGroups {
@@ -103,23 +102,26 @@ impl SubscriptionGroups {
     ///
     /// # Errors
     /// A corrupt file with no usable backup.
-    pub fn load(path: PathBuf, auto_create: bool) -> Result<Self, metadata::LoadError> {
+    pub fn load(path: PathBuf) -> Result<Self, metadata::LoadError> {
         Ok(SubscriptionGroups {
             table: JsonTable::load(path)?,
-            auto_create,
         })
     }
 
-    /// A group's settings, created with the defaults when auto-creation is on; `None`
-    /// when the group is unknown and auto-creation is off.
-    pub fn find_or_create(&self, group: &str) -> Option<SubscriptionGroupConfig> {
+    /// A group's settings, created with the defaults when `auto_create`
+    /// (`autoCreateSubscriptionGroup`); `None` when the group is unknown and it is off.
+    pub fn find_or_create(
+        &self,
+        group: &str,
+        auto_create: bool,
+    ) -> Option<SubscriptionGroupConfig> {
         if let Some(c) = self
             .table
             .read(|t| t.subscription_group_table.get(group).cloned())
         {
             return Some(c);
         }
-        if !self.auto_create {
+        if !auto_create {
             return None;
         }
         let created = self.table.change(|t| {
@@ -180,18 +182,23 @@ mod tests {
     fn groups_are_created_with_defaults_and_survive_a_reload() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("subscriptionGroup.json");
-        let m = SubscriptionGroups::load(path.clone(), true).expect("load");
-        let g = m.find_or_create("cg").expect("created");
+        let m = SubscriptionGroups::load(path.clone()).expect("load");
+        let g = m.find_or_create("cg", true).expect("created");
         assert_eq!((g.retry_queue_nums, g.retry_max_times), (1, 16));
         let mut custom = SubscriptionGroupConfig::new("short");
         custom.retry_max_times = 2;
         m.put(custom);
-        let again = SubscriptionGroups::load(path, false).expect("reload");
-        assert!(again.find_or_create("cg").is_some());
+        let again = SubscriptionGroups::load(path).expect("reload");
+        assert!(again.find_or_create("cg", false).is_some());
         assert_eq!(
-            again.find_or_create("short").map(|g| g.retry_max_times),
+            again
+                .find_or_create("short", false)
+                .map(|g| g.retry_max_times),
             Some(2)
         );
-        assert!(again.find_or_create("new").is_none(), "auto-creation off");
+        assert!(
+            again.find_or_create("new", false).is_none(),
+            "auto-creation off"
+        );
     }
 }

@@ -89,6 +89,17 @@ impl TopicConfig {
     pub fn readable(&self) -> bool {
         self.perm & perm::READ != 0
     }
+
+    /// The topic as routes show it on a broker with `broker_permission`: a broker that
+    /// lacks read or write (being drained) advertises every topic with its own perm, as
+    /// RocketMQ's `registerBrokerAll` does, so that clients route around it.
+    #[must_use]
+    pub fn advertised(mut self, broker_permission: u32) -> Self {
+        if broker_permission & (perm::READ | perm::WRITE) != perm::READ | perm::WRITE {
+            self.perm = broker_permission;
+        }
+        self
+    }
 }
 
 /// topics.json (`TopicConfigSerializeWrapper`).
@@ -196,6 +207,12 @@ impl Topics {
         let out = self.table.change(f);
         self.changes.send_modify(|n| *n += 1);
         out
+    }
+
+    /// Advances the table's data version without changing a topic, so that name servers
+    /// take the next registration (e.g. after the broker's permission changed).
+    pub fn next_version(&self) {
+        self.change(|_| ());
     }
 
     /// A topic's configuration.

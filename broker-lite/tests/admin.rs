@@ -576,3 +576,131 @@ async fn query_consume_queue_reads_units_within_the_queue() {
     assert_eq!(r.code, response::SYSTEM_ERROR);
     assert_eq!(r.remark.as_deref(), Some("9@CqT is not exist!"));
 }
+
+fn update(text: &str) -> RemotingCommand {
+    RemotingCommand::request(request::UPDATE_BROKER_CONFIG).with_body(text.to_owned())
+}
+
+/// brokerPermission as GET_BROKER_CONFIG reports it, and the update counter.
+async fn permission_in_config(c: &Client) -> (String, u64) {
+    let r = call(c, RemotingCommand::request(request::GET_BROKER_CONFIG)).await;
+    assert_eq!(r.code, response::SUCCESS);
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let perm = text
+        .lines()
+        .find_map(|l| l.strip_prefix("brokerPermission="))
+        .expect("brokerPermission listed")
+        .to_owned();
+    let version: Value = serde_json::from_str(r.ext("version").expect("version")).expect("JSON");
+    (perm, version["counter"].as_u64().expect("counter"))
+}
+
+/// The perm the route service advertises for `topic`.
+async fn advertised_perm(routes: &Client, topic: &str) -> i64 {
+    let r = call(
+        routes,
+        RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic),
+    )
+    .await;
+    body(&r)["queueDatas"][0]["perm"].as_i64().expect("perm")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_settings_change_at_once_persist_and_refuse_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = RunningBroker::start(dir.path(), "");
+    let c = Client::connect(broker.addr).await.expect("connect");
+    let routes = Client::connect(broker.routes.expect("route service"))
+        .await
+        .expect("connect");
+    ops::create_topic(&c, "PermT", 1).await.expect("topic");
+    let ordered = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
+        .with_ext("topic", "OrderedT")
+        .with_ext("readQueueNums", 1)
+        .with_ext("writeQueueNums", 1)
+        .with_ext("order", true);
+    assert_eq!(call(&c, ordered).await.code, response::SUCCESS);
+    assert_eq!(advertised_perm(&routes, "PermT").await, 6);
+    assert_eq!(permission_in_config(&c).await, ("6".to_owned(), 0));
+
+    // Read-only: routes say so, ordered sends are refused, others (clients with an old
+    // route) still land, pulls go on.
+    let r = call(&c, update("brokerPermission=4\n")).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    assert_eq!(advertised_perm(&routes, "PermT").await, 4);
+    assert_eq!(permission_in_config(&c).await, ("4".to_owned(), 1));
+    let refused = c
+        .invoke(
+            ops::send_request("p", &ops::Outgoing::new("OrderedT", 0, "o")),
+            T,
+        )
+        .await
+        .expect("answer");
+    assert_eq!(refused.code, response::NO_PERMISSION);
+    assert_eq!(
+        refused.remark.as_deref(),
+        Some("the broker[127.0.0.1] sending message is forbidden")
+    );
+    ops::send(&c, "p", &ops::Outgoing::new("PermT", 0, "still taken"))
+        .await
+        .expect("a plain topic still takes sends");
+    until_dispatched(&c, "PermT", 0, 1).await;
+    let pull = ops::pull_request("g", "PermT", 0, 0, 8, "*", None, None);
+    assert_eq!(
+        ops::pull(&c, pull.clone()).await.expect("pull").code,
+        response::SUCCESS
+    );
+    let on_disk = std::fs::read_to_string(dir.path().join("broker.conf")).expect("conf");
+    assert!(
+        on_disk.lines().any(|l| l == "brokerPermission=4"),
+        "{on_disk}"
+    );
+    assert!(
+        on_disk.contains("mappedFileSizeCommitLog"),
+        "other lines kept"
+    );
+
+    // Write-only: pulls refused.
+    assert_eq!(
+        call(&c, update("brokerPermission=2")).await.code,
+        response::SUCCESS
+    );
+    let r = c.invoke(pull.clone(), T).await.expect("answer");
+    assert_eq!(r.code, response::NO_PERMISSION);
+    assert_eq!(
+        r.remark.as_deref(),
+        Some("the broker[127.0.0.1] pulling message is forbidden")
+    );
+
+    // All or nothing: a fixed key, a bad value or a line that is not a pair refuses the
+    // whole request; nothing changes, in memory or on disk.
+    for bad in [
+        "listenPort=1234",
+        "slaveReadEnable=true\nstorePathRootDir=/elsewhere",
+        "brokerPermission=abc",
+        "brokerPermission=9",
+        "not a pair",
+    ] {
+        let r = call(&c, update(bad)).await;
+        assert_eq!(r.code, response::SYSTEM_ERROR, "{bad}");
+        assert!(r.remark.is_some(), "{bad}");
+    }
+    let r = call(&c, update("listenPort=1234")).await;
+    assert!(r
+        .remark
+        .as_deref()
+        .is_some_and(|m| m.contains("cannot be changed while the broker runs")));
+    assert_eq!(permission_in_config(&c).await, ("2".to_owned(), 2));
+    let cfg = call(&c, RemotingCommand::request(request::GET_BROKER_CONFIG)).await;
+    assert!(String::from_utf8_lossy(&cfg.body).contains("slaveReadEnable=false"));
+    let persisted = std::fs::read_to_string(dir.path().join("broker.conf")).expect("conf");
+    assert!(!persisted.contains("slaveReadEnable"), "{persisted}");
+
+    // A restart reads the persisted value.
+    drop((c, routes));
+    let (clean, _) = broker.terminate();
+    assert!(clean);
+    let broker = RunningBroker::start(dir.path(), &persisted);
+    let c = Client::connect(broker.addr).await.expect("connect");
+    assert_eq!(permission_in_config(&c).await, ("2".to_owned(), 0));
+}

@@ -95,7 +95,7 @@ fn check_image(root: &Path, owed: &Owed, context: &str) {
     }
     for g in &owed.groups {
         assert!(
-            broker.subscriptions.find_or_create(g).is_some(),
+            broker.subscriptions.find_or_create(g, false).is_some(),
             "{context}: subscription group {g} lost"
         );
     }

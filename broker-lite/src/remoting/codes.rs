@@ -40,6 +40,7 @@ pub mod request {
     pub const SEND_MESSAGE_V2: i32 = 310;
     pub const SEND_BATCH_MESSAGE: i32 = 320;
     pub const LITE_PULL_MESSAGE: i32 = 361;
+    pub const UPDATE_BROKER_CONFIG: i32 = 25;
     pub const GET_BROKER_CONFIG: i32 = 26;
     pub const GET_TOPIC_STATS_INFO: i32 = 202;
     pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;

@@ -4,6 +4,7 @@
 //! answers them.
 
 use crate::broker::Broker;
+use crate::config;
 use crate::remoting::codes::response;
 use crate::remoting::RemotingCommand;
 use crate::subscriptions::SubscriptionGroupConfig;
@@ -180,19 +181,58 @@ impl Broker {
     }
 
     /// GET_BROKER_CONFIG: every configuration key as `key=value` lines (RocketMQ's
-    /// `getAllConfigsFormatString`), and the configuration's `version` (a `DataVersion`:
-    /// the configuration does not change while the broker runs).
+    /// `getAllConfigsFormatString`), live values included, and the configuration's
+    /// `version` (a `DataVersion` counting the updates since the start).
     pub(super) fn broker_config(&self, req: &RemotingCommand) -> Handled {
-        let body = self.config.to_conf_text();
+        let body = self.live.overlay(&self.config).to_conf_text();
         let version = serde_json::json!({
             "stateVersion": 0,
             "timestamp": self.started_at_ms,
-            "counter": 0,
+            "counter": self.live.updates(),
         });
         reply(
             req.response(response::SUCCESS)
                 .with_ext("version", version)
                 .with_body(body),
         )
+    }
+
+    /// UPDATE_BROKER_CONFIG: body = `key=value` lines. Only the keys that can change while
+    /// running ([`LIVE_KEYS`](config::LIVE_KEYS)) are taken, all or none: one other key or a bad value refuses
+    /// the request and nothing changes. The pairs are written to the `-c` file first (so
+    /// they survive a restart, as RocketMQ persists them), then take effect; a new
+    /// `brokerPermission` is registered with the name servers at once.
+    pub(super) fn update_broker_config(&self, req: &RemotingCommand) -> Handled {
+        let text = std::str::from_utf8(&req.body)
+            .map_err(|_| "the configuration body is not UTF-8".to_owned())?;
+        let pairs: Vec<(String, String)> = config::conf_pairs(text)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        if pairs.is_empty() {
+            return reply(req.response(response::SUCCESS));
+        }
+        let persist = || -> Result<(), String> {
+            let Some(path) = &self.config.config_file else {
+                return Ok(());
+            };
+            let old = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            crate::metadata::store(path, &config::rewrite_conf(&old, &pairs))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        };
+        if let Err(e) = self.live.update(&self.config, &pairs, persist) {
+            return reject(response::SYSTEM_ERROR, e.to_string());
+        }
+        tracing::info!(
+            ?pairs,
+            persisted = self.config.config_file.is_some(),
+            "broker configuration updated"
+        );
+        if pairs.iter().any(|(k, _)| k == "brokerPermission") {
+            self.topics.next_version();
+        }
+        reply(req.response(response::SUCCESS))
     }
 }

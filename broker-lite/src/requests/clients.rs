@@ -15,7 +15,8 @@ impl Broker {
         };
         for c in &data.consumer_data_set {
             self.topics.ensure_retry_topic(&c.group_name);
-            self.subscriptions.find_or_create(&c.group_name);
+            self.subscriptions
+                .find_or_create(&c.group_name, self.live.auto_create_subscription_group());
         }
         for group in self
             .clients

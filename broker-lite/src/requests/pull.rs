@@ -17,6 +17,15 @@ use super::{field, opt_field, reject, reply, Handled, HeldPull, Outcome};
 
 impl Broker {
     pub(super) fn pull(&self, req: &RemotingCommand, allow_suspend: bool) -> Handled {
+        if !self.live.readable() {
+            return reject(
+                response::NO_PERMISSION,
+                format!(
+                    "the broker[{}] pulling message is forbidden",
+                    self.config.broker_ip1
+                ),
+            );
+        }
         let parsed = (|| -> Result<_, String> {
             Ok((
                 field::<String>(req, "consumerGroup")?,
@@ -125,7 +134,7 @@ impl Broker {
         // A slave not allowed to serve reads sends the consumer back to the master whatever
         // it found, and keeps no offset a pull carries (RocketMQ 4.9 PullMessageProcessor).
         let slave = !self.config.is_master();
-        let code = if slave && !self.config.slave_read_enable {
+        let code = if slave && !self.live.slave_read_enable() {
             response::PULL_RETRY_IMMEDIATELY
         } else {
             code
@@ -181,10 +190,13 @@ impl Broker {
     /// other to the group's `brokerId`.
     fn suggest_broker(&self, group: &str, far_behind: bool) -> u64 {
         const MASTER_ID: u64 = 0;
-        if !self.config.slave_read_enable {
+        if !self.live.slave_read_enable() {
             return MASTER_ID;
         }
-        match self.subscriptions.find_or_create(group) {
+        match self
+            .subscriptions
+            .find_or_create(group, self.live.auto_create_subscription_group())
+        {
             Some(s) if far_behind => s.which_broker_when_consume_slowly,
             Some(s) => s.broker_id,
             None if far_behind => 1,

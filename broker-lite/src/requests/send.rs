@@ -140,6 +140,17 @@ impl Broker {
                 format!("topic[{}] not exist, apply first please!", h.topic),
             );
         };
+        // A broker without write permission is drained through its routes (clients go
+        // elsewhere); only ordered topics, whose clients keep to their queue, are refused.
+        if !self.live.writable() && config.order {
+            return reject(
+                response::NO_PERMISSION,
+                format!(
+                    "the broker[{}] sending message is forbidden",
+                    self.config.broker_ip1
+                ),
+            );
+        }
         if !config.writable() {
             return reject(
                 response::NO_PERMISSION,
@@ -328,7 +339,10 @@ impl Broker {
         let mut msg = msg;
         if let Some(group) = msg.topic.strip_prefix(RETRY_GROUP_TOPIC_PREFIX) {
             let group = group.to_owned();
-            let Some(config) = self.subscriptions.find_or_create(&group) else {
+            let Some(config) = self
+                .subscriptions
+                .find_or_create(&group, self.live.auto_create_subscription_group())
+            else {
                 return Err((
                     response::SUBSCRIPTION_GROUP_NOT_EXIST,
                     format!("subscription group not exist, {group}"),
@@ -349,7 +363,7 @@ impl Broker {
             }
         }
         if transaction::is_prepare(&msg) {
-            if self.config.reject_transaction_message {
+            if self.live.reject_transaction_message() {
                 return Err((
                     response::NO_PERMISSION,
                     "the broker rejects transaction messages (rejectTransactionMessage)".into(),
