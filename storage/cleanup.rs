@@ -81,6 +81,9 @@ pub enum RemovalReason {
         /// The CommitLog minimum at the time.
         min_offset: u64,
     },
+    /// A ConsumeQueue file of a topic deleted with
+    /// [`MessageStore::delete_topic`](crate::MessageStore::delete_topic).
+    TopicDeleted,
 }
 
 /// One file a cleanup pass deleted.
@@ -400,6 +403,32 @@ impl Cleaner {
         Ok(())
     }
 
+    /// Deletes every file of `queues` (already out of the registry) the way a pass deletes
+    /// one: renamed out of the namespace now, unmapped and unlinked by this or a later pass
+    /// once no reader holds it; the emptied directories go with the last file.
+    pub(crate) fn delete_queues(&self, queues: Vec<Arc<ConsumeQueue>>) -> Result<Vec<RemovedFile>> {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut removed = Vec::new();
+        for q in queues {
+            for file in q.files() {
+                file.retire()?;
+                removed.push(RemovedFile {
+                    path: file.path().to_owned(),
+                    bytes: file.size(),
+                    reason: RemovalReason::TopicDeleted,
+                });
+                st.graveyard.push(Parked {
+                    file,
+                    since: Instant::now(),
+                    reported: false,
+                });
+            }
+        }
+        let mut report = CleanupReport::default();
+        self.release(&mut st, &mut report);
+        Ok(removed)
+    }
+
     /// Unmaps and unlinks parked files nobody holds; reports long-held ones; retries
     /// unlinks that failed.
     fn release(&self, st: &mut CleanState, report: &mut CleanupReport) {
@@ -419,6 +448,10 @@ impl Cleaner {
                             st.unremoved.push(path);
                         } else {
                             tracing::debug!(path = %path.display(), unmap_us = unmapped.as_micros() as u64, unlink_us = unlink_started.elapsed().as_micros() as u64, "released deleted file");
+                            // The last file of a deleted topic's queue takes its directory.
+                            if let Some(dir) = path.parent() {
+                                self.parts.queues.prune_empty_dirs(dir);
+                            }
                         }
                     }
                 }

@@ -47,6 +47,9 @@ pub enum CorruptionKind {
     /// Found by the offline check: repairing it would lose records, so it needs the
     /// repair's explicit discard flag.
     NeedsDiscard(String),
+    /// A deleted-topic marker (`consumequeue/<topic>/deleted-before`) does not hold an
+    /// offset.
+    BadTombstone(String),
 }
 
 impl fmt::Display for CorruptionKind {
@@ -63,6 +66,10 @@ impl fmt::Display for CorruptionKind {
                 write!(f, "file is {actual} bytes, expected {expected}")
             }
             Self::ForeignFile => f.write_str("file name is not a 20-digit offset"),
+            Self::BadTombstone(text) => write!(
+                f,
+                "deleted-topic marker holds `{text}`, not a CommitLog offset"
+            ),
             Self::NeedsDiscard(what) => write!(
                 f,
                 "{what} (repairing it drops records: pass the discard flag to cut here)"
@@ -209,6 +216,12 @@ pub enum Error {
     ShutDown,
     /// Replicated bytes were refused.
     Replica(ReplicaError),
+    /// Dispatch to the ConsumeQueues did not catch up with the CommitLog within `waited`
+    /// (or has failed); the operation that needed it changed nothing.
+    DispatchBehind {
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
 }
 
 impl Error {
@@ -255,6 +268,10 @@ impl fmt::Display for Error {
             ),
             Error::ShutDown => f.write_str("the store has been shut down"),
             Error::Replica(e) => write!(f, "replication: {e}"),
+            Error::DispatchBehind { waited } => write!(
+                f,
+                "dispatch to the consume queues did not catch up within {waited:?}; nothing was changed"
+            ),
         }
     }
 }

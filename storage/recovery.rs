@@ -56,6 +56,8 @@ struct QueueRepair<'a> {
     from_log_start: bool,
     units_rebuilt: u64,
     delay_levels: Vec<i64>,
+    /// Deleted topics: their records below the recorded offset enter no queue.
+    tombstones: HashMap<String, u64>,
 }
 
 impl QueueRepair<'_> {
@@ -68,6 +70,9 @@ impl QueueRepair<'_> {
         let Some((offset, unit)) = unit_of(phys, v, &self.delay_levels) else {
             return Ok(());
         };
+        if queue::is_deleted(&self.tombstones, v.topic, phys) {
+            return Ok(());
+        }
         let key = (v.topic.to_owned(), v.queue_id as u32);
         if only.is_some_and(|set| !set.contains(&key)) {
             return Ok(());
@@ -214,6 +219,7 @@ pub(crate) fn recover(
         from_log_start: log_start.is_none_or(|s| from <= s),
         units_rebuilt: 0,
         delay_levels: cfg.delay_levels()?,
+        tombstones: queue::load_tombstones(&cq_root)?,
     };
     let mut last_timestamp = 0;
     let index_ref = index.as_ref().map(|(i, _)| i);

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::Checkpoints;
-use crate::cleanup::{Cleaner, CleanerParts, CleanupReport};
+use crate::cleanup::{Cleaner, CleanerParts, CleanupReport, RemovedFile};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{FlushMode, StoreConfig};
 use crate::dispatch::{ArrivalListener, Dispatcher};
@@ -28,7 +28,7 @@ use crate::log::{
     CommitLog, LogBytes, RecordGuard, Records, RecoveryReport, ReplicaProgress, TailCheck,
 };
 use crate::put::{PhysicalOffset, PutResult, PutStatus, QueueOffset};
-use crate::queue::ConsumeQueues;
+use crate::queue::{self, ConsumeQueues};
 use crate::read::{self, GetMessageResult, MessageFilter, QueryMessageResult, TransferLimits};
 use crate::service::{Pause, ServiceThread, Waker};
 
@@ -38,6 +38,9 @@ const SYNC_MODE_TICK: Duration = Duration::from_millis(10);
 const SHUTDOWN_FLUSH_RETRIES: usize = 10;
 /// Longest a clean shutdown waits for the dispatcher to catch up (RocketMQ: 5 s).
 const SHUTDOWN_DISPATCH_WAIT: Duration = Duration::from_secs(5);
+/// How long deleting a topic waits for dispatch to reach the CommitLog's end (puts wait
+/// meanwhile).
+const DELETE_TOPIC_DISPATCH_WAIT: Duration = Duration::from_secs(10);
 /// The dispatcher's idle tick; puts wake it sooner.
 const REPUT_TICK: Duration = Duration::from_millis(1);
 /// The tail check runs once when woken at start; after that its thread only idles.
@@ -682,6 +685,46 @@ impl MessageStore {
             return Err(Error::ShutDown);
         }
         self.cleaner.run_pass(&Pause::default())
+    }
+
+    /// Deletes every ConsumeQueue of `topic` (RocketMQ's `cleanUnusedTopic` for one
+    /// topic): from now on no read finds one, a read in the middle of one finishes on the
+    /// old bytes, and its files are renamed out of the namespace now and unmapped and
+    /// unlinked (with their directories) once the last reader lets go. The topic's records
+    /// stay in the CommitLog, and its keys in the IndexFiles, until they expire, as in
+    /// RocketMQ; a message of the topic dispatched later starts a new queue at offset 0.
+    /// Returns the files deleted.
+    ///
+    /// # Errors
+    /// [`Error::ShutDown`] after shutdown; [`Error::DispatchBehind`] (nothing deleted) when
+    /// dispatch does not reach the CommitLog's end within 10 s; an I/O error renaming a
+    /// file (the queues are out
+    /// of the store for this run either way; a file that kept its name is loaded again by
+    /// the next open, and deleting the topic again removes it).
+    pub fn delete_topic(&self, topic: &str) -> Result<Vec<RemovedFile>> {
+        if self.log.is_closed() {
+            return Err(Error::ShutDown);
+        }
+        // Every record of the topic appended so far must be in its queues before they go
+        // (else the dispatcher would bring a queue back with old offsets), and nothing
+        // may be appended meanwhile.
+        let queues = self.log.forget_topic_with(topic, || {
+            if !self.wait_dispatched(DELETE_TOPIC_DISPATCH_WAIT) {
+                return Err(Error::DispatchBehind {
+                    waited: DELETE_TOPIC_DISPATCH_WAIT,
+                });
+            }
+            // Durable before any file goes: a restart after a crash re-dispatches the
+            // newest records, and must leave the deleted topic's out.
+            queue::write_tombstone(
+                &self.config.consume_queue_dir(),
+                topic,
+                self.log.max_offset(),
+                self.log.faults(),
+            )?;
+            Ok(self.queues.remove_topic(topic))
+        })?;
+        self.cleaner.delete_queues(queues)
     }
 
     /// Lets the next 20 cleanup passes delete expired files whatever the hour (RocketMQ

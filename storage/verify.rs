@@ -356,6 +356,7 @@ fn check_log(
 ) -> Result<()> {
     let size = config.mapped_file_size_commit_log;
     let delay_levels = config.delay_levels()?;
+    let tombstones = crate::queue::load_tombstones(&config.consume_queue_dir())?;
     report.commit_log_files = files.len();
     report.min_offset = files.first().map_or(0, |(s, _)| *s);
     report.valid_end = report.min_offset;
@@ -391,7 +392,8 @@ fn check_log(
                     v.store_timestamp,
                     &delay_levels,
                 ),
-                in_queue: format::enters_consume_queue(v.sys_flag),
+                in_queue: format::enters_consume_queue(v.sys_flag)
+                    && !crate::queue::is_deleted(&tombstones, v.topic, at),
                 key_hashes,
                 store_timestamp: v.store_timestamp,
             },

@@ -130,6 +130,17 @@ impl ConsumerOffsets {
         })
     }
 
+    /// Forgets every group's offsets of `topic` (its queues were deleted and start again
+    /// at 0); returns how many groups had some.
+    pub fn remove_topic(&self, topic: &str) -> usize {
+        let prefix = format!("{topic}@");
+        self.table.change(|t| {
+            let before = t.offset_table.len();
+            t.offset_table.retain(|k, _| !k.starts_with(&prefix));
+            before - t.offset_table.len()
+        })
+    }
+
     /// Every (topic, queue, offset) committed by `group`.
     pub fn of_group(&self, group: &str) -> Vec<(String, u32, i64)> {
         let suffix = format!("@{group}");

@@ -249,6 +249,11 @@ impl Topics {
         Ok(changed.len())
     }
 
+    /// Removes a topic and persists the table; false if it did not exist.
+    pub fn remove(&self, topic: &str) -> bool {
+        self.change(|t| t.topic_config_table.remove(topic).is_some())
+    }
+
     /// Creates or replaces a topic and persists the table.
     pub fn put(&self, config: TopicConfig) {
         self.change(|t| {

@@ -605,14 +605,20 @@ async fn advertised_perm(routes: &Client, topic: &str) -> i64 {
     body(&r)["queueDatas"][0]["perm"].as_i64().expect("perm")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_settings_change_at_once_persist_and_refuse_the_rest() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = RunningBroker::start(dir.path(), "");
+/// A broker in `dir`, a client of its broker port and one of its route service.
+async fn broker_with_routes(dir: &std::path::Path) -> (RunningBroker, Client, Client) {
+    let broker = RunningBroker::start(dir, "");
     let c = Client::connect(broker.addr).await.expect("connect");
     let routes = Client::connect(broker.routes.expect("route service"))
         .await
         .expect("connect");
+    (broker, c, routes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_settings_change_at_once_persist_and_refuse_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (broker, c, routes) = broker_with_routes(dir.path()).await;
     ops::create_topic(&c, "PermT", 1).await.expect("topic");
     let ordered = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
         .with_ext("topic", "OrderedT")
@@ -703,4 +709,64 @@ async fn live_settings_change_at_once_persist_and_refuse_the_rest() {
     let broker = RunningBroker::start(dir.path(), &persisted);
     let c = Client::connect(broker.addr).await.expect("connect");
     assert_eq!(permission_in_config(&c).await, ("2".to_owned(), 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_topic_is_gone_with_its_queues_and_offsets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (broker, c, routes) = broker_with_routes(dir.path()).await;
+    five_messages(&c, "DelT").await;
+    ops::commit(&c, "dg", "DelT", 0, 4).await.expect("commit");
+    assert_eq!(committed(&c, "dg", "DelT", 0).await, Some(4));
+    let delete = |topic: &str| {
+        RemotingCommand::request(request::DELETE_TOPIC_IN_BROKER).with_ext("topic", topic)
+    };
+
+    let r = call(&c, delete("DelT")).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    assert!(!ops::topics(&c)
+        .await
+        .expect("topics")
+        .topic_config_table
+        .contains_key("DelT"));
+    let r = call(
+        &routes,
+        RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", "DelT"),
+    )
+    .await;
+    assert_eq!(r.code, response::TOPIC_NOT_EXIST);
+    let all = call(
+        &c,
+        RemotingCommand::request(request::GET_ALL_CONSUMER_OFFSET),
+    )
+    .await;
+    assert_eq!(all.code, response::SUCCESS);
+    assert!(
+        !String::from_utf8_lossy(&all.body).contains("DelT@dg"),
+        "offsets go with it"
+    );
+    let topic_dir = dir.path().join("store").join("consumequeue").join("DelT");
+    let deadline = std::time::Instant::now() + T;
+    while topic_dir.join("0").exists() {
+        assert!(std::time::Instant::now() < deadline, "queue 0's files stay");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // Created again, the topic starts from queue offset 0.
+    ops::create_topic(&c, "DelT", 2).await.expect("topic");
+    let sent = ops::send(&c, "p", &ops::Outgoing::new("DelT", 0, "new life"))
+        .await
+        .expect("send");
+    assert_eq!(sent.queue_offset, 0);
+
+    for system in ["TBW102", "SCHEDULE_TOPIC_XXXX", "RMQ_SYS_TRANS_HALF_TOPIC"] {
+        let r = call(&c, delete(system)).await;
+        assert_eq!(r.code, response::SYSTEM_ERROR, "{system}");
+        assert_eq!(
+            r.remark,
+            Some(format!(
+                "The topic[{system}] is conflict with system topic."
+            ))
+        );
+    }
 }

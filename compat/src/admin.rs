@@ -3,8 +3,9 @@
 //! what they are: connection lists (203, 204), who consumes the topic (300), topic lists
 //! (206, 224), the configuration (26), the cluster (106), each queue's offsets (202) and the
 //! group's progress through them (208), a consumer's running info asked through the broker
-//! (307), a queue's units (321), the group rewound while it runs (222), and a subscription
-//! group deleted with its offsets (207).
+//! (307), a queue's units (321), the group rewound while it runs (222), live configuration
+//! changes (25), a subscription group deleted with its offsets (207), and the topic deleted
+//! (215).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -242,6 +243,46 @@ pub async fn run(
         &table,
     )?;
 
+    // Live configuration: a harmless key, then draining the broker (read-only) and back.
+    let set = |k: &str, v: &str| {
+        std::collections::HashMap::from([(k.to_owned().into(), v.to_owned().into())])
+    };
+    admin
+        .update_broker_config(broker_addr.clone().into(), set("slaveReadEnable", "true"))
+        .await?;
+    admin
+        .update_broker_config(broker_addr.clone().into(), set("brokerPermission", "4"))
+        .await?;
+    let config = admin.get_broker_config(broker_addr.clone().into()).await?;
+    let route = admin.examine_topic_route_info(topic.clone().into()).await?;
+    let perms: Vec<u32> = route
+        .as_ref()
+        .map(|r| r.queue_datas.iter().map(|q| q.perm).collect())
+        .unwrap_or_default();
+    check(
+        "UPDATE_BROKER_CONFIG (25): live keys, the route drained",
+        config.get("slaveReadEnable").map(|v| v.as_str()) == Some("true")
+            && config.get("brokerPermission").map(|v| v.as_str()) == Some("4")
+            && !perms.is_empty()
+            && perms.iter().all(|&p| p == 4),
+        (
+            config.get("slaveReadEnable"),
+            config.get("brokerPermission"),
+            &perms,
+        ),
+    )?;
+    admin
+        .update_broker_config(broker_addr.clone().into(), set("brokerPermission", "6"))
+        .await?;
+    let refused = admin
+        .update_broker_config(broker_addr.clone().into(), set("listenPort", "1"))
+        .await;
+    check(
+        "UPDATE_BROKER_CONFIG (25): a key fixed at start refused",
+        refused.is_err(),
+        refused.err().map(|e| e.to_string()),
+    )?;
+
     consumer.shutdown().await;
     producer.shutdown().await;
     // The consumer's last offset commit and its unregistration are oneway: wait until the
@@ -269,6 +310,18 @@ pub async fn run(
         "DELETE_SUBSCRIPTIONGROUP (207) with its offsets",
         !who.group_list.iter().any(|g| g.as_str() == group),
         &who.group_list,
+    )?;
+    admin
+        .delete_topic_in_broker(
+            std::collections::HashSet::from([broker_addr.clone().into()]),
+            topic.clone().into(),
+        )
+        .await?;
+    let all = admin.fetch_all_topic_list().await?;
+    check(
+        "DELETE_TOPIC_IN_BROKER (215)",
+        !all.topic_list.iter().any(|t| t.as_str() == topic),
+        &all.topic_list,
     )?;
     println!("COMPAT OK");
     Ok(())

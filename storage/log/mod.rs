@@ -107,6 +107,15 @@ impl QueueTable {
         let &i = self.topics.get(topic)?;
         self.queues[i].get(queue_id)
     }
+
+    /// Forgets every queue of `topic`: its next put starts at queue offset 0 (the topic
+    /// keeps its index, so no other index moves).
+    fn forget(&mut self, topic: &str) {
+        if let Some(&i) = self.topics.get(topic) {
+            self.queues[i].dense.clear();
+            self.queues[i].sparse.clear();
+        }
+    }
 }
 
 /// What opening found and changed at the end of the CommitLog.
@@ -671,6 +680,20 @@ impl CommitLog {
             let slot = st.queue_table.slot(topic, queue_id);
             *slot = (*slot).max(next);
         }
+    }
+
+    /// Runs `f` while no put is in progress and none can start, then, if it succeeded,
+    /// forgets `topic`'s next queue offsets (RocketMQ's `removeQueueFromTopicQueueTable`):
+    /// the topic's next message starts its queue again at 0.
+    pub(crate) fn forget_topic_with<R>(
+        &self,
+        topic: &str,
+        f: impl FnOnce() -> Result<R>,
+    ) -> Result<R> {
+        let mut st = self.lock_put();
+        let out = f()?;
+        st.queue_table.forget(topic);
+        Ok(out)
     }
 
     /// The file holding `offset` and the published bytes from it (for the dispatcher).

@@ -701,6 +701,76 @@ fn remove_queue_files(dir: &Path, faults: &FaultInjector) -> Result<()> {
     mmap::sync_dir(dir, faults)
 }
 
+/// The file in `consumequeue/<topic>/` that records a deleted topic: the CommitLog offset
+/// below which none of the topic's records enters a queue again (RocketMQ skips the
+/// non-numeric name, as it skips every entry that is not a queue id).
+const TOMBSTONE: &str = "deleted-before";
+
+/// Records, durably, that `topic`'s records below CommitLog offset `before` belong to a
+/// deleted topic: recovery and verify leave them out of the queues from now on.
+pub(crate) fn write_tombstone(
+    root: &Path,
+    topic: &str,
+    before: u64,
+    faults: &FaultInjector,
+) -> Result<()> {
+    let dir = root.join(topic);
+    mmap::create_dir_durable(&dir, faults)?;
+    let path = dir.join(TOMBSTONE);
+    let tmp = dir.join(format!("{TOMBSTONE}.tmp"));
+    let write = || -> std::io::Result<()> {
+        crate::fault::guarded(faults, crate::fault::IoOp::Write, || {
+            fs::write(&tmp, before.to_string())
+        })?;
+        crate::fault::guarded(faults, crate::fault::IoOp::Flush, || {
+            fs::File::open(&tmp)?.sync_all()
+        })?;
+        crate::fault::rename(faults, &tmp, &path)
+    };
+    write().map_err(|e| Error::io("write", &path, e))?;
+    mmap::sync_dir(&dir, faults)
+}
+
+/// The deleted topics under `root` and the CommitLog offset each was deleted at. A
+/// tombstone that does not parse is reported as corrupt: guessing could bring back a
+/// deleted queue or hide a live one.
+pub(crate) fn load_tombstones(root: &Path) -> Result<std::collections::HashMap<String, u64>> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(topics) = fs::read_dir(root) else {
+        return Ok(out);
+    };
+    for topic in topics {
+        let topic = topic.map_err(|e| Error::io("read directory", root, e))?;
+        let path = topic.path().join(TOMBSTONE);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // Not a directory (a stray file in consumequeue/): nothing recorded there.
+            Err(_) if !topic.path().is_dir() => continue,
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        let before = text.trim().parse::<u64>().map_err(|_| Error::Corrupted {
+            path: path.clone(),
+            offset: 0,
+            kind: CorruptionKind::BadTombstone(text.trim().to_owned()),
+        })?;
+        if let Some(name) = topic.file_name().to_str() {
+            out.insert(name.to_owned(), before);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the record at CommitLog offset `phys` of `topic` belongs to a deleted topic
+/// (below its tombstone) and so enters no queue.
+pub(crate) fn is_deleted(
+    tombstones: &std::collections::HashMap<String, u64>,
+    topic: &str,
+    phys: u64,
+) -> bool {
+    tombstones.get(topic).is_some_and(|&before| phys < before)
+}
+
 /// Lists `(topic, queue_id)` of every queue directory under `root`
 /// (`consumequeue/<topic>/<numeric dir>`); other entries are ignored, as RocketMQ does.
 pub(crate) fn list_queues(root: &Path) -> Result<Vec<(String, u32)>> {

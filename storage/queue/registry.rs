@@ -62,6 +62,30 @@ impl ConsumeQueues {
         Ok(q)
     }
 
+    /// Takes every queue of `topic` out of the registry: new reads find none from now on.
+    pub(crate) fn remove_topic(&self, topic: &str) -> Vec<Arc<ConsumeQueue>> {
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        map.remove(topic)
+            .map(|by_id| by_id.into_values().collect())
+            .unwrap_or_default()
+    }
+
+    /// Removes `dir` and then its parent if they are empty and no queue of a topic in the
+    /// registry lives there (a queue created meanwhile keeps them: creation holds the same
+    /// lock).
+    pub(crate) fn prune_empty_dirs(&self, dir: &std::path::Path) {
+        let _creation = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if !dir.starts_with(&self.root) {
+            return;
+        }
+        // Fails, as wanted, on a directory that still holds anything.
+        if std::fs::remove_dir(dir).is_ok() {
+            if let Some(topic_dir) = dir.parent().filter(|p| *p != self.root) {
+                let _ = std::fs::remove_dir(topic_dir);
+            }
+        }
+    }
+
     /// Every queue.
     pub(crate) fn all(&self) -> Vec<Arc<ConsumeQueue>> {
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);

@@ -53,6 +53,7 @@ pub mod request {
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
     pub const GET_CONSUMER_RUNNING_INFO: i32 = 307;
     pub const QUERY_CONSUME_QUEUE: i32 = 321;
+    pub const DELETE_TOPIC_IN_BROKER: i32 = 215;
     pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
 }
 

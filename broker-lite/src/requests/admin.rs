@@ -235,4 +235,48 @@ impl Broker {
         }
         reply(req.response(response::SUCCESS))
     }
+
+    /// DELETE_TOPIC_IN_BROKER: the topic's configuration, its queues (files removed once
+    /// no reader holds them; its next message starts again at queue offset 0) and every
+    /// group's offsets of it, as RocketMQ 5 does. System topics and slaves refuse. The
+    /// topic's messages stay in the CommitLog until they expire.
+    pub(super) fn delete_topic(&self, req: &RemotingCommand) -> Handled {
+        if !self.config.is_master() {
+            return reject(
+                response::SYSTEM_ERROR,
+                "Can't modify topic or subscription group from slave broker, please execute it from master broker.",
+            );
+        }
+        let topic: String = field(req, "topic")?;
+        if let Err(e) = topics::validate_topic(&topic) {
+            return reject(response::SYSTEM_ERROR, e);
+        }
+        if crate::metrics::is_system_topic(&topic) {
+            return reject(
+                response::SYSTEM_ERROR,
+                format!("The topic[{topic}] is conflict with system topic."),
+            );
+        }
+        let existed = self.topics.remove(&topic);
+        let groups = self.offsets.remove_topic(&topic);
+        match self.store.delete_topic(&topic) {
+            Ok(files) => {
+                tracing::info!(
+                    topic,
+                    existed,
+                    offsets_of_groups = groups,
+                    queue_files = files.len(),
+                    "topic deleted"
+                );
+                reply(req.response(response::SUCCESS))
+            }
+            Err(e) => {
+                tracing::error!(topic, error = %e, "deleting the topic's queues failed");
+                reject(
+                    response::SYSTEM_ERROR,
+                    format!("deleting the queues of {topic}: {e}"),
+                )
+            }
+        }
+    }
 }
