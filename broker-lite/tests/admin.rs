@@ -714,7 +714,7 @@ async fn live_settings_change_at_once_persist_and_refuse_the_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_topic_is_gone_with_its_queues_and_offsets() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (broker, c, routes) = broker_with_routes(dir.path()).await;
+    let (_broker, c, routes) = broker_with_routes(dir.path()).await;
     five_messages(&c, "DelT").await;
     ops::commit(&c, "dg", "DelT", 0, 4).await.expect("commit");
     assert_eq!(committed(&c, "dg", "DelT", 0).await, Some(4));
