@@ -25,7 +25,7 @@ LAYERS = {
         "cleanup", "recovery", "store", "verify",
     ],
     "broker-lite/src": [
-        "remoting", "tls", "config", "acl", "metrics", "metadata",
+        "remoting", "tls", "config", "acl", "http", "metrics", "metadata",
         "topics", "subscriptions", "offsets", "progress", "connections", "locks", "long_poll",
         "transaction", "schedule",
         "outbound",

@@ -3,25 +3,16 @@
 //! counters of [`BrokerMetrics`](crate::metrics::BrokerMetrics) and what is read from the
 //! broker at that moment (consumer lag, connections, storage, replication).
 //!
-//! Bounded against bad clients: at most [`MAX_CONNECTIONS`] connections (more are closed
-//! at once), a request head must arrive within [`HEAD_TIMEOUT`] and fit in
-//! [`MAX_HEAD_BYTES`], one connection lives at most [`CONNECTION_LIFETIME`], and at most
-//! [`CONCURRENT_SCRAPES`] scrapes are computed at once (others get 503). With ACL on, a
-//! scrape must come from a `globalWhiteRemoteAddresses` address or carry HTTP Basic
-//! credentials of an admin account.
+//! Served and guarded by [`crate::http`] (bounded connections, heads and lifetimes; the
+//! ACL rule for HTTP ports); at most [`CONCURRENT_SCRAPES`] scrapes are computed at once
+//! (others get 503).
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::{Method, Request, StatusCode};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -33,17 +24,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
+use crate::http::{self, HttpResponse};
 use crate::metrics::{is_system_group, is_system_topic};
 use crate::progress;
 
-/// Connections served at once; more are closed at once.
-pub const MAX_CONNECTIONS: usize = 64;
-/// How long a client may take to send a request head.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-/// The largest request head read.
-pub const MAX_HEAD_BYTES: usize = 16 * 1024;
-/// The longest one connection is served.
-pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Scrapes computed at once; more are answered 503.
 pub const CONCURRENT_SCRAPES: usize = 2;
 
@@ -76,81 +60,32 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, stop: CancellationT
         registry,
         scrapes: Semaphore::new(CONCURRENT_SCRAPES),
     });
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = stop.cancelled() => return,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed; backing off");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::debug!(%peer, "metrics connection refused: too many open");
-            continue; // dropped: closed
-        };
+    http::serve("metrics", listener, stop, move |peer, req| {
         let endpoint = Arc::clone(&endpoint);
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let endpoint = Arc::clone(&endpoint);
-                async move { Ok::<_, Infallible>(respond(&endpoint, peer, &req).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = tokio::time::timeout(CONNECTION_LIFETIME, connection) => {}
-                () = stop.cancelled() => {}
-            }
-            drop(permit);
-        });
-    }
-}
-
-fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{text}\n"))));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
+        async move { respond(&endpoint, peer, &req).await }
+    })
+    .await;
 }
 
 async fn respond(
     endpoint: &Arc<Endpoint>,
     peer: SocketAddr,
     req: &Request<Incoming>,
-) -> Response<Full<Bytes>> {
+) -> HttpResponse {
     if req.uri().path() != "/metrics" {
-        return plain(
+        return http::plain(
             StatusCode::NOT_FOUND,
             "not found: the metrics are at /metrics",
         );
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "GET /metrics");
+        return http::plain(StatusCode::METHOD_NOT_ALLOWED, "GET /metrics");
     }
-    if !allowed(&endpoint.broker, peer, req) {
-        let mut r = plain(
-            StatusCode::UNAUTHORIZED,
-            "ACL is on: scrape from a globalWhiteRemoteAddresses address or with an admin account's accessKey:secretKey (HTTP Basic)",
-        );
-        r.headers_mut().insert(
-            hyper::header::WWW_AUTHENTICATE,
-            hyper::header::HeaderValue::from_static("Basic realm=\"broker-lite metrics\""),
-        );
-        return r;
+    if !http::allowed(endpoint.broker.acl.as_deref(), peer, req.headers()) {
+        return http::unauthorized("Basic realm=\"broker-lite metrics\"", "scrape");
     }
     let Ok(_scrape) = endpoint.scrapes.try_acquire() else {
-        return plain(
+        return http::plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "scrapes in progress; try again",
         );
@@ -163,48 +98,12 @@ async fn respond(
     })
     .await;
     match text {
-        Ok(Ok(text)) => {
-            let mut r = Response::new(Full::new(Bytes::from(text)));
-            r.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static(OPENMETRICS),
-            );
-            r
-        }
-        _ => plain(
+        Ok(Ok(text)) => http::with_type(StatusCode::OK, text, OPENMETRICS),
+        _ => http::plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the metrics could not be encoded",
         ),
     }
-}
-
-/// Without ACL: everyone (the port binds loopback unless configured otherwise). With ACL: a
-/// white-listed address, or Basic credentials of an admin account.
-fn allowed(broker: &Broker, peer: SocketAddr, req: &Request<Incoming>) -> bool {
-    let Some(acl) = &broker.acl else {
-        return true;
-    };
-    if acl.peer_allowed(peer.ip()) {
-        return true;
-    }
-    let Some(credentials) = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
-        .and_then(|b| String::from_utf8(b).ok())
-    else {
-        return false;
-    };
-    let Some((access_key, secret_key)) = credentials.split_once(':') else {
-        return false;
-    };
-    acl.admin_password_matches(access_key, secret_key)
 }
 
 /// What is read from the broker at each scrape.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod connections;
 pub mod exporter;
 pub mod ha;
+pub mod http;
 pub mod locks;
 pub mod long_poll;
 pub mod metadata;
