@@ -32,7 +32,7 @@ LAYERS = {
         "ha::master", "ha::slave", "ha",
         "broker",
         "requests", "slave_sync",
-        "register", "exporter", "server", "ops", "verify",
+        "register", "exporter", "ops", "console", "server", "verify",
     ],
 }
 

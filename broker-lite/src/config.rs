@@ -135,6 +135,11 @@ pub struct BrokerConfig {
     pub metrics_prom_exporter_host: IpAddr,
     /// `metricsPromExporterPort`. Default 5557 (0: any free port).
     pub metrics_prom_exporter_port: u16,
+    /// `consolePort` (ours): the web console's port; unset (the default) serves no console,
+    /// 0 any free port.
+    pub console_port: Option<u16>,
+    /// `consoleHost` (ours): the console's interface. Default 127.0.0.1.
+    pub console_host: IpAddr,
     /// The store's settings (`storePathRootDir`, `flushDiskType`, `brokerRole`, …).
     pub store: StoreConfig,
 }
@@ -201,6 +206,8 @@ impl Default for BrokerConfig {
             metrics_prom: false,
             metrics_prom_exporter_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             metrics_prom_exporter_port: 5557,
+            console_port: None,
+            console_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             store,
         }
     }
@@ -511,6 +518,8 @@ impl BrokerConfig {
             }
             "metricsPromExporterHost" => self.metrics_prom_exporter_host = parse(key, value)?,
             "metricsPromExporterPort" => self.metrics_prom_exporter_port = parse(key, value)?,
+            "consolePort" => self.console_port = Some(parse(key, value)?),
+            "consoleHost" => self.console_host = parse(key, value)?,
             "tls.server.mode" => {
                 self.tls_server_mode = value.parse().map_err(|reason| ConfigError {
                     key: key.into(),
@@ -675,6 +684,11 @@ impl BrokerConfig {
                 "metricsPromExporterPort",
                 self.metrics_prom_exporter_port.to_string(),
             ),
+            (
+                "consolePort",
+                self.console_port.map(|p| p.to_string()).unwrap_or_default(),
+            ),
+            ("consoleHost", self.console_host.to_string()),
         ];
         out.extend(self.store.properties());
         out.sort_by_key(|(k, _)| *k);

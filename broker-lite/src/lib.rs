@@ -10,6 +10,7 @@ pub mod acl;
 pub mod broker;
 pub mod config;
 pub mod connections;
+pub mod console;
 pub mod exporter;
 pub mod ha;
 pub mod http;

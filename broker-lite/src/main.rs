@@ -409,6 +409,10 @@ async fn run_server(
         Some(m) => format!("{routes}, metrics on http://{m}/metrics"),
         None => routes,
     };
+    let routes = match listeners.console_addr() {
+        Some(c) => format!("{routes}, console on http://{c}/"),
+        None => routes,
+    };
     println!(
         "broker-lite listening on {bound} (clients dial {}), {routes}, {replication}, store at {}",
         broker.config.broker_addr(),

@@ -56,6 +56,8 @@ pub struct Listeners {
     tls: Option<Tls>,
     /// The Prometheus endpoint (`metricsExporterType=PROM`).
     metrics: Option<TcpListener>,
+    /// The web console (`consolePort`).
+    console: Option<TcpListener>,
 }
 
 /// TLS as configured: the mode and the loaded certificate.
@@ -142,13 +144,30 @@ impl Listeners {
         } else {
             None
         };
+        let console = match c.console_port {
+            Some(port) => {
+                let addr = SocketAddr::new(c.console_host, port);
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| std::io::Error::new(e.kind(), format!("bind {addr}: {e}")))?,
+                )
+            }
+            None => None,
+        };
         Ok(Listeners {
             broker: b,
             routes,
             ha,
             tls,
             metrics,
+            console,
         })
+    }
+
+    /// The console port actually bound (`consolePort`).
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The metrics port actually bound (`metricsExporterType=PROM`).
@@ -221,6 +240,13 @@ pub async fn serve(
             shared.stop.clone(),
         ))
     });
+    let console = listeners.console.map(|l| {
+        tokio::spawn(crate::console::run(
+            Arc::clone(&broker),
+            l,
+            shared.stop.clone(),
+        ))
+    });
     let registration = (!broker.config.namesrv_addr.is_empty()).then(|| {
         tokio::spawn(crate::register::run(
             Arc::clone(&broker),
@@ -243,8 +269,8 @@ pub async fn serve(
         tracing::warn!("some requests were still running after {DRAIN_TIMEOUT:?}");
     }
     let _ = housekeeping.await;
-    if let Some(e) = exporter {
-        let _ = e.await;
+    for http_port in [exporter, console].into_iter().flatten() {
+        let _ = http_port.await;
     }
     if let Some(r) = registration {
         let _ = r.await;

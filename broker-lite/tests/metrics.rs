@@ -17,33 +17,12 @@ use common::RunningBroker;
 
 const PROM: &str = "metricsExporterType=PROM\nmetricsPromExporterPort=0\n";
 
-/// One HTTP/1.1 exchange on a fresh connection: (status, body).
 fn http(addr: SocketAddr, request: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    s.write_all(request.as_bytes()).expect("write");
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let (status, _, body) = common::http_exchange(addr, request.as_bytes());
     (status, body)
 }
 
-fn get(addr: SocketAddr, path: &str, extra_headers: &str) -> (u16, String) {
-    http(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra_headers}\r\n"),
-    )
-}
+use common::http_get as get;
 
 /// The sum of the samples of `name` whose labels include every `k="v"` in `with`.
 fn sample(text: &str, name: &str, with: &[&str]) -> Option<f64> {

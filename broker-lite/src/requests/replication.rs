@@ -20,8 +20,14 @@ pub(crate) const MEMBER_TTL: Duration = Duration::from_secs(120);
 impl Broker {
     /// GET_BROKER_RUNTIME_INFO's body: a `KVTable` (`{"table":{…}}`, every value a string).
     pub(super) fn runtime_info(&self) -> String {
+        serde_json::json!({ "table": self.runtime_table() }).to_string()
+    }
+
+    /// The broker's runtime state as GET_BROKER_RUNTIME_INFO reports it (RocketMQ's key
+    /// names where they exist): store offsets, dispatch, replication.
+    pub fn runtime_table(&self) -> BTreeMap<&'static str, String> {
         let store = &self.store;
-        let mut t: BTreeMap<&str, String> = BTreeMap::new();
+        let mut t: BTreeMap<&'static str, String> = BTreeMap::new();
         t.insert("brokerVersionDesc", "V4_9_4".into());
         t.insert("brokerRole", self.config.store.broker_role.as_str().into());
         t.insert("commitLogMinOffset", store.min_offset().0.to_string());
@@ -59,7 +65,7 @@ impl Broker {
             };
             t.insert("haLink", link);
         }
-        serde_json::json!({ "table": t }).to_string()
+        t
     }
 
     /// REGISTER_BROKER from another broker of this group (on the route port).

@@ -105,7 +105,9 @@ fn with_missing_properties(mut msg: Message, extra: &[(&str, &str)]) -> Message 
 }
 
 impl Broker {
-    pub(super) fn send(&self, born_host: SocketAddr, req: &RemotingCommand) -> Handled {
+    /// SEND_MESSAGE, SEND_MESSAGE_V2 or SEND_BATCH_MESSAGE from a client at `born_host`
+    /// (also the console's test message, through the same checks and counters).
+    pub fn send(&self, born_host: SocketAddr, req: &RemotingCommand) -> Handled {
         if !self.config.is_master() {
             // Before anything else: a slave creates no topic for a send it cannot store.
             return reject(

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +19,8 @@ pub struct RunningBroker {
     pub ha: Option<SocketAddr>,
     /// The Prometheus endpoint, when on.
     pub metrics: Option<SocketAddr>,
+    /// The web console, when on.
+    pub console: Option<SocketAddr>,
     stdout: BufReader<std::process::ChildStdout>,
 }
 
@@ -89,12 +91,15 @@ impl RunningBroker {
         let ha = word_after("HA on ").and_then(|a| a.parse().ok());
         let metrics = word_after("metrics on http://")
             .and_then(|a| a.split('/').next().and_then(|a| a.parse().ok()));
+        let console = word_after("console on http://")
+            .and_then(|a| a.split('/').next().and_then(|a| a.parse().ok()));
         RunningBroker {
             child,
             addr,
             routes,
             ha,
             metrics,
+            console,
             stdout,
         }
     }
@@ -189,4 +194,35 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), &target).expect("copy");
         }
     }
+}
+
+/// One HTTP/1.1 exchange on a fresh connection: (status, head, body).
+pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(request).expect("write");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .map(|(h, b)| (h.to_owned(), b.to_owned()))
+        .unwrap_or_default();
+    (status, head, body)
+}
+
+/// `GET path` with `extra_headers` (each ending in CRLF): (status, body).
+pub fn http_get(addr: SocketAddr, path: &str, extra_headers: &str) -> (u16, String) {
+    let (status, _, body) = http_exchange(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra_headers}\r\n")
+            .as_bytes(),
+    );
+    (status, body)
 }
