@@ -580,11 +580,13 @@ fn lag_chart(series: &[(i64, u64)]) -> Markup {
         figure {
             svg.chart width=(W) height=(H) viewBox=(format!("0 0 {W} {H}")) role="img" {
                 title { "Lag over time" }
-                line x1=(PAD) y1=(H - PAD / 2.0) x2=(W - PAD) y2=(H - PAD / 2.0) class="axis";
-                line x1=(PAD) y1=(PAD / 2.0) x2=(PAD) y2=(H - PAD / 2.0) class="axis";
+                // Explicit end tags: inside <svg> a bare `<line>` is not closed by HTML's
+                // parser and would swallow what follows.
+                line x1=(PAD) y1=(H - PAD / 2.0) x2=(W - PAD) y2=(H - PAD / 2.0) class="axis" {}
+                line x1=(PAD) y1=(PAD / 2.0) x2=(PAD) y2=(H - PAD / 2.0) class="axis" {}
                 text x="4" y=(PAD / 2.0 + 4.0) { (top) }
                 text x="4" y=(H - PAD / 2.0) { "0" }
-                polyline points=(points.trim_end()) class="lag";
+                polyline points=(points.trim_end()) class="lag" {}
             }
             figcaption { "Lag (messages) from " (when(t0)) " to " (when(t1)) }
         }

@@ -178,23 +178,23 @@ impl ProgressHistory {
     }
 
     /// Per second over the last minute of samples, of the quantity `of` picks from each
-    /// sample; 0 until two samples a moment apart exist.
+    /// sample (from the oldest sample in the window that has it to the newest); 0 until
+    /// two samples a moment apart have it.
     fn rate(&self, of: impl Fn(&Sample) -> Option<u64>) -> f64 {
         let samples = self.lock();
-        let Some(newest) = samples.back() else {
+        let Some(newest_at) = samples.back().map(|s| s.at_ms) else {
             return 0.0;
         };
-        let Some(oldest) = samples
+        let mut with = samples
             .iter()
-            .find(|s| newest.at_ms - s.at_ms <= RATE_WINDOW_MS)
-            .filter(|s| s.at_ms < newest.at_ms)
-        else {
+            .filter(|s| newest_at - s.at_ms <= RATE_WINDOW_MS)
+            .filter_map(|s| of(s).map(|v| (s.at_ms, v)));
+        let Some((from_at, from)) = with.next() else {
             return 0.0;
         };
-        match (of(oldest), of(newest)) {
-            (Some(from), Some(to)) => {
-                let seconds = (newest.at_ms - oldest.at_ms) as f64 / 1000.0;
-                to.saturating_sub(from) as f64 / seconds
+        match with.last() {
+            Some((to_at, to)) if to_at > from_at => {
+                to.saturating_sub(from) as f64 / ((to_at - from_at) as f64 / 1000.0)
             }
             _ => 0.0,
         }
@@ -248,6 +248,18 @@ mod tests {
         assert!((h.put_tps("t") - 100.0).abs() < 1e-9);
         assert!(h.consume_tps("g", "t").abs() < 1e-9);
         assert!(h.put_tps("other").abs() < f64::EPSILON, "unknown topic");
+        // A group that appears after the first sample: its rate starts where it appears.
+        h.push(Sample {
+            at_ms: 80_000,
+            consumed: [(("late".to_owned(), "t".to_owned()), (100, 0))].into(),
+            ..Sample::default()
+        });
+        h.push(Sample {
+            at_ms: 90_000,
+            consumed: [(("late".to_owned(), "t".to_owned()), (300, 0))].into(),
+            ..Sample::default()
+        });
+        assert!((h.consume_tps("late", "t") - 20.0).abs() < 1e-9);
         assert_eq!(
             h.lag_series("g", "t"),
             vec![(0, 0), (10_000, 500), (70_000, 6_500)]

@@ -353,7 +353,10 @@ fn with_acl_the_console_needs_a_white_listed_address_or_an_admin_account() {
         "not an admin"
     );
     assert_eq!(http_get(web, "/", &basic("ops-admin", "wrong")).0, 401);
-    assert_eq!(http_get(web, "/", &basic("ops-admin", "ops-secret-1")).0, 200);
+    assert_eq!(
+        http_get(web, "/", &basic("ops-admin", "ops-secret-1")).0,
+        200
+    );
     let form = "topic=T&body=x";
     let (status, _, _) = http_exchange(
         web,
