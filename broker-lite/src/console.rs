@@ -215,6 +215,7 @@ fn bytes(n: u64) -> String {
     }
 }
 
+#[allow(clippy::unnecessary_wraps)] // every page has the one signature of the router
 fn overview(b: &Broker, _: &BTreeMap<String, String>) -> PageResult {
     let store = &b.store;
     let c = &b.config;
@@ -334,6 +335,7 @@ fn pairs_table(rows: &[(&str, String)]) -> Markup {
     }
 }
 
+#[allow(clippy::unnecessary_wraps)] // every page has the one signature of the router
 fn topics(b: &Broker, _: &BTreeMap<String, String>) -> PageResult {
     let mut all = b.topics.all();
     all.sort_by(|x, y| x.topic_name.cmp(&y.topic_name));
@@ -465,6 +467,7 @@ fn known_groups(b: &Broker) -> BTreeSet<String> {
     groups
 }
 
+#[allow(clippy::unnecessary_wraps)] // every page has the one signature of the router
 fn groups(b: &Broker, _: &BTreeMap<String, String>) -> PageResult {
     let groups = known_groups(b);
     let (_, online) = b.clients.connection_counts();

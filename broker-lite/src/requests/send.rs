@@ -107,6 +107,10 @@ fn with_missing_properties(mut msg: Message, extra: &[(&str, &str)]) -> Message 
 impl Broker {
     /// SEND_MESSAGE, SEND_MESSAGE_V2 or SEND_BATCH_MESSAGE from a client at `born_host`
     /// (also the console's test message, through the same checks and counters).
+    ///
+    /// # Errors
+    /// A [`Reject`](super::Reject) with RocketMQ's code and remark for a send refused
+    /// (bad header, unknown topic, no permission, a slave, a full or busy store, …).
     pub fn send(&self, born_host: SocketAddr, req: &RemotingCommand) -> Handled {
         if !self.config.is_master() {
             // Before anything else: a slave creates no topic for a send it cannot store.
