@@ -135,8 +135,8 @@ pub struct BrokerConfig {
     pub metrics_prom_exporter_host: IpAddr,
     /// `metricsPromExporterPort`. Default 5557 (0: any free port).
     pub metrics_prom_exporter_port: u16,
-    /// `consolePort` (ours): the web console's port; unset (the default) serves no console,
-    /// 0 any free port.
+    /// `consolePort` (ours): the web console's port; unset or negative (the default) serves
+    /// no console, 0 any free port.
     pub console_port: Option<u16>,
     /// `consoleHost` (ours): the console's interface. Default 127.0.0.1.
     pub console_host: IpAddr,
@@ -518,7 +518,22 @@ impl BrokerConfig {
             }
             "metricsPromExporterHost" => self.metrics_prom_exporter_host = parse(key, value)?,
             "metricsPromExporterPort" => self.metrics_prom_exporter_port = parse(key, value)?,
-            "consolePort" => self.console_port = Some(parse(key, value)?),
+            "consolePort" => {
+                // Negative (how GET_BROKER_CONFIG renders it) or empty: no console.
+                let port: i32 = if value.is_empty() {
+                    -1
+                } else {
+                    parse(key, value)?
+                };
+                self.console_port = if port < 0 {
+                    None
+                } else {
+                    Some(u16::try_from(port).map_err(|_| ConfigError {
+                        key: key.into(),
+                        reason: format!("`{value}` is not a port"),
+                    })?)
+                };
+            }
             "consoleHost" => self.console_host = parse(key, value)?,
             "tls.server.mode" => {
                 self.tls_server_mode = value.parse().map_err(|reason| ConfigError {
@@ -686,7 +701,8 @@ impl BrokerConfig {
             ),
             (
                 "consolePort",
-                self.console_port.map(|p| p.to_string()).unwrap_or_default(),
+                self.console_port
+                    .map_or_else(|| "-1".to_owned(), |p| p.to_string()),
             ),
             ("consoleHost", self.console_host.to_string()),
         ];
@@ -828,7 +844,8 @@ mod tests {
         c.apply(
             "brokerName=b7\nbrokerId=1\nlistenPort=20911\nnamesrvAddr=1.2.3.4:9876;5.6.7.8:9876\n\
              aclEnable=true\ntls.server.mode=permissive\ntls.server.certPath=/c.pem\n\
-             metricsExporterType=PROM\nflushDiskType=SYNC_FLUSH\nhaMasterAddress=1.2.3.4:10912\n",
+             metricsExporterType=PROM\nflushDiskType=SYNC_FLUSH\nhaMasterAddress=1.2.3.4:10912\n\
+             consolePort=8080\nbrokerPermission=4\nuseServerSideResetOffset=true\n",
         )
         .expect("applies");
         let text = c.to_conf_text();
@@ -836,6 +853,12 @@ mod tests {
         assert_eq!(back.apply(&text).expect("reads back"), Vec::<String>::new());
         assert_eq!(back.properties(), c.properties());
         assert_eq!(format!("{:?}", back.store), format!("{:?}", c.store));
+        // The defaults too (no console renders as -1).
+        let defaults = BrokerConfig::default();
+        let mut again = BrokerConfig::default();
+        again.apply(&defaults.to_conf_text()).expect("reads back");
+        assert_eq!(again.properties(), defaults.properties());
+        assert_eq!(again.console_port, None);
     }
 
     #[test]
