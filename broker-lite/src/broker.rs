@@ -171,6 +171,15 @@ impl Broker {
         out
     }
 
+    /// Percent of the store's filesystem in use (RocketMQ's used / (used + available));
+    /// `None` when it cannot be measured.
+    pub fn disk_used_percent(&self) -> Option<u32> {
+        mqstore::DiskUsage::used_percent(
+            &mqstore::FsDiskUsage,
+            &self.config.store.store_path_root_dir,
+        )
+    }
+
     /// Writes consumer offsets (periodically and at shutdown).
     pub fn persist_offsets(&self) {
         self.schedule.persist();

@@ -221,10 +221,7 @@ fn overview(b: &Broker, _: &BTreeMap<String, String>) -> PageResult {
     let c = &b.config;
     let max = store.max_offset().0;
     let flushed = store.flushed_offset().0;
-    let used = <mqstore::FsDiskUsage as mqstore::DiskUsage>::used_percent(
-        &mqstore::FsDiskUsage,
-        &c.store.store_path_root_dir,
-    );
+    let used = b.disk_used_percent();
     let (producers, consumers) = b.clients.connection_counts();
     let uptime_s = (crate::metadata::now_millis() - b.started_at_ms).max(0) / 1000;
     let stored = b

@@ -250,10 +250,7 @@ impl Collector for StateGauges {
             &[(storage, reserve)],
         )?;
 
-        let used = <mqstore::FsDiskUsage as mqstore::DiskUsage>::used_percent(
-            &mqstore::FsDiskUsage,
-            &b.config.store.store_path_root_dir,
-        );
+        let used = b.disk_used_percent();
         gauge(
             &mut encoder,
             "mqstore_disk_used_ratio",

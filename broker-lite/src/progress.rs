@@ -211,6 +211,16 @@ impl ProgressHistory {
         self.rate(|s| s.consumed.get(&key).map(|&(committed, _)| committed))
     }
 
+    /// Messages stored in every topic per second over the last minute.
+    pub fn total_put_tps(&self) -> f64 {
+        self.rate(|s| Some(s.stored.values().sum()))
+    }
+
+    /// Messages every group consumed (committed) per second over the last minute.
+    pub fn total_consume_tps(&self) -> f64 {
+        self.rate(|s| Some(s.consumed.values().map(|&(committed, _)| committed).sum()))
+    }
+
     /// `group`'s lag in `topic` at each sample: (time ms, messages).
     pub fn lag_series(&self, group: &str, topic: &str) -> Vec<(i64, u64)> {
         let key = (group.to_owned(), topic.to_owned());
@@ -243,6 +253,8 @@ mod tests {
         h.push(sample(10_000, 1_000, 500, 500));
         assert!((h.put_tps("t") - 100.0).abs() < 1e-9);
         assert!((h.consume_tps("g", "t") - 50.0).abs() < 1e-9);
+        assert!((h.total_put_tps() - 100.0).abs() < 1e-9);
+        assert!((h.total_consume_tps() - 50.0).abs() < 1e-9);
         // A minute later the first sample is outside the window: 70 s - 10 s.
         h.push(sample(70_000, 7_000, 500, 6_500));
         assert!((h.put_tps("t") - 100.0).abs() < 1e-9);

@@ -232,6 +232,17 @@ async fn topic_and_consume_stats_report_each_queue() {
             "{ts} not in {before}..={after}"
         );
     }
+    // The runtime table carries what RocketMQ's tools read from it.
+    let runtime = ops::runtime_info(&c).await.expect("runtime info");
+    let earliest: i64 = runtime["earliestMessageTimeStamp"].parse().expect("a time");
+    assert!((before..=after).contains(&earliest), "{runtime:?}");
+    assert_eq!(runtime["msgPutTotalTodayNow"], "4");
+    assert!(runtime["putTps"].parse::<f64>().is_ok_and(|t| t >= 0.0));
+    assert_eq!(runtime["getTransferedTps"], runtime["getTransferredTps"]);
+    assert!(runtime["commitLogDiskRatio"]
+        .parse::<f64>()
+        .is_ok_and(|r| (0.0..=1.0).contains(&r)));
+    assert_eq!(runtime["brokerActive"], "true");
     let r = call(
         &c,
         RemotingCommand::request(request::GET_TOPIC_STATS_INFO).with_ext("topic", "NoSuchT"),

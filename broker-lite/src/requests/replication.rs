@@ -4,6 +4,7 @@
 //! its master's addresses (as from RocketMQ's name server).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::broker::Broker;
@@ -36,6 +37,40 @@ impl Broker {
             "dispatchBehindBytes",
             store.dispatch_behind_bytes().to_string(),
         );
+        // Rates over the last minute of progress samples (RocketMQ prints three windows
+        // here; tools read the first number). Ours for "transferred" counts messages whose
+        // consumption was committed.
+        let put_tps = format!("{:.2}", self.progress.total_put_tps());
+        let get_tps = format!("{:.2}", self.progress.total_consume_tps());
+        t.insert("putTps", put_tps);
+        t.insert("getTransferedTps", get_tps.clone());
+        t.insert("getTransferredTps", get_tps);
+        t.insert(
+            "msgPutTotalTodayNow",
+            self.stats
+                .messages_stored
+                .load(Ordering::Relaxed)
+                .to_string(),
+        );
+        t.insert(
+            "sendThreadPoolQueueSize",
+            self.stats
+                .sends_in_flight
+                .load(Ordering::Relaxed)
+                .to_string(),
+        );
+        t.insert(
+            "earliestMessageTimeStamp",
+            store.earliest_message_time().to_string(),
+        );
+        if let Some(used) = self.disk_used_percent() {
+            t.insert(
+                "commitLogDiskRatio",
+                format!("{:.2}", f64::from(used) / 100.0),
+            );
+        }
+        t.insert("bootTimestamp", self.started_at_ms.to_string());
+        t.insert("brokerActive", self.config.is_master().to_string());
         if self.config.is_master() {
             let end = store.max_offset().0;
             let slaves = self.ha.slaves();
