@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use rocketmq_client_rust::{
     AclClientRPCHook, ClientRuntime, DefaultMQAdminExt, DefaultMQProducer, DefaultMQPushConsumer,
-    MQPushConsumer, SessionCredentials, TopicAdmin,
+    SessionCredentials, TopicAdmin,
 };
 use rocketmq_model::common::config::TopicConfig;
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 
-use crate::{message, Recorder, Seen};
+use crate::{message, record, Seen};
 
 /// Everything the scenario needs from the command line.
 pub struct Args {
@@ -84,16 +84,13 @@ pub async fn run(runtime: Arc<ClientRuntime>, a: Args) -> Result<(), Box<dyn std
     };
     println!("COMPAT acl: topic creation by a non-admin account refused: {e}");
 
-    let seen: Seen = Arc::default();
     let mut consumer = DefaultMQPushConsumer::builder(runtime.clone())
         .consumer_group(a.group.clone())
         .name_server_addr(a.namesrv.clone())
         .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
         .rpc_hook(Some(hook))
         .build();
-    consumer.subscribe(a.topic.as_str(), "*").await?;
-    consumer.register_message_listener_concurrently(Recorder(Arc::clone(&seen)));
-    consumer.start().await?;
+    let seen = record(&mut consumer, &a.topic, "*").await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let count = |seen: &Seen| {
         let s = seen

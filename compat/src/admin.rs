@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use rocketmq_client_rust::{
     BrokerAdmin, ClientRuntime, ConsumerAdmin, DefaultMQAdminExt, DefaultMQProducer,
-    DefaultMQPushConsumer, MQPushConsumer, OffsetAdmin, RouteAdmin, TopicAdmin,
+    DefaultMQPushConsumer, OffsetAdmin, RouteAdmin, TopicAdmin,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 
-use crate::{message, Recorder, Seen};
+use crate::{message, record, Seen};
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
@@ -49,15 +49,12 @@ pub async fn run(
             .send_with_timeout(message(&topic, "TagA", &body, &body), 10_000)
             .await?;
     }
-    let seen: Seen = Arc::default();
     let mut consumer = DefaultMQPushConsumer::builder(runtime.clone())
         .consumer_group(group.clone())
         .name_server_addr(namesrv.clone())
         .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
         .build();
-    consumer.subscribe(topic.as_str(), "TagA || TagB").await?;
-    consumer.register_message_listener_concurrently(Recorder(Arc::clone(&seen)));
-    consumer.start().await?;
+    let seen = record(&mut consumer, &topic, "TagA || TagB").await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.lock().map(|s| s.len()).unwrap_or(0) < 5 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;

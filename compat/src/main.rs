@@ -73,6 +73,20 @@ impl MessageListenerConcurrently for Recorder {
     }
 }
 
+/// Subscribes `consumer` (built, not started) to `topic` with `expression`, records every
+/// message it receives (body → times seen, fields), and starts it.
+async fn record(
+    consumer: &mut DefaultMQPushConsumer,
+    topic: &str,
+    expression: &str,
+) -> Result<Seen, Box<dyn std::error::Error>> {
+    let seen: Seen = Arc::default();
+    consumer.subscribe(topic, expression).await?;
+    consumer.register_message_listener_concurrently(Recorder(Arc::clone(&seen)));
+    consumer.start().await?;
+    Ok(seen)
+}
+
 fn message(topic: &str, tag: &str, key: &str, body: &str) -> Message {
     Message::builder()
         .topic(topic.to_owned())
@@ -241,15 +255,12 @@ async fn run(
         started.elapsed()
     );
 
-    let seen: Seen = Arc::default();
     let mut consumer = DefaultMQPushConsumer::builder(runtime.clone())
         .consumer_group(group.clone())
         .name_server_addr(namesrv.clone())
         .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
         .build();
-    consumer.subscribe(topic.as_str(), "TagA").await?;
-    consumer.register_message_listener_concurrently(Recorder(Arc::clone(&seen)));
-    consumer.start().await?;
+    let seen = record(&mut consumer, &topic, "TagA").await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let got = {
