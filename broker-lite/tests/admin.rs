@@ -770,6 +770,46 @@ async fn a_deleted_topic_is_gone_with_its_queues_and_offsets() {
         .expect("send");
     assert_eq!(sent.queue_offset, 0);
 
+    // rocketmq-rust's list form (code 5002, what rocketmq-admin-cli sends): every name is
+    // checked before any goes; then the route port's DELETE_TOPIC_IN_NAMESRV is answered.
+    ops::create_topic(&c, "ListA", 1).await.expect("topic");
+    ops::create_topic(&c, "ListB", 1).await.expect("topic");
+    let list = |topics: &[&str]| {
+        RemotingCommand::request(request::DELETE_TOPIC_IN_BROKER_LIST)
+            .with_body(serde_json::json!({ "topicList": topics }).to_string())
+    };
+    let r = call(&c, list(&["ListA", "TBW102"])).await;
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert!(
+        ops::topics(&c)
+            .await
+            .expect("topics")
+            .topic_config_table
+            .contains_key("ListA"),
+        "nothing deleted"
+    );
+    let r = call(&c, list(&["ListA", "ListB"])).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let left = ops::topics(&c).await.expect("topics").topic_config_table;
+    assert!(!left.contains_key("ListA") && !left.contains_key("ListB"));
+    let r = call(
+        &routes,
+        RemotingCommand::request(request::DELETE_TOPIC_IN_NAMESRV).with_ext("topic", "ListA"),
+    )
+    .await;
+    assert_eq!(r.code, response::SUCCESS);
+    assert_eq!(call(&c, list(&[])).await.code, response::SUCCESS);
+    assert_eq!(
+        call(
+            &c,
+            RemotingCommand::request(request::DELETE_TOPIC_IN_BROKER_LIST).with_body("{")
+        )
+        .await
+        .code,
+        response::SYSTEM_ERROR,
+        "a body that does not parse"
+    );
+
     for system in ["TBW102", "SCHEDULE_TOPIC_XXXX", "RMQ_SYS_TRANS_HALF_TOPIC"] {
         let r = call(&c, delete(system)).await;
         assert_eq!(r.code, response::SYSTEM_ERROR, "{system}");

@@ -54,6 +54,9 @@ pub mod request {
     pub const GET_CONSUMER_RUNNING_INFO: i32 = 307;
     pub const QUERY_CONSUME_QUEUE: i32 = 321;
     pub const DELETE_TOPIC_IN_BROKER: i32 = 215;
+    pub const DELETE_TOPIC_IN_NAMESRV: i32 = 216;
+    /// rocketmq-rust's (not RocketMQ's): several topics in one request.
+    pub const DELETE_TOPIC_IN_BROKER_LIST: i32 = 5002;
     pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
 }
 

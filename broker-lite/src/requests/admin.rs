@@ -160,6 +160,20 @@ impl Broker {
         reply(req.response(response::SUCCESS))
     }
 
+    /// DELETE_TOPIC_IN_NAMESRV on the route port, which mqadmin's deleteTopic sends after
+    /// the brokers' deletions: the built-in route service lists this broker's own topics,
+    /// so a topic deleted from the broker is already gone from its routes (as in RocketMQ,
+    /// a topic the broker still has comes back with its next registration).
+    pub(super) fn delete_topic_route(&self, req: &RemotingCommand) -> Handled {
+        let topic: String = field(req, "topic")?;
+        tracing::debug!(
+            topic,
+            still_served = self.topics.contains(&topic),
+            "route deletion asked"
+        );
+        reply(req.response(response::SUCCESS))
+    }
+
     /// GET_ALL_TOPIC_LIST_FROM_NAMESERVER and GET_TOPICS_BY_CLUSTER on the route port:
     /// this broker's topics (`TopicList`); for another cluster, none.
     pub(super) fn topic_list(&self, req: &RemotingCommand) -> Handled {
@@ -241,42 +255,64 @@ impl Broker {
     /// group's offsets of it, as RocketMQ 5 does. System topics and slaves refuse. The
     /// topic's messages stay in the CommitLog until they expire.
     pub(super) fn delete_topic(&self, req: &RemotingCommand) -> Handled {
+        let topic: String = field(req, "topic")?;
+        self.delete_topics(req, &[topic])
+    }
+
+    /// DELETE_TOPIC_IN_BROKER_LIST (5002, not a RocketMQ code: rocketmq-rust's, which its
+    /// `rocketmq-admin-cli topic deleteTopic` sends): body `{"topicList":[…]}`, each topic
+    /// deleted as DELETE_TOPIC_IN_BROKER deletes one; every name is checked first.
+    pub(super) fn delete_topic_list(&self, req: &RemotingCommand) -> Handled {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct TopicList {
+            topic_list: Vec<String>,
+        }
+        let list: TopicList = serde_json::from_slice(&req.body)
+            .map_err(|e| format!("the topic list body does not parse: {e}"))?;
+        self.delete_topics(req, &list.topic_list)
+    }
+
+    fn delete_topics(&self, req: &RemotingCommand, topics: &[String]) -> Handled {
         if !self.config.is_master() {
             return reject(
                 response::SYSTEM_ERROR,
                 "Can't modify topic or subscription group from slave broker, please execute it from master broker.",
             );
         }
-        let topic: String = field(req, "topic")?;
-        if let Err(e) = topics::validate_topic(&topic) {
-            return reject(response::SYSTEM_ERROR, e);
-        }
-        if crate::metrics::is_system_topic(&topic) {
-            return reject(
-                response::SYSTEM_ERROR,
-                format!("The topic[{topic}] is conflict with system topic."),
-            );
-        }
-        let existed = self.topics.remove(&topic);
-        let groups = self.offsets.remove_topic(&topic);
-        match self.store.delete_topic(&topic) {
-            Ok(files) => {
-                tracing::info!(
-                    topic,
-                    existed,
-                    offsets_of_groups = groups,
-                    queue_files = files.len(),
-                    "topic deleted"
-                );
-                reply(req.response(response::SUCCESS))
+        for topic in topics {
+            if let Err(e) = topics::validate_topic(topic) {
+                return reject(response::SYSTEM_ERROR, e);
             }
-            Err(e) => {
-                tracing::error!(topic, error = %e, "deleting the topic's queues failed");
-                reject(
+            if crate::metrics::is_system_topic(topic) {
+                return reject(
                     response::SYSTEM_ERROR,
-                    format!("deleting the queues of {topic}: {e}"),
-                )
+                    format!("The topic[{topic}] is conflict with system topic."),
+                );
             }
         }
+        for topic in topics {
+            let existed = self.topics.remove(topic);
+            let groups = self.offsets.remove_topic(topic);
+            match self.store.delete_topic(topic) {
+                Ok(files) => {
+                    tracing::info!(
+                        topic,
+                        existed,
+                        offsets_of_groups = groups,
+                        queue_files = files.len(),
+                        "topic deleted"
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(topic, error = %e, "deleting the topic's queues failed");
+                    return reject(
+                        response::SYSTEM_ERROR,
+                        format!("deleting the queues of {topic}: {e}"),
+                    );
+                }
+            }
+        }
+        reply(req.response(response::SUCCESS))
     }
 }
