@@ -181,9 +181,15 @@ async fn the_test_message_form_sends_through_the_send_path() {
     assert!(location.starts_with("/topic?name=Form&sent="), "{location}");
     let t = text(&http_get(web, &location, "").1);
     assert!(t.contains("Sent: message id"), "{t}");
-    let found = ops::query_by_key(&c, "Form", "from-the-form", 32, 0, i64::MAX)
-        .await
-        .expect("query");
+    // The index follows the append (the dispatcher): ask until it is there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let found = loop {
+        match ops::query_by_key(&c, "Form", "from-the-form", 32, 0, i64::MAX).await {
+            Ok(found) => break found,
+            Err(e) => assert!(Instant::now() < deadline, "not found by key: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].body, b"hello <world>");
     assert_eq!(found[0].property("TAGS"), Some("console"));

@@ -443,6 +443,7 @@ mod tests {
                         | request::GET_BROKER_CLUSTER_INFO
                         | request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER
                         | request::GET_TOPICS_BY_CLUSTER
+                        | request::DELETE_TOPIC_IN_NAMESRV
                         | request::REGISTER_BROKER
                         | request::UNREGISTER_BROKER
                 ),
