@@ -46,10 +46,11 @@ fn headless(browser: &str) -> Command {
     c
 }
 
-/// The document Chromium rendered from `url`.
-fn rendered(browser: &str, url: &str) -> String {
+/// Runs headless Chromium with `args` then `url`; its standard output.
+fn run_chromium(browser: &str, args: &[String], url: &str) -> String {
     let out = headless(browser)
-        .args(["--dump-dom", url])
+        .args(args)
+        .arg(url)
         .output()
         .expect("run chromium");
     assert!(
@@ -60,17 +61,13 @@ fn rendered(browser: &str, url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The document Chromium rendered from `url`.
+fn rendered(browser: &str, url: &str) -> String {
+    run_chromium(browser, &["--dump-dom".to_owned()], url)
+}
+
 fn screenshot(browser: &str, url: &str, file: &Path) {
-    let out = headless(browser)
-        .arg(format!("--screenshot={}", file.display()))
-        .arg(url)
-        .output()
-        .expect("run chromium");
-    assert!(
-        out.status.success(),
-        "chromium failed on {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_chromium(browser, &[format!("--screenshot={}", file.display())], url);
     let len = std::fs::metadata(file).map_or(0, |m| m.len());
     assert!(
         len > 10_000,

@@ -226,3 +226,19 @@ pub fn http_get(addr: SocketAddr, path: &str, extra_headers: &str) -> (u16, Stri
     );
     (status, body)
 }
+
+/// Sends half a request head (`partial`) and then nothing; asserts the server closes (or
+/// answers) within 25 s instead of keeping the slow client.
+pub fn assert_slow_client_dropped(addr: SocketAddr, partial: &[u8]) {
+    let mut slow = std::net::TcpStream::connect(addr).expect("connect");
+    slow.write_all(partial).expect("write");
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    let _ = slow.read(&mut buf); // the close (or a 408)
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the slow client was kept"
+    );
+}
