@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use broker_lite::acl::Credentials;
-use broker_lite::ops::{self, Outgoing};
+use broker_lite::client::ops::{self, Outgoing};
 use broker_lite::remoting::codes::response;
 use broker_lite::server::{serve, Listeners};
 use broker_lite::{Broker, BrokerConfig, Client};

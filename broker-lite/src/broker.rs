@@ -9,18 +9,18 @@ use std::time::Instant;
 use mqstore::MessageStore;
 
 use crate::acl::Acl;
+use crate::clients::ConnectedClients;
+use crate::cluster::ha::Replication;
 use crate::config::{BrokerConfig, LiveSettings};
-use crate::connections::ConnectedClients;
-use crate::ha::Replication;
-use crate::locks::QueueLocks;
-use crate::long_poll::PullWaiters;
-use crate::metrics::BrokerMetrics;
-use crate::offsets::ConsumerOffsets;
-use crate::progress::ProgressHistory;
-use crate::schedule::ScheduledDelivery;
-use crate::subscriptions::SubscriptionGroups;
-use crate::topics::Topics;
-use crate::transaction::{Transactions, CHECK_GROUP, OP_TOPIC};
+use crate::delivery::half_messages::{Transactions, CHECK_GROUP, OP_TOPIC};
+use crate::delivery::long_poll::PullWaiters;
+use crate::delivery::queue_locks::QueueLocks;
+use crate::delivery::scheduled::ScheduledDelivery;
+use crate::http::metrics::BrokerMetrics;
+use crate::state::consumer_offsets::ConsumerOffsets;
+use crate::state::progress::ProgressHistory;
+use crate::state::subscriptions::SubscriptionGroups;
+use crate::state::topics::Topics;
 
 /// Counters an operator (and the tests) can read.
 #[derive(Debug, Default)]
@@ -85,7 +85,7 @@ pub enum StartError {
     Store(#[from] mqstore::Error),
     /// A metadata file is corrupt.
     #[error("metadata: {0}")]
-    Metadata(#[from] crate::metadata::LoadError),
+    Metadata(#[from] crate::state::metadata::LoadError),
     /// `aclEnable=true` and the ACL file is missing or malformed.
     #[error("ACL: {0}")]
     Acl(#[from] crate::acl::AclError),
@@ -151,7 +151,7 @@ impl Broker {
             ha,
             acl,
             metrics,
-            started_at_ms: crate::metadata::now_millis(),
+            started_at_ms: crate::state::metadata::now_millis(),
             progress: ProgressHistory::default(),
             live,
         }))

@@ -20,12 +20,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
+use crate::clients::Channel;
 use crate::config::BrokerConfig;
-use crate::connections::Channel;
 use crate::remoting::codes::response;
+use crate::remoting::tls::TlsMode;
 use crate::remoting::{encode_queued, Inbound, RemotingCodec, RemotingCommand};
 use crate::requests::{self, is_send, Outcome, Port};
-use crate::tls::TlsMode;
 
 /// Requests one connection may have in progress (held pulls included) before the server
 /// stops reading from it.
@@ -94,7 +94,7 @@ fn load_tls(c: &BrokerConfig) -> std::io::Result<Option<Tls>> {
         .tls_server_key_path
         .as_deref()
         .ok_or_else(|| missing("tls.server.keyPath"))?;
-    let config = crate::tls::server_config(cert, key)
+    let config = crate::remoting::tls::server_config(cert, key)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
     Ok(Some(Tls {
         mode: c.tls_server_mode,
@@ -234,21 +234,21 @@ pub async fn serve(
     };
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&shared)));
     let exporter = listeners.metrics.map(|l| {
-        tokio::spawn(crate::exporter::run(
+        tokio::spawn(crate::http::exporter::run(
             Arc::clone(&broker),
             l,
             shared.stop.clone(),
         ))
     });
     let console = listeners.console.map(|l| {
-        tokio::spawn(crate::console::run(
+        tokio::spawn(crate::http::console::run(
             Arc::clone(&broker),
             l,
             shared.stop.clone(),
         ))
     });
     let registration = (!broker.config.namesrv_addr.is_empty()).then(|| {
-        tokio::spawn(crate::register::run(
+        tokio::spawn(crate::cluster::register::run(
             Arc::clone(&broker),
             shared.stop.clone(),
         ))
@@ -292,8 +292,8 @@ pub async fn serve(
 
 /// The replication threads this broker runs.
 enum Replicating {
-    Master(crate::ha::master::HaServer),
-    Slave(crate::ha::slave::HaClient),
+    Master(crate::cluster::ha::master::HaServer),
+    Slave(crate::cluster::ha::slave::HaClient),
     None,
 }
 
@@ -305,7 +305,7 @@ fn start_replication(
     let repl = Arc::clone(&broker.ha);
     if broker.config.is_master() {
         return Ok(match listener {
-            Some(l) => Replicating::Master(crate::ha::master::HaServer::start(
+            Some(l) => Replicating::Master(crate::cluster::ha::master::HaServer::start(
                 l,
                 store,
                 repl,
@@ -314,9 +314,9 @@ fn start_replication(
             None => Replicating::None,
         });
     }
-    Ok(Replicating::Slave(crate::ha::slave::HaClient::start(
-        store, repl,
-    )?))
+    Ok(Replicating::Slave(
+        crate::cluster::ha::slave::HaClient::start(store, repl)?,
+    ))
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, service: Port) {
@@ -365,7 +365,7 @@ async fn connection(shared: Arc<Shared>, stream: TcpStream, remote: SocketAddr, 
         let mut first = [0u8; 1];
         let idle = shared.broker.config.channel_expired_timeout;
         match tokio::time::timeout(idle, stream.peek(&mut first)).await {
-            Ok(Ok(1)) => first[0] == crate::tls::HANDSHAKE_RECORD,
+            Ok(Ok(1)) => first[0] == crate::remoting::tls::HANDSHAKE_RECORD,
             _ => return, // closed, failed or silent: nothing to serve
         }
     };
@@ -693,12 +693,12 @@ async fn housekeeping(shared: Arc<Shared>) {
     let mut check = tokio::time::interval(broker.config.transaction_check_interval);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     check.tick().await;
-    let mut copy = tokio::time::interval(crate::slave_sync::INTERVAL);
+    let mut copy = tokio::time::interval(crate::cluster::slave_sync::INTERVAL);
     copy.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let master = broker.config.is_master();
     let mut acl_poll = tokio::time::interval(ACL_RELOAD_POLL);
     acl_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sample = tokio::time::interval(crate::progress::SAMPLE_INTERVAL);
+    let mut sample = tokio::time::interval(crate::state::progress::SAMPLE_INTERVAL);
     sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -715,7 +715,7 @@ async fn housekeeping(shared: Arc<Shared>) {
                 let _ = tokio::task::spawn_blocking(move || b.check_transactions()).await;
             }
             _ = copy.tick(), if !master => {
-                crate::slave_sync::copy_from_master(broker).await;
+                crate::cluster::slave_sync::copy_from_master(broker).await;
             }
             _ = persist.tick() => {
                 let b = Arc::clone(broker);
@@ -726,7 +726,7 @@ async fn housekeeping(shared: Arc<Shared>) {
                 let b = Arc::clone(broker);
                 let _ = tokio::task::spawn_blocking(move || {
                     let topics = b.topics.all();
-                    b.progress.sample(&b.store, &topics, &b.offsets, crate::metadata::now_millis());
+                    b.progress.sample(&b.store, &topics, &b.offsets, crate::state::metadata::now_millis());
                 })
                 .await;
             }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use broker_lite::ops;
+use broker_lite::client::ops;
 use broker_lite::remoting::codes::{request, response};
 use broker_lite::{Client, RemotingCommand};
 use common::RunningBroker;
@@ -201,14 +201,14 @@ async fn topic_and_consume_stats_report_each_queue() {
     let broker = RunningBroker::start(dir.path(), "brokerName=stats-b");
     let c = Client::connect(broker.addr).await.expect("connect");
     ops::create_topic(&c, "StatsT", 2).await.expect("topic");
-    let before = broker_lite::metadata::now_millis();
+    let before = broker_lite::state::metadata::now_millis();
     for (queue, n) in [(0, 3), (1, 1)] {
         for i in 0..n {
             let m = ops::Outgoing::new("StatsT", queue, format!("m{i}"));
             ops::send(&c, "p", &m).await.expect("send");
         }
     }
-    let after = broker_lite::metadata::now_millis();
+    let after = broker_lite::state::metadata::now_millis();
     until_dispatched(&c, "StatsT", 0, 3).await;
     until_dispatched(&c, "StatsT", 1, 1).await;
 

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use broker_lite::ops::{self, Outgoing};
+use broker_lite::client::ops::{self, Outgoing};
 use broker_lite::remoting::codes::{request, response};
 use broker_lite::remoting::{decode_frame_body, Inbound};
 use broker_lite::Client;

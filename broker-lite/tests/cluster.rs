@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use broker_lite::ops::{self, ClusterInfo, Outgoing};
+use broker_lite::client::ops::{self, ClusterInfo, Outgoing};
 use broker_lite::remoting::codes::response;
 use broker_lite::Client;
 use bytes::Bytes;

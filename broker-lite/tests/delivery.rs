@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use broker_lite::ops::{self, Outgoing};
-use broker_lite::outbound::ReceivedMessage;
+use broker_lite::client::ops::{self, Outgoing};
+use broker_lite::client::ReceivedMessage;
 use broker_lite::remoting::codes::{request, response};
 use broker_lite::{Client, RemotingCommand};
 use bytes::Bytes;
@@ -32,7 +32,7 @@ fn send_raw(topic: &str, queue: i32, body: &str, props: &str, sys_flag: i32) -> 
         .with_ext("d", 4)
         .with_ext("e", queue)
         .with_ext("f", sys_flag)
-        .with_ext("g", broker_lite::metadata::now_millis())
+        .with_ext("g", broker_lite::state::metadata::now_millis())
         .with_ext("h", 0)
         .with_ext("i", props)
         .with_ext("j", 0)
@@ -461,7 +461,7 @@ fn transactions_commit_roll_back_resolve_by_check_back_or_are_discarded() {
             }
         };
         assert_eq!(check.ext("msgId"), Some("U-unknown"));
-        let checked = broker_lite::outbound::decode_messages(&check.body).expect("record body");
+        let checked = broker_lite::client::decode_messages(&check.body).expect("record body");
         assert_eq!(
             checked[0].topic, "Orders",
             "the real topic in the check body"

@@ -16,11 +16,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker_lite::connections::Channel;
-use broker_lite::ops::{self, Outgoing};
+use broker_lite::client::ops::{self, Outgoing};
+use broker_lite::clients::Channel;
 use broker_lite::remoting::codes::response;
-use broker_lite::subscriptions::SubscriptionGroupConfig;
-use broker_lite::topics::TopicConfig;
+use broker_lite::state::subscriptions::SubscriptionGroupConfig;
+use broker_lite::state::topics::TopicConfig;
 use broker_lite::{Broker, BrokerConfig, Outcome};
 use bytes::Bytes;
 use crashfs::CrashFs;

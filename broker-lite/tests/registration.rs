@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use broker_lite::ops::{self, Outgoing};
+use broker_lite::client::ops::{self, Outgoing};
 use broker_lite::remoting::codes::{request, response};
 use broker_lite::remoting::{decode_frame_body, Inbound, RemotingCommand};
 use broker_lite::Client;
@@ -268,7 +268,7 @@ async fn a_request_on_a_connection_the_peer_closed_fails_at_once() {
         )
         .await;
     assert!(
-        matches!(outcome, Err(broker_lite::outbound::ClientError::Closed)),
+        matches!(outcome, Err(broker_lite::client::ClientError::Closed)),
         "{outcome:?}"
     );
     assert!(

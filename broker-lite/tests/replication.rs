@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use broker_lite::ops::{self, Outgoing};
+use broker_lite::client::ops::{self, Outgoing};
 use broker_lite::remoting::codes::{request, response};
 use broker_lite::Client;
 use bytes::Bytes;

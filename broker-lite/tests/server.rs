@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use broker_lite::ops::{self, Outgoing};
+use broker_lite::client::ops::{self, Outgoing};
 use broker_lite::remoting::codes::{request, response};
 use broker_lite::{Client, RemotingCommand};
 use bytes::Bytes;

@@ -10,9 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use broker_lite::acl::Credentials;
-use broker_lite::ops::{self, Outgoing};
+use broker_lite::client::ops::{self, Outgoing};
 use broker_lite::remoting::codes::response;
-use broker_lite::tls::{client_config, ClientTls};
+use broker_lite::remoting::tls::{client_config, ClientTls};
 use broker_lite::Client;
 use common::RunningBroker;
 

@@ -5,7 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 use broker_lite::requests::Outcome;
-use broker_lite::connections::Channel;
+use broker_lite::clients::Channel;
 use broker_lite::remoting::{Inbound, RemotingCodec};
 use broker_lite::{Broker, BrokerConfig};
 use bytes::BytesMut;

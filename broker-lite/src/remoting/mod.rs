@@ -7,6 +7,7 @@
 //! allocated for it, and every length inside a header is bounds-checked.
 
 pub mod codes;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::fmt;

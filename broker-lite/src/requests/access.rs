@@ -4,7 +4,7 @@
 //! and it asks for `admin` on every request that changes or dumps broker-wide state.
 
 use crate::acl::{Needs, Perm, Resource};
-use crate::connections::HeartbeatData;
+use crate::clients::HeartbeatData;
 use crate::remoting::codes::request;
 use crate::remoting::RemotingCommand;
 

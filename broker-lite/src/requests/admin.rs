@@ -7,8 +7,8 @@ use crate::broker::Broker;
 use crate::config;
 use crate::remoting::codes::response;
 use crate::remoting::RemotingCommand;
-use crate::subscriptions::SubscriptionGroupConfig;
-use crate::topics::{self, TopicConfig};
+use crate::state::subscriptions::SubscriptionGroupConfig;
+use crate::state::topics::{self, TopicConfig};
 
 use super::{field, opt_field, reject, reply, Handled};
 
@@ -233,7 +233,7 @@ impl Broker {
             };
             let old = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            crate::metadata::store(path, &config::rewrite_conf(&old, &pairs))
+            crate::state::metadata::store(path, &config::rewrite_conf(&old, &pairs))
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         };
         if let Err(e) = self.live.update(&self.config, &pairs, persist) {
@@ -284,7 +284,7 @@ impl Broker {
             if let Err(e) = topics::validate_topic(topic) {
                 return reject(response::SYSTEM_ERROR, e);
             }
-            if crate::metrics::is_system_topic(topic) {
+            if crate::http::metrics::is_system_topic(topic) {
                 return reject(
                     response::SYSTEM_ERROR,
                     format!("The topic[{topic}] is conflict with system topic."),

@@ -9,7 +9,7 @@ use mqstore::QueueOffset;
 use serde_json::{json, Value};
 
 use crate::broker::Broker;
-use crate::connections::CallError;
+use crate::clients::CallError;
 use crate::remoting::codes::{request, response};
 use crate::remoting::RemotingCommand;
 

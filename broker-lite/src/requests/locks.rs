@@ -1,7 +1,7 @@
 //! Orderly consumers' queue locks: LOCK_BATCH_MQ, UNLOCK_BATCH_MQ.
 
 use crate::broker::Broker;
-use crate::locks::{LockBatchBody, MessageQueue};
+use crate::delivery::queue_locks::{LockBatchBody, MessageQueue};
 use crate::remoting::codes::response;
 use crate::remoting::RemotingCommand;
 

@@ -4,8 +4,8 @@
 
 mod access;
 mod admin;
-mod clients;
 mod consumer_admin;
+mod delay;
 mod locks;
 mod offsets;
 mod pull;
@@ -13,8 +13,8 @@ mod query;
 mod replication;
 mod retry;
 mod route;
-mod schedule;
 mod send;
+mod sessions;
 mod stats;
 mod transactions;
 
@@ -27,7 +27,7 @@ use mqstore::TagFilter;
 use serde_json::Value;
 
 use crate::broker::Broker;
-use crate::connections::Channel;
+use crate::clients::Channel;
 use crate::remoting::codes::{request, response};
 use crate::remoting::RemotingCommand;
 

@@ -5,10 +5,10 @@ use mqstore::format::{self, keys};
 use mqstore::PhysicalOffset;
 
 use crate::broker::Broker;
+use crate::delivery::half_messages::HALF_TOPIC;
 use crate::remoting::codes::response;
 use crate::remoting::RemotingCommand;
-use crate::topics::DLQ_GROUP_TOPIC_PREFIX;
-use crate::transaction::HALF_TOPIC;
+use crate::state::topics::DLQ_GROUP_TOPIC_PREFIX;
 
 use super::{field, opt_field, random_below, reject, reply, Handled};
 

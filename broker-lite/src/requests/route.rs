@@ -4,7 +4,7 @@
 use crate::broker::Broker;
 use crate::remoting::codes::{request, response};
 use crate::remoting::RemotingCommand;
-use crate::topics::{self, TopicConfig};
+use crate::state::topics::{self, TopicConfig};
 
 impl Broker {
     /// This broker group: this broker and the members that registered with it (a slave

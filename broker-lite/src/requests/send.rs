@@ -8,10 +8,10 @@ use mqstore::format::{self, keys};
 use mqstore::{Message, PutResult, PutStatus};
 
 use crate::broker::Broker;
+use crate::delivery::half_messages::{self};
 use crate::remoting::codes::{request, response};
 use crate::remoting::RemotingCommand;
-use crate::topics::{self, RETRY_GROUP_TOPIC_PREFIX};
-use crate::transaction::{self};
+use crate::state::topics::{self, RETRY_GROUP_TOPIC_PREFIX};
 
 use super::{field, opt_field, random_below, reject, reply, Handled};
 
@@ -247,7 +247,7 @@ impl Broker {
         {
             self.metrics.stored(
                 &h.topic,
-                crate::metrics::message_type(&h.properties),
+                crate::http::metrics::message_type(&h.properties),
                 u64::from(a.msg_count),
                 a.wrote_bytes,
             );
@@ -373,14 +373,14 @@ impl Broker {
                 msg = msg.without_property(keys::DELAY);
             }
         }
-        if transaction::is_prepare(&msg) {
+        if half_messages::is_prepare(&msg) {
             if self.live.reject_transaction_message() {
                 return Err((
                     response::NO_PERMISSION,
                     "the broker rejects transaction messages (rejectTransactionMessage)".into(),
                 ));
             }
-            return Ok(transaction::to_half(msg));
+            return Ok(half_messages::to_half(msg));
         }
         self.apply_delay(msg)
             .map_err(|e| (response::MESSAGE_ILLEGAL, e))

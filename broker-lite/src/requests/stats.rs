@@ -4,9 +4,9 @@
 use serde_json::{json, Value};
 
 use crate::broker::Broker;
-use crate::progress;
 use crate::remoting::codes::response;
 use crate::remoting::RemotingCommand;
+use crate::state::progress;
 
 use super::{field, queue_keyed_map, reject, reply, Handled};
 

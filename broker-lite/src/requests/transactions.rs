@@ -5,10 +5,12 @@ use mqstore::format::{self, keys};
 use mqstore::{PhysicalOffset, PutStatus, QueueOffset};
 
 use crate::broker::Broker;
+use crate::delivery::half_messages::{
+    self, props, CHECK_GROUP, CHECK_MAX_TOPIC, HALF_TOPIC, OP_TOPIC,
+};
 use crate::remoting::codes::{request, response};
 use crate::remoting::RemotingCommand;
 use crate::remoting::FLAG_ONEWAY;
-use crate::transaction::{self, props, CHECK_GROUP, CHECK_MAX_TOPIC, HALF_TOPIC, OP_TOPIC};
 
 use super::{field, opt_field, reject, reply, Handled};
 
@@ -97,7 +99,7 @@ impl Broker {
             return reply(req.response(response::SUCCESS));
         }
         if commit {
-            let Some(real) = transaction::committed(&v) else {
+            let Some(real) = half_messages::committed(&v) else {
                 return reject(
                     response::SYSTEM_ERROR,
                     "the half message names no real topic",
@@ -126,7 +128,7 @@ impl Broker {
 
     pub(super) fn write_op(&self, half_queue_offset: u64) -> Result<(), String> {
         let uniq = self.transactions.new_uniq_key();
-        let op = transaction::op_message(half_queue_offset, self.config.broker_addr(), &uniq);
+        let op = half_messages::op_message(half_queue_offset, self.config.broker_addr(), &uniq);
         match self.store.put(&op) {
             Ok(r) if r.appended.is_some() => Ok(()),
             Ok(r) => Err(r.status.as_str().to_owned()),
@@ -143,7 +145,7 @@ impl Broker {
         let mut report = CheckReport::default();
         let store = &self.store;
         self.transactions.read_ops(store);
-        let round_start = crate::metadata::now_millis();
+        let round_start = crate::state::metadata::now_millis();
         let min = store.min_offset_in_queue(HALF_TOPIC, 0).0;
         let max = store.max_offset_in_queue(HALF_TOPIC, 0).0;
         let mut at = self
@@ -176,7 +178,7 @@ impl Broker {
             if v.store_timestamp >= round_start {
                 break;
             }
-            let now = crate::metadata::now_millis();
+            let now = crate::state::metadata::now_millis();
             let age = now - v.born_timestamp;
             let immunity = v
                 .property(props::CHECK_IMMUNITY)
@@ -247,7 +249,7 @@ impl Broker {
             .query(CHECK_GROUP, OP_TOPIC, 0)
             .and_then(|o| u64::try_from(o).ok())
             .unwrap_or(0);
-        let op_at = transaction::op_offset_after(store, op_from, at);
+        let op_at = half_messages::op_offset_after(store, op_from, at);
         self.offsets.commit(
             CHECK_GROUP,
             OP_TOPIC,
@@ -274,7 +276,7 @@ impl Broker {
         let Ok(v) = record.view() else {
             return false;
         };
-        let Some(body) = transaction::check_body(
+        let Some(body) = half_messages::check_body(
             &v,
             appended.physical_offset,
             appended.queue_offset.0,

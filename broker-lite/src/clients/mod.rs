@@ -1,17 +1,25 @@
-//! Connected clients: producer and consumer groups, their subscriptions, membership
-//! notifications and idle expiry.
+//! Connected clients: producer and consumer groups, their subscriptions and idle expiry
+//! (the registry, here); what they send about themselves ([`wire`]); the broker's requests
+//! to them ([`calls`]).
+
+mod calls;
+pub mod wire;
+
+pub use calls::CallError;
+pub use wire::{
+    java_hash, ClientConnection, ConsumerConnection, ConsumerData, HeartbeatData, ProducerData,
+    SubscriptionData,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::AtomicI32;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::remoting::codes::request;
-use crate::remoting::{RemotingCommand, FLAG_ONEWAY};
+use crate::remoting::RemotingCommand;
 
 /// A connection as the processors see it: where to send server-initiated requests.
 #[derive(Debug, Clone)]
@@ -22,110 +30,6 @@ pub struct Channel {
     pub remote: SocketAddr,
     /// The connection's outbound queue (bounded).
     pub tx: mpsc::Sender<RemotingCommand>,
-}
-
-/// HEART_BEAT body (`HeartbeatData`); every field optional, unknown ones ignored.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct HeartbeatData {
-    /// The client id.
-    #[serde(rename = "clientID")]
-    pub client_id: String,
-    /// Producer groups.
-    pub producer_data_set: Vec<ProducerData>,
-    /// Consumer groups.
-    pub consumer_data_set: Vec<ConsumerData>,
-}
-
-/// A producer group of a heartbeat.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ProducerData {
-    /// The group.
-    pub group_name: String,
-}
-
-/// A consumer group of a heartbeat.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ConsumerData {
-    /// The group.
-    pub group_name: String,
-    /// `CONSUME_ACTIVELY` / `CONSUME_PASSIVELY`.
-    pub consume_type: String,
-    /// `CLUSTERING` / `BROADCASTING`.
-    pub message_model: String,
-    /// Where a new consumer starts.
-    pub consume_from_where: String,
-    /// Subscriptions.
-    pub subscription_data_set: Vec<SubscriptionData>,
-}
-
-/// One subscription (`SubscriptionData`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase", default)]
-pub struct SubscriptionData {
-    /// The topic.
-    pub topic: String,
-    /// The expression (`*`, `TagA || TagB`).
-    pub sub_string: String,
-    /// Version (client timestamp).
-    pub sub_version: i64,
-    /// `TAG` (the default when absent) or `SQL92`.
-    pub expression_type: Option<String>,
-    /// The tags of a TAG expression, as the client split them.
-    pub tags_set: Vec<String>,
-    /// Java `String.hashCode` of each tag.
-    pub code_set: Vec<i32>,
-    /// Filter classes (unsupported; kept as sent).
-    pub class_filter_mode: bool,
-}
-
-/// Java's `String.hashCode`, which RocketMQ uses as a tag's code.
-pub fn java_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
-}
-
-impl SubscriptionData {
-    /// The subscription as RocketMQ's `SubscriptionData` JSON, every field present (tags
-    /// and codes derived from the expression when the client did not send them).
-    pub fn to_rocketmq_json(&self) -> serde_json::Value {
-        let tags: Vec<String> = if self.tags_set.is_empty() && self.is_tag() {
-            self.sub_string
-                .split("||")
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
-                .collect()
-        } else {
-            self.tags_set.clone()
-        };
-        let codes: Vec<i32> = if self.code_set.is_empty() {
-            tags.iter()
-                .filter(|t| t.as_str() != "*")
-                .map(|t| java_hash(t))
-                .collect()
-        } else {
-            self.code_set.clone()
-        };
-        serde_json::json!({
-            "classFilterMode": self.class_filter_mode,
-            "topic": self.topic,
-            "subString": self.sub_string,
-            "tagsSet": tags,
-            "codeSet": codes,
-            "subVersion": self.sub_version,
-            "expressionType": self.expression_type.as_deref().filter(|t| !t.is_empty()).unwrap_or("TAG"),
-        })
-    }
-
-    /// Whether the expression is a TAG expression.
-    pub fn is_tag(&self) -> bool {
-        self.expression_type
-            .as_deref()
-            .is_none_or(|t| t.is_empty() || t.eq_ignore_ascii_case("TAG"))
-    }
 }
 
 /// A client connection of a group, as its heartbeats describe it.
@@ -148,36 +52,6 @@ impl Member {
             version: self.version,
         }
     }
-}
-
-/// One connection as RocketMQ's admin answers list it (`Connection`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClientConnection {
-    /// The client id.
-    pub client_id: String,
-    /// Its address (`ip:port`).
-    pub client_addr: String,
-    /// Its language.
-    pub language: String,
-    /// Its version.
-    pub version: i32,
-}
-
-/// A consumer group as GET_CONSUMER_CONNECTION_LIST answers it (`ConsumerConnection`).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConsumerConnection {
-    /// The members' connections.
-    pub connection_set: Vec<ClientConnection>,
-    /// Topic → subscription (RocketMQ's `SubscriptionData` JSON).
-    pub subscription_table: BTreeMap<String, serde_json::Value>,
-    /// `CONSUME_ACTIVELY` / `CONSUME_PASSIVELY`.
-    pub consume_type: String,
-    /// `CLUSTERING` / `BROADCASTING`.
-    pub message_model: String,
-    /// Where a new consumer starts.
-    pub consume_from_where: String,
 }
 
 #[derive(Debug, Default)]
@@ -206,17 +80,6 @@ pub struct ConnectedClients {
     next_opaque: AtomicI32,
     /// Opaque of a request sent to a client → (its connection, where the answer goes).
     awaiting: Mutex<HashMap<i32, (u64, std::sync::mpsc::SyncSender<RemotingCommand>)>>,
-}
-
-/// Why a request to a client got no answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CallError {
-    /// The connection's outbound queue is full or the connection is gone.
-    #[error("the request could not be queued on the client's connection")]
-    NotSent,
-    /// Nothing came back in time (or the connection closed meanwhile).
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
 }
 
 impl ConnectedClients {
@@ -421,40 +284,9 @@ impl ConnectedClients {
             .collect()
     }
 
-    /// A fresh opaque for a server-initiated request.
-    pub fn next_opaque(&self) -> i32 {
-        self.next_opaque.fetch_add(1, Ordering::Relaxed)
-    }
-
     /// Whether any consumer of `group` is connected.
     pub fn group_online(&self, group: &str) -> bool {
         self.lock().consumers.contains_key(group)
-    }
-
-    /// Sends NOTIFY_CONSUMER_IDS_CHANGED (oneway) to every member of `group`. A member
-    /// whose queue is full misses it; clients rebalance every 20 s anyway.
-    pub fn notify_ids_changed(&self, group: &str) {
-        self.oneway_to_consumers(group, || {
-            RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED)
-                .with_ext("consumerGroup", group)
-        });
-    }
-
-    /// Sends the request `make` builds, oneway, to every member of consumer group `group`;
-    /// returns how many it was queued for (a member whose queue is full misses it).
-    pub fn oneway_to_consumers(&self, group: &str, make: impl Fn() -> RemotingCommand) -> usize {
-        let mut queued = 0;
-        for ch in self.consumer_channels(group) {
-            let mut cmd = make();
-            cmd.flag = FLAG_ONEWAY;
-            cmd.opaque = self.next_opaque();
-            if ch.tx.try_send(cmd).is_ok() {
-                queued += 1;
-            } else {
-                tracing::debug!(group, remote = %ch.remote, "request to a consumer not queued");
-            }
-        }
-        queued
     }
 
     /// The connections of `group`'s members.
@@ -483,51 +315,6 @@ impl ConnectedClients {
                 .find(|m| m.client_id == client_id)
                 .map(|m| (m.channel.clone(), m.version))
         })
-    }
-
-    /// Sends `cmd` to a client over its connection and waits (blocking the calling thread:
-    /// call from the blocking pool) for the answer, at most `timeout`.
-    ///
-    /// # Errors
-    /// [`CallError`] when it could not be sent or nothing came back in time.
-    pub fn call(
-        &self,
-        channel: &Channel,
-        mut cmd: RemotingCommand,
-        timeout: Duration,
-    ) -> Result<RemotingCommand, CallError> {
-        let opaque = self.next_opaque();
-        cmd.opaque = opaque;
-        cmd.flag &= !FLAG_ONEWAY;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.lock_awaiting().insert(opaque, (channel.id, tx));
-        let result = if channel.tx.try_send(cmd).is_ok() {
-            rx.recv_timeout(timeout)
-                .map_err(|_| CallError::Timeout(timeout))
-        } else {
-            Err(CallError::NotSent)
-        };
-        self.lock_awaiting().remove(&opaque);
-        result
-    }
-
-    /// An answer that arrived on connection `channel_id`: handed to the [`call`](Self::call)
-    /// waiting for it. False when nobody waits (late, or not from the connection asked).
-    pub fn answer(&self, channel_id: u64, response: RemotingCommand) -> bool {
-        let mut awaiting = self.lock_awaiting();
-        let asked_there =
-            matches!(awaiting.get(&response.opaque), Some((from, _)) if *from == channel_id);
-        asked_there
-            && awaiting
-                .remove(&response.opaque)
-                .is_some_and(|(_, tx)| tx.try_send(response).is_ok())
-    }
-
-    fn lock_awaiting(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<i32, (u64, std::sync::mpsc::SyncSender<RemotingCommand>)>>
-    {
-        self.awaiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -2,7 +2,7 @@
 //! rendered on the server from the broker's live state, with plain HTML forms and no
 //! JavaScript — the broker and its disk and flush state, topics with each queue's offsets and
 //! rates, consumer groups with each queue's lag and a lag-over-time chart (SVG drawn here
-//! from [`ProgressHistory`](crate::progress::ProgressHistory)), message lookup by key, id or
+//! from [`ProgressHistory`](crate::state::progress::ProgressHistory)), message lookup by key, id or
 //! queue offset, and sending a test message.
 //!
 //! Served and guarded by [`crate::http`]; query strings over [`MAX_QUERY_BYTES`] are
@@ -22,11 +22,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
+use crate::client::ops::{self, Outgoing};
 use crate::http::{self, HttpResponse};
-use crate::ops::{self, Outgoing};
-use crate::progress;
 use crate::remoting::codes::response;
 use crate::requests::Outcome;
+use crate::state::progress;
 
 /// Query strings longer than this are refused (414).
 pub const MAX_QUERY_BYTES: usize = 4096;
@@ -223,7 +223,7 @@ fn overview(b: &Broker, _: &BTreeMap<String, String>) -> PageResult {
     let flushed = store.flushed_offset().0;
     let used = b.disk_used_percent();
     let (producers, consumers) = b.clients.connection_counts();
-    let uptime_s = (crate::metadata::now_millis() - b.started_at_ms).max(0) / 1000;
+    let uptime_s = (crate::state::metadata::now_millis() - b.started_at_ms).max(0) / 1000;
     let stored = b
         .stats
         .messages_stored

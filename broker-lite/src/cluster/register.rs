@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
-use crate::outbound::Client;
+use crate::client::Client;
 use crate::remoting::codes::{request, response};
 use crate::remoting::RemotingCommand;
 
@@ -124,7 +124,7 @@ impl NameServerLink {
                         resp.remark.unwrap_or_default()
                     ))
                 }
-                Err(crate::outbound::ClientError::Closed) if !fresh => {
+                Err(crate::client::ClientError::Closed) if !fresh => {
                     // The kept connection died (the name server restarted): once more on
                     // a new one.
                     self.client = None;

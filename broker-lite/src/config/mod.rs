@@ -12,7 +12,7 @@ use std::time::Duration;
 use mqstore::{FlushMode, StoreConfig};
 
 use crate::remoting::codes::perm;
-use crate::tls::TlsMode;
+use crate::remoting::tls::TlsMode;
 
 /// Broker settings (RocketMQ `BrokerConfig` / `NettyServerConfig` names).
 #[derive(Debug, Clone)]
@@ -721,6 +721,32 @@ impl BrokerConfig {
             text.push('\n');
         }
         text
+    }
+
+    /// The defaults with the broker.conf at `file` applied, if one is given; unknown keys
+    /// are logged and ignored, as RocketMQ does. The file is remembered (UPDATE_BROKER_CONFIG
+    /// writes to it) and `plain_acl.yml` is looked for beside it unless `aclFile` says where.
+    ///
+    /// # Errors
+    /// The file cannot be read, or a value in it does not parse.
+    pub fn from_file(file: Option<&std::path::Path>) -> Result<BrokerConfig, String> {
+        let mut config = BrokerConfig::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let unknown = config
+                .apply(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            for key in unknown {
+                tracing::warn!(key, file = %path.display(), "unknown configuration key ignored");
+            }
+            config.config_file = Some(path.to_owned());
+            if config.acl_file.is_none() {
+                // RocketMQ keeps plain_acl.yml in conf/, beside broker.conf.
+                config.acl_file = path.parent().map(|dir| dir.join("plain_acl.yml"));
+            }
+        }
+        Ok(config)
     }
 
     /// Makes the store's STOREHOST the advertised `brokerIP1:listenPort`.

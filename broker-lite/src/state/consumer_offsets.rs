@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metadata::{self, Document, JsonTable};
+use crate::state::metadata::{self, Document, JsonTable};
 
 /// consumerOffset.json: `{"offsetTable":{"topic@group":{queueId:offset}}}`.
 #[derive(Debug, Default, Serialize, Deserialize)]

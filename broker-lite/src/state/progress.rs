@@ -9,8 +9,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use mqstore::{MessageStore, QueueOffset};
 
-use crate::offsets::ConsumerOffsets;
-use crate::topics::TopicConfig;
+use crate::state::consumer_offsets::ConsumerOffsets;
+use crate::state::topics::TopicConfig;
 
 /// One queue's stored range (RocketMQ's `TopicOffset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metadata::{self, DataVersion, Document, JsonTable};
 use crate::remoting::codes::perm;
+use crate::state::metadata::{self, DataVersion, Document, JsonTable};
 
 /// The auto-create template topic.
 pub const AUTO_CREATE_TOPIC: &str = "TBW102";

@@ -1,7 +1,7 @@
 //! Client sessions: HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP.
 
 use crate::broker::Broker;
-use crate::connections::{Channel, HeartbeatData};
+use crate::clients::{Channel, HeartbeatData};
 use crate::remoting::codes::response;
 use crate::remoting::RemotingCommand;
 

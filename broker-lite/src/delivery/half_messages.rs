@@ -80,7 +80,7 @@ struct UniqueIds {
 impl UniqueIds {
     fn next(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let ms = crate::metadata::now_millis() as u64;
+        let ms = crate::state::metadata::now_millis() as u64;
         format!("{:016X}{:08X}{:08X}", ms, std::process::id(), n as u32)
     }
 }
@@ -92,7 +92,7 @@ pub fn op_message(half_queue_offset: u64, host: std::net::SocketAddr, uniq: &str
         .with_property(keys::UNIQ_KEY, uniq)
         .with_property(keys::WAIT, "false");
     m.born_host = host;
-    m.born_timestamp = crate::metadata::now_millis();
+    m.born_timestamp = crate::state::metadata::now_millis();
     m
 }
 

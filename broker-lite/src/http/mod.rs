@@ -7,6 +7,11 @@
 //! lives at most [`CONNECTION_LIFETIME`]. With ACL on, a request must come from a
 //! `globalWhiteRemoteAddresses` address or carry HTTP Basic credentials of an admin account.
 
+// Bottom to top: the serving loop (this file), the registry, then the two ports above the broker.
+pub mod console;
+pub mod exporter;
+pub mod metrics;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::outbound::{decode_messages, Client, ClientError, ReceivedMessage};
+use crate::client::{decode_messages, Client, ClientError, ReceivedMessage};
 use crate::remoting::codes::{pull_flag, request, response};
 use crate::remoting::RemotingCommand;
 
@@ -107,7 +107,7 @@ pub fn send_request(producer_group: &str, m: &Outgoing) -> RemotingCommand {
         .with_ext("d", 4)
         .with_ext("e", m.queue_id)
         .with_ext("f", 0)
-        .with_ext("g", crate::metadata::now_millis())
+        .with_ext("g", crate::state::metadata::now_millis())
         .with_ext("h", 0)
         .with_ext("i", props)
         .with_ext("j", 0)
@@ -141,7 +141,7 @@ pub fn send_batch_request(producer_group: &str, msgs: &[Outgoing]) -> RemotingCo
         .with_ext("d", 4)
         .with_ext("e", queue_id)
         .with_ext("f", 0)
-        .with_ext("g", crate::metadata::now_millis())
+        .with_ext("g", crate::state::metadata::now_millis())
         .with_ext("h", 0)
         .with_ext("i", mqstore::format::encode_properties([("WAIT", "true")]))
         .with_ext("j", 0)
@@ -348,7 +348,7 @@ pub async fn commit(
 ///
 /// # Errors
 /// Transport errors, a refusal or a body that does not parse.
-pub async fn topics(client: &Client) -> Result<crate::topics::TopicTable, OpError> {
+pub async fn topics(client: &Client) -> Result<crate::state::topics::TopicTable, OpError> {
     let r = client
         .invoke(
             RemotingCommand::request(request::GET_ALL_TOPIC_CONFIG),
@@ -559,7 +559,7 @@ pub struct TopicRoute {
 pub async fn cluster_info(namesrv: &Client) -> Result<ClusterInfo, OpError> {
     let req = RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO);
     let resp = success(namesrv.invoke(req, TIMEOUT).await?)?;
-    crate::metadata::parse(&String::from_utf8_lossy(&resp.body))
+    crate::state::metadata::parse(&String::from_utf8_lossy(&resp.body))
         .map_err(|e| OpError::BadAnswer(format!("cluster info: {e}")))
 }
 
@@ -571,7 +571,7 @@ pub async fn cluster_info(namesrv: &Client) -> Result<ClusterInfo, OpError> {
 pub async fn topic_route(namesrv: &Client, topic: &str) -> Result<TopicRoute, OpError> {
     let req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic);
     let resp = success(namesrv.invoke(req, TIMEOUT).await?)?;
-    crate::metadata::parse(&String::from_utf8_lossy(&resp.body))
+    crate::state::metadata::parse(&String::from_utf8_lossy(&resp.body))
         .map_err(|e| OpError::BadAnswer(format!("route of {topic}: {e}")))
 }
 

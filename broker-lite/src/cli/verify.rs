@@ -1,5 +1,6 @@
 //! `broker-lite verify`: the offline check and repair of a store directory.
 
+use broker_lite::BrokerConfig;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -19,7 +20,7 @@ pub(crate) fn run(
     truncate_at: Option<u64>,
     quiet: bool,
 ) -> ExitCode {
-    let mut config = match crate::load_config(config_file) {
+    let mut config = match BrokerConfig::from_file(config_file) {
         Ok(c) => c.store,
         Err(e) => {
             eprintln!("broker-lite verify: {e}");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::Broker;
-use crate::outbound::Client;
+use crate::client::Client;
 use crate::remoting::codes::{request, response};
 use crate::remoting::RemotingCommand;
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use mqstore::format::{keys, SCHEDULE_TOPIC};
 use mqstore::{Message, MessageStore, PhysicalOffset, PutStatus, QueueOffset};
 
-use crate::metadata::{self, Document, JsonTable};
-use crate::transaction::HALF_TOPIC;
+use crate::delivery::half_messages::HALF_TOPIC;
+use crate::state::metadata::{self, Document, JsonTable};
 
 /// How often the thread looks for newly arrived delayed messages when nothing is due
 /// sooner, and how long it waits before retrying a failed re-put.

@@ -1,6 +1,8 @@
 //! A small remoting client: pipelined requests matched by opaque. Used by the client
 //! subcommands, the name-server registration, the tests and the benchmark.
 
+pub mod ops;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -15,10 +17,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
 use crate::acl::Credentials;
+use crate::remoting::tls::ClientTls;
 use crate::remoting::{
     encode_queued, Inbound, RemotingCodec, RemotingCommand, SerializeType, FLAG_ONEWAY,
 };
-use crate::tls::ClientTls;
 
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metadata::{self, DataVersion, Document, JsonTable};
+use crate::state::metadata::{self, DataVersion, Document, JsonTable};
 
 /// One group's settings, in RocketMQ's JSON form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
