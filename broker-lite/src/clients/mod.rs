@@ -2,7 +2,7 @@
 //! (the registry, here); what they send about themselves ([`wire`]); the broker's requests
 //! to them ([`calls`]).
 
-mod calls;
+pub mod calls;
 pub mod wire;
 
 pub use calls::CallError;
