@@ -15,7 +15,7 @@ LAYERS = {
     "storage": [
         "clock", "fault", "service",
         "format",
-        "error", "config",
+        "config::keys", "error", "config",
         "file::mmap", "file::disk", "file::allocate", "file::mapped_file_queue", "file",
         "checkpoint", "put",
         "log::flush", "log::scan", "log",

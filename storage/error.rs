@@ -203,6 +203,11 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
+    /// A configuration key the store does not have.
+    UnknownConfigKey {
+        /// The key as given.
+        key: String,
+    },
     /// Another process (or another open store in this process) holds the directory.
     Locked {
         /// The lock file.
@@ -256,6 +261,7 @@ impl fmt::Display for Error {
             Error::InvalidConfig { field, reason } => {
                 write!(f, "invalid configuration `{field}`: {reason}")
             }
+            Error::UnknownConfigKey { key } => write!(f, "unknown configuration key `{key}`"),
             Error::Locked { path } => {
                 write!(
                     f,

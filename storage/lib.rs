@@ -42,7 +42,7 @@ pub mod format;
 
 mod error;
 
-mod config;
+pub mod config;
 
 mod file;
 

@@ -21,9 +21,11 @@ pub enum PutStatus {
     PutOk,
     /// Stored, but its flush did not complete within `syncFlushTimeout`.
     FlushDiskTimeout,
-    /// SYNC_MASTER replication timed out (not produced: no replication yet).
+    /// SYNC_MASTER: no slave acknowledged within `slaveTimeout` (the store never produces it:
+    /// broker-lite answers it after waiting for its slaves; the message stays stored).
     FlushSlaveTimeout,
-    /// SYNC_MASTER without a slave (not produced: no replication yet).
+    /// SYNC_MASTER without a slave close enough (`haSlaveFallbehindMax`); like
+    /// `FlushSlaveTimeout`, answered by broker-lite, never by the store.
     SlaveNotAvailable,
     /// The store is shut down or not writeable.
     ServiceNotAvailable,

@@ -1,10 +1,17 @@
 //! The `MessageStore` facade: opening (directory lock, abort file, recovery, background
 //! services), puts, reads and an orderly shutdown.
 //!
-//! Threads: `rmq-flush` (CommitLog flushing), `rmq-allocate` (next CommitLog file),
-//! `rmq-reput` (dispatch to ConsumeQueues and the index), `rmq-flush-cq` (ConsumeQueue and
-//! index flushing, then the checkpoints), `rmq-clean` (expiry and disk-pressure cleanup).
-//! All stop and join on shutdown or drop.
+//! Threads: `rmq-flush` (CommitLog flushing), `rmq-allocate` (the next CommitLog file, owned
+//! by the CommitLog's file queue), `rmq-reput` (dispatch to ConsumeQueues and the index),
+//! `rmq-flush-cq` (ConsumeQueue and index flushing, then the checkpoints), `rmq-clean`
+//! (expiry and disk-pressure cleanup), `rmq-tail-check` (the background check of the newest
+//! records after a clean shutdown). All stop and join on shutdown or drop.
+//!
+//! Stop order (shutdown): the CommitLog refuses puts (which also ends `rmq-allocate`);
+//! `rmq-tail-check`, `rmq-clean` (no deletion while shutting down) and `rmq-flush` stop; the
+//! CommitLog is flushed on the calling thread; dispatch is given time to catch up; then
+//! `rmq-reput` and `rmq-flush-cq` stop ([`Threads::stop_all`]'s order) and the derived files
+//! are checkpointed.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
@@ -126,7 +133,7 @@ pub struct MessageStore {
     index: Option<Arc<IndexFiles>>,
     dispatcher: Arc<Dispatcher>,
     checkpoints: Arc<Checkpoints>,
-    /// Background threads, stopped in this order: flusher, reput, CQ flusher.
+    /// Background threads, stopped in the order the module docs give.
     threads: Mutex<Threads>,
     /// Wakes the flusher from the put path without taking the `threads` lock.
     flush_waker: Waker,

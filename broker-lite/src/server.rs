@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
 use crate::clients::Channel;
-use crate::config::BrokerConfig;
+use crate::config::{broker_key, BrokerConfig};
 use crate::remoting::codes::response;
 use crate::remoting::tls::TlsMode;
 use crate::remoting::{encode_queued, Inbound, RemotingCodec, RemotingCommand};
@@ -83,17 +83,21 @@ fn load_tls(c: &BrokerConfig) -> std::io::Result<Option<Tls>> {
     let missing = |key: &str| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("tls.server.mode={:?} needs {key}", c.tls_server_mode),
+            format!(
+                "{}={} needs {key}",
+                broker_key::tls_server_mode,
+                c.tls_server_mode
+            ),
         )
     };
     let cert = c
         .tls_server_cert_path
         .as_deref()
-        .ok_or_else(|| missing("tls.server.certPath"))?;
+        .ok_or_else(|| missing(broker_key::tls_server_cert_path))?;
     let key = c
         .tls_server_key_path
         .as_deref()
-        .ok_or_else(|| missing("tls.server.keyPath"))?;
+        .ok_or_else(|| missing(broker_key::tls_server_key_path))?;
     let config = crate::remoting::tls::server_config(cert, key)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
     Ok(Some(Tls {

@@ -188,7 +188,10 @@ impl MappedFile {
         faults: &FaultInjector,
     ) -> Result<MappedFile> {
         let len = usize::try_from(size).map_err(|_| {
-            Error::config("mappedFileSizeCommitLog", "larger than the address space")
+            Error::config(
+                "mapped file size",
+                format!("{size} is larger than the address space"),
+            )
         })?;
         let map = guarded(faults, IoOp::Map, || {
             MmapOptions::new().len(len).map_raw(&file)

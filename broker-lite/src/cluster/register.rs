@@ -31,7 +31,7 @@ pub fn body_crc32(body: &[u8]) -> i32 {
 /// static-topic mappings) and an empty filter-server list. RocketMQ 4.9 name servers read
 /// the same text and skip the fields they do not know.
 pub fn register_body(broker: &Broker) -> String {
-    let broker_permission = broker.live.broker_permission();
+    let broker_permission = broker.live.read().broker_permission;
     let topics: serde_json::Map<String, serde_json::Value> = broker
         .topics
         .all()

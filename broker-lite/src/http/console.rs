@@ -238,7 +238,11 @@ fn overview(b: &Broker, _: &BTreeMap<String, String>) -> PageResult {
         ("Clients dial", c.broker_addr().to_string()),
         (
             "Permission",
-            format!("{} (brokerPermission)", b.live.broker_permission()),
+            format!(
+                "{} ({})",
+                b.live.read().broker_permission,
+                crate::config::broker_key::broker_permission
+            ),
         ),
         (
             "Version",

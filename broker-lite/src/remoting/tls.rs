@@ -36,6 +36,16 @@ impl std::str::FromStr for TlsMode {
     }
 }
 
+impl std::fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsMode::Disabled => "disabled",
+            TlsMode::Permissive => "permissive",
+            TlsMode::Enforcing => "enforcing",
+        })
+    }
+}
+
 /// The first byte of a TLS handshake record (content type 22).
 pub const HANDSHAKE_RECORD: u8 = 0x16;
 

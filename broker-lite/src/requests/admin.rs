@@ -198,7 +198,7 @@ impl Broker {
     /// `getAllConfigsFormatString`), live values included, and the configuration's
     /// `version` (a `DataVersion` counting the updates since the start).
     pub(super) fn broker_config(&self, req: &RemotingCommand) -> Handled {
-        let body = self.live.overlay(&self.config).to_conf_text();
+        let body = self.live.read().to_conf_text();
         let version = serde_json::json!({
             "stateVersion": 0,
             "timestamp": self.started_at_ms,
@@ -236,7 +236,7 @@ impl Broker {
             crate::state::metadata::store(path, &config::rewrite_conf(&old, &pairs))
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         };
-        if let Err(e) = self.live.update(&self.config, &pairs, persist) {
+        if let Err(e) = self.live.update(&pairs, persist) {
             return reject(response::SYSTEM_ERROR, e.to_string());
         }
         tracing::info!(
@@ -244,7 +244,10 @@ impl Broker {
             persisted = self.config.config_file.is_some(),
             "broker configuration updated"
         );
-        if pairs.iter().any(|(k, _)| k == "brokerPermission") {
+        if pairs
+            .iter()
+            .any(|(k, _)| k == crate::config::broker_key::broker_permission)
+        {
             self.topics.next_version();
         }
         reply(req.response(response::SUCCESS))

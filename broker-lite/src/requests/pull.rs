@@ -134,7 +134,7 @@ impl Broker {
         // A slave not allowed to serve reads sends the consumer back to the master whatever
         // it found, and keeps no offset a pull carries (RocketMQ 4.9 PullMessageProcessor).
         let slave = !self.config.is_master();
-        let code = if slave && !self.live.slave_read_enable() {
+        let code = if slave && !self.live.read().slave_read_enable {
             response::PULL_RETRY_IMMEDIATELY
         } else {
             code
@@ -190,12 +190,12 @@ impl Broker {
     /// other to the group's `brokerId`.
     fn suggest_broker(&self, group: &str, far_behind: bool) -> u64 {
         const MASTER_ID: u64 = 0;
-        if !self.live.slave_read_enable() {
+        if !self.live.read().slave_read_enable {
             return MASTER_ID;
         }
         match self
             .subscriptions
-            .find_or_create(group, self.live.auto_create_subscription_group())
+            .find_or_create(group, self.live.read().auto_create_subscription_group)
         {
             Some(s) if far_behind => s.which_broker_when_consume_slowly,
             Some(s) => s.broker_id,

@@ -41,7 +41,7 @@ impl Broker {
         let (offset, group, delay_level, header_max) = parsed?;
         let Some(config) = self
             .subscriptions
-            .find_or_create(&group, self.live.auto_create_subscription_group())
+            .find_or_create(&group, self.live.read().auto_create_subscription_group)
         else {
             return reject(
                 response::SUBSCRIPTION_GROUP_NOT_EXIST,

@@ -49,7 +49,7 @@ impl Broker {
                 ));
             }
         };
-        let config = config.advertised(self.live.broker_permission());
+        let config = config.advertised(self.live.read().broker_permission);
         let body = serde_json::json!({
             "orderTopicConf": null,
             "queueDatas": [{

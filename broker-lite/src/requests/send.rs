@@ -352,7 +352,7 @@ impl Broker {
             let group = group.to_owned();
             let Some(config) = self
                 .subscriptions
-                .find_or_create(&group, self.live.auto_create_subscription_group())
+                .find_or_create(&group, self.live.read().auto_create_subscription_group)
             else {
                 return Err((
                     response::SUBSCRIPTION_GROUP_NOT_EXIST,
@@ -374,7 +374,7 @@ impl Broker {
             }
         }
         if half_messages::is_prepare(&msg) {
-            if self.live.reject_transaction_message() {
+            if self.live.read().reject_transaction_message {
                 return Err((
                     response::NO_PERMISSION,
                     "the broker rejects transaction messages (rejectTransactionMessage)".into(),

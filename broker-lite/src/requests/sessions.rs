@@ -15,8 +15,10 @@ impl Broker {
         };
         for c in &data.consumer_data_set {
             self.topics.ensure_retry_topic(&c.group_name);
-            self.subscriptions
-                .find_or_create(&c.group_name, self.live.auto_create_subscription_group());
+            self.subscriptions.find_or_create(
+                &c.group_name,
+                self.live.read().auto_create_subscription_group,
+            );
         }
         for group in self
             .clients
