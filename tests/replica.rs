@@ -251,9 +251,16 @@ fn a_slave_restarted_before_its_first_byte_still_starts_at_the_masters_last_file
     let end = master.max_offset().0;
     let last_file = end - end % FILE;
     assert!(last_file > 0);
-    // A first run that never received a byte leaves file 0, made in advance.
-    slave(&sr).shutdown().expect("down");
+    // A first run that never received a byte leaves file 0, made in advance. The allocator
+    // makes it in the background: on a loaded machine a shutdown right after open can come
+    // first (CI saw it), so the run waits until the file is there.
     let first = sr.join("commitlog").join(format!("{:020}", 0));
+    let run = slave(&sr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !first.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    run.shutdown().expect("down");
     assert!(first.exists(), "the allocator made file 0 in advance");
     let slave = slave(&sr);
     // A heartbeat at the master's position changes nothing.
