@@ -5,6 +5,7 @@ Each crate lists its modules bottom to top. A `crate::a::b` path (or a `use crat
 group) in non-test code of module M must name a module listed below M. A path is ranked by
 the longest listed prefix (`log::flush` before `log`); a file not listed takes its parent's
 rank. Test code (everything from the first `#[cfg(test)]`) is not checked.
+Each folder is one layer (its files are next to each other in the list).
 Exit 1 with one line per violation; 0 when every import points down.
 """
 import os
@@ -15,7 +16,7 @@ LAYERS = {
     "storage": [
         "clock", "fault", "service",
         "format",
-        "config::keys", "error", "config",
+        "error", "config::keys", "config",
         "file::mmap", "file::disk", "file::allocate", "file::mapped_file_queue", "file",
         "checkpoint", "put",
         "log::flush", "log::scan", "log",
@@ -26,17 +27,16 @@ LAYERS = {
     ],
     "broker-lite/src": [
         "remoting", "remoting::tls", "config", "acl",
-        "http", "http::metrics",
-        "state::metadata", "state::topics", "state::subscriptions", "state::consumer_offsets",
+        "state::metrics", "state::metadata", "state::topics", "state::subscriptions", "state::consumer_offsets",
         "state::progress", "state",
         "clients",
         "delivery::queue_locks", "delivery::long_poll", "delivery::half_messages",
         "delivery::scheduled", "delivery",
         "client", "client::ops",
-        "cluster::ha::master", "cluster::ha::slave", "cluster::ha",
+        "ha::master", "ha::slave", "ha",
         "broker",
         "requests", "cluster::slave_sync", "cluster::register", "cluster",
-        "http::exporter", "http::console", "server",
+        "http", "http::exporter", "http::console", "server",
         "cli::verify", "cli",
     ],
 }
@@ -93,12 +93,26 @@ def check(root, order):
     return sorted(set(bad))
 
 
+def folders_are_layers(root, order):
+    """A folder is one layer: its files sit next to each other in the order, so that the
+    folders themselves form no circle (a folder whose files sat below and above another
+    folder would use it and be used by it)."""
+    tops = [name.split("::")[0] for name in order]
+    bad = []
+    for top in sorted(set(tops)):
+        at = [i for i, t in enumerate(tops) if t == top]
+        if at[-1] - at[0] + 1 != len(at):
+            bad.append(f"{root}: the files of `{top}` are not next to each other in the layer list")
+    return bad
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.dirname(here)
     problems = []
     for root, order in LAYERS.items():
         problems += check(os.path.join(repo, root), order)
+        problems += folders_are_layers(root, order)
     for p in problems:
         print(p)
     if problems:

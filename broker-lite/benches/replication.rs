@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use broker_lite::client::ops::{self, Outgoing};
-use broker_lite::cluster::ha::master::HaServer;
-use broker_lite::cluster::ha::slave::HaClient;
-use broker_lite::cluster::ha::Replication;
+use broker_lite::ha::master::HaServer;
+use broker_lite::ha::slave::HaClient;
+use broker_lite::ha::Replication;
 use broker_lite::server::{serve, Listeners};
 use broker_lite::{Broker, BrokerConfig, Client};
 use bytes::Bytes;

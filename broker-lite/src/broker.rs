@@ -10,14 +10,14 @@ use mqstore::MessageStore;
 
 use crate::acl::Acl;
 use crate::clients::ConnectedClients;
-use crate::cluster::ha::Replication;
 use crate::config::{BrokerConfig, LiveSettings};
 use crate::delivery::half_messages::{Transactions, CHECK_GROUP, OP_TOPIC};
 use crate::delivery::long_poll::PullWaiters;
 use crate::delivery::queue_locks::QueueLocks;
 use crate::delivery::scheduled::ScheduledDelivery;
-use crate::http::metrics::BrokerMetrics;
+use crate::ha::Replication;
 use crate::state::consumer_offsets::ConsumerOffsets;
+use crate::state::metrics::BrokerMetrics;
 use crate::state::progress::ProgressHistory;
 use crate::state::subscriptions::SubscriptionGroups;
 use crate::state::topics::Topics;

@@ -6,19 +6,32 @@
 //! the store from blocking threads.
 
 // Bottom to top: a module uses only modules listed before it (checked by .ci/layers.py,
-// which ranks each file inside these folders too).
-pub mod acl;
-pub mod broker;
-pub mod client;
-pub mod clients;
-pub mod cluster;
-pub mod config;
-pub mod delivery;
-pub mod http;
+// which ranks each file inside these folders too). One per group, so rustfmt keeps the order.
 pub mod remoting;
-pub mod requests;
-pub mod server;
+
+pub mod config;
+
+pub mod acl;
+
 pub mod state;
+
+pub mod clients;
+
+pub mod delivery;
+
+pub mod client;
+
+pub mod ha;
+
+pub mod broker;
+
+pub mod requests;
+
+pub mod cluster;
+
+pub mod http;
+
+pub mod server;
 
 pub use broker::Broker;
 pub use client::{Client, ClientError, ReceivedMessage};

@@ -296,8 +296,8 @@ pub async fn serve(
 
 /// The replication threads this broker runs.
 enum Replicating {
-    Master(crate::cluster::ha::master::HaServer),
-    Slave(crate::cluster::ha::slave::HaClient),
+    Master(crate::ha::master::HaServer),
+    Slave(crate::ha::slave::HaClient),
     None,
 }
 
@@ -309,7 +309,7 @@ fn start_replication(
     let repl = Arc::clone(&broker.ha);
     if broker.config.is_master() {
         return Ok(match listener {
-            Some(l) => Replicating::Master(crate::cluster::ha::master::HaServer::start(
+            Some(l) => Replicating::Master(crate::ha::master::HaServer::start(
                 l,
                 store,
                 repl,
@@ -318,9 +318,9 @@ fn start_replication(
             None => Replicating::None,
         });
     }
-    Ok(Replicating::Slave(
-        crate::cluster::ha::slave::HaClient::start(store, repl)?,
-    ))
+    Ok(Replicating::Slave(crate::ha::slave::HaClient::start(
+        store, repl,
+    )?))
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, service: Port) {

@@ -1,8 +1,7 @@
-//! A broker among others: replication inside a broker group ([`ha`]), a slave's copy of its
-//! master's metadata ([`slave_sync`]) and registration with external name servers
-//! ([`register`]).
+//! A broker among others: a slave's copy of its master's metadata ([`slave_sync`]) and
+//! registration with external name servers ([`register`]). Both run above the broker and
+//! talk to other processes with our client; replication itself is [`ha`](crate::ha).
 
-// Bottom to top: ha sits below the broker; slave_sync and register use it.
-pub mod ha;
-pub mod register;
 pub mod slave_sync;
+
+pub mod register;

@@ -1,6 +1,6 @@
 //! The Prometheus endpoint (`metricsExporterType=PROM`, `metricsPromExporterHost`,
 //! `metricsPromExporterPort`, as RocketMQ 5 names them): `GET /metrics` answers the
-//! counters of [`BrokerMetrics`](crate::http::metrics::BrokerMetrics) and what is read from the
+//! counters of [`BrokerMetrics`](crate::state::metrics::BrokerMetrics) and what is read from the
 //! broker at that moment (consumer lag, connections, storage, replication).
 //!
 //! Served and guarded by [`crate::http`] (bounded connections, heads and lifetimes; the
@@ -24,8 +24,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
-use crate::http::metrics::{is_system_group, is_system_topic};
 use crate::http::{self, HttpResponse};
+use crate::state::metrics::{is_system_group, is_system_topic};
 use crate::state::progress;
 
 /// Scrapes computed at once; more are answered 503.

@@ -7,10 +7,9 @@
 //! lives at most [`CONNECTION_LIFETIME`]. With ACL on, a request must come from a
 //! `globalWhiteRemoteAddresses` address or carry HTTP Basic credentials of an admin account.
 
-// Bottom to top: the serving loop (this file), the registry, then the two ports above the broker.
+// Both ports sit above the broker and use the serving loop in this file.
 pub mod console;
 pub mod exporter;
-pub mod metrics;
 
 use std::convert::Infallible;
 use std::future::Future;

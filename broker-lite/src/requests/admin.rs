@@ -287,7 +287,7 @@ impl Broker {
             if let Err(e) = topics::validate_topic(topic) {
                 return reject(response::SYSTEM_ERROR, e);
             }
-            if crate::http::metrics::is_system_topic(topic) {
+            if crate::state::metrics::is_system_topic(topic) {
                 return reject(
                     response::SYSTEM_ERROR,
                     format!("The topic[{topic}] is conflict with system topic."),

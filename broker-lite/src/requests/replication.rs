@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::broker::Broker;
-use crate::cluster::ha::LinkState;
+use crate::ha::LinkState;
 use crate::remoting::codes::response;
 use crate::remoting::RemotingCommand;
 

@@ -247,7 +247,7 @@ impl Broker {
         {
             self.metrics.stored(
                 &h.topic,
-                crate::http::metrics::message_type(&h.properties),
+                crate::state::metrics::message_type(&h.properties),
                 u64::from(a.msg_count),
                 a.wrote_bytes,
             );
